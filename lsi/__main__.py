@@ -1,0 +1,3 @@
+from lsi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""The ``lsi`` command line.
+
+Every failure lsi anticipates (:class:`~lsi.errors.LsiError`) is printed as one line that says
+what to do, with exit status 2; Ctrl-C exits with 130 after a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from lsi.errors import LsiError
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from lsi.config import Settings
+
+    overrides = {
+        "brokers": getattr(args, "brokers", None),
+        "web_port": getattr(args, "web_port", None),
+        "web_host": getattr(args, "web_host", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "emit_policy": getattr(args, "emit_policy", None),
+    }
+    return Settings.from_env(**overrides)
+
+
+# -- kafka ---------------------------------------------------------------------------------
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from lsi.broker import BrokerSettings, KafkaBroker
+
+    broker = KafkaBroker(BrokerSettings.from_env())
+    if args.action == "up":
+        st = broker.up()
+        print(f"Kafka {st.version} is up at {st.bootstrap} (pid {st.pid}, data {st.data_dir})")
+    elif args.action == "down":
+        stopped = broker.down()
+        print("Kafka stopped" if stopped else "Kafka was not running")
+    elif args.action == "status":
+        st = broker.status()
+        state = "running" if st.running else "stopped"
+        answer = ", answering" if st.answering else (", not answering" if st.running else "")
+        print(f"Kafka {st.version}: {state}{answer} at {st.bootstrap} (pid {st.pid}); "
+              f"log {st.log_file}")  # fmt: skip
+        return 0 if st.running and st.answering else 1
+    elif args.action == "logs":
+        for line in broker.tail_logs(args.lines):
+            print(line)
+    return 0
+
+
+# -- worker --------------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace) -> int:
+    from lsi.kafka_io import ensure_topics
+    from streams.app import run_worker
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    print(f"lsi worker: brokers {settings.brokers}, web {settings.web_url}, "
+          f"tables in {settings.data_dir}", flush=True)  # fmt: skip
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+# -- replay / publish ----------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lsi.datasets import load
+    from lsi.replay import replay
+
+    settings = _settings(args)
+    total = len(load(args.dataset)) - args.start
+    if args.limit is not None:
+        total = min(total, args.limit)
+    with tqdm(total=total, unit="ev", desc=f"replay {args.dataset}", disable=args.quiet) as bar:
+        report = replay(settings, args.dataset, limit=args.limit, start=args.start,
+                        rate=args.rate, speedup=args.speedup, keep_ts=args.keep_ts,
+                        run_id=args.run_id, on_sent=bar.update)  # fmt: skip
+    print(f"sent {report.sent} events of {report.dataset} to {settings.events_topic} in "
+          f"{report.seconds:.1f} s ({report.rate:,.0f} ev/s), run id {report.run_id}")  # fmt: skip
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from lsi.kafka_io import client_errors, ensure_topics, producer
+    from lsi.records import Event
+
+    settings = _settings(args)
+    if args.json is not None:
+        value = args.json.encode()
+        key = args.key.encode() if args.key is not None else None
+    else:
+        if args.user is None or args.item is None:
+            raise LsiError("publish needs --user and --item (or --json with a raw event)")
+        event = Event(args.event_id or uuid.uuid4().hex, args.user, args.item, args.type,
+                      args.ts if args.ts is not None else round(time.time(), 3),
+                      args.weight)  # fmt: skip
+        value, key = event.to_json(), event.user_id.encode()
+    ensure_topics(settings)
+    prod = producer(settings)
+    with client_errors(settings):
+        meta = prod.send(settings.events_topic, key=key, value=value).get(timeout=30)
+        prod.close()
+    print(
+        f"published to {meta.topic}[{meta.partition}]@{meta.offset}: {value.decode(errors='replace')}"
+    )
+    return 0
+
+
+# -- recs ----------------------------------------------------------------------------------
+def cmd_recs(args: argparse.Namespace) -> int:
+    from lsi.present import format_recommendation
+
+    settings = _settings(args)
+    titles: dict[str, str] = {}
+    if args.dataset:
+        from lsi.datasets import item_titles
+
+        titles = item_titles(args.dataset)
+    if args.user is not None and not args.follow:
+        import urllib.error
+        import urllib.request
+
+        url = f"{settings.web_url}/recommendations/{args.user}/"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                rec = json.loads(resp.read())
+        except (urllib.error.URLError, OSError) as exc:
+            raise LsiError(f"cannot reach the worker at {settings.web_url} ({exc}): start it "
+                           "with `lsi worker`, or set LSI_WEB_HOST/LSI_WEB_PORT") from None  # fmt: skip
+        print(json.dumps(rec) if args.json else format_recommendation(rec, titles, args.top))
+        return 0
+
+    from lsi.kafka_io import client_errors, consumer
+
+    cons = consumer(settings, settings.recommendations_topic,
+                    consumer_timeout_ms=(10**9 if args.follow else 3000),
+                    auto_offset_reset="latest" if args.follow else "earliest")  # fmt: skip
+    latest: dict[str, dict[str, Any]] = {}
+    with client_errors(settings):
+        try:
+            for msg in cons:
+                rec = json.loads(msg.value)
+                if args.user is not None and rec["user_id"] != args.user:
+                    continue
+                if args.follow:
+                    print(
+                        json.dumps(rec)
+                        if args.json
+                        else format_recommendation(rec, titles, args.top)
+                    )
+                    print(flush=True)
+                else:
+                    latest[rec["user_id"]] = rec
+        finally:
+            cons.close()
+    shown = sorted(latest.values(), key=lambda r: r["emitted_at"])[-args.users :]
+    for rec in shown:
+        print(json.dumps(rec) if args.json else format_recommendation(rec, titles, args.top) + "\n")
+    if not shown:
+        print(f"no recommendations on {settings.recommendations_topic} yet")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lsi.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(dataset=args.dataset, limit=args.limit, rate=args.rate,
+                                users=args.users, exit_when_done=args.exit_when_done,
+                                keep_broker=args.keep_broker))  # fmt: skip
+
+
+# -- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lsi", description="lsi: streaming long/short-term interest recommender"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--brokers", help="Kafka bootstrap servers (default $LSI_BROKERS or 127.0.0.1:9092)"
+        )
+
+    k = sub.add_parser("kafka", help="run a local single-node Kafka broker (KRaft)")
+    k.add_argument("action", choices=["up", "down", "status", "logs"])
+    k.add_argument("--lines", type=int, default=50, help="log lines to show (logs)")
+    k.set_defaults(func=cmd_kafka)
+
+    w = sub.add_parser("worker", help="run a stream worker (ingest, interest, item-stats)")
+    common(w)
+    w.add_argument("--web-port", type=int)
+    w.add_argument("--web-host")
+    w.add_argument("--data-dir")
+    w.add_argument("--emit-policy", choices=["event", "batch", "interval", "request"])
+    w.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    w.set_defaults(func=cmd_worker)
+
+    r = sub.add_parser("replay", help="publish a dataset as click events in time order")
+    common(r)
+    r.add_argument("dataset", help="ml-100k, ml-1m, amazon-beauty, taobao or yoochoose-clicks")
+    r.add_argument("--limit", type=int, help="publish at most this many events")
+    r.add_argument("--start", type=int, default=0, help="skip this many events first")
+    pace = r.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--rate", type=float, default=0.0, help="events per second (0: as fast as possible)"
+    )
+    pace.add_argument("--speedup", type=float, default=0.0, help="times the dataset's own pace")
+    r.add_argument(
+        "--keep-ts", action="store_true", help="send the dataset's timestamps, not re-based ones"
+    )
+    r.add_argument("--run-id", help="part of every event_id (same id twice = duplicates)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_replay)
+
+    pb = sub.add_parser("publish", help="send one event")
+    common(pb)
+    pb.add_argument("--user")
+    pb.add_argument("--item")
+    pb.add_argument("--type", default="view")
+    pb.add_argument("--ts", type=float)
+    pb.add_argument("--weight", type=float)
+    pb.add_argument("--event-id")
+    pb.add_argument("--json", help="send this raw value instead (tests the dead-letter path)")
+    pb.add_argument("--key", help="message key for --json")
+    pb.set_defaults(func=cmd_publish)
+
+    rc = sub.add_parser("recs", help="show recommendations")
+    common(rc)
+    rc.add_argument("--user", help="one user: ask the worker now (or filter --follow)")
+    rc.add_argument("--follow", action="store_true", help="print records as they arrive")
+    rc.add_argument("--dataset", help="show item titles from this dataset (MovieLens)")
+    rc.add_argument("--users", type=int, default=5, help="how many users to show")
+    rc.add_argument("--top", type=int, default=10, help="items per list")
+    rc.add_argument("--json", action="store_true", help="raw JSON records")
+    rc.add_argument("--web-port", type=int)
+    rc.add_argument("--web-host")
+    rc.set_defaults(func=cmd_recs)
+
+    d = sub.add_parser(
+        "demo", help="broker + worker + dataset replay, with live recommendations and metrics"
+    )
+    d.add_argument("--dataset", default="ml-100k")
+    d.add_argument("--limit", type=int, default=20000)
+    d.add_argument("--rate", type=float, default=1000.0)
+    d.add_argument("--users", type=int, default=3, help="users whose lists are shown")
+    d.add_argument(
+        "--exit-when-done", action="store_true", help="stop after the replay is processed"
+    )
+    d.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LsiError as exc:
+        print(f"lsi {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

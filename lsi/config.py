@@ -1,0 +1,167 @@
+"""Worker settings: typed, frozen, one place for defaults, environment overrides.
+
+Every field of :class:`Settings` can be set with an environment variable named ``LSI_`` plus
+the field name in capitals (``LSI_BROKERS``, ``LSI_EMIT_POLICY`` …). An ``LSI_`` variable that
+names no setting is an error (a typo must not silently fall back to a default); broker
+variables (``LSI_KAFKA_*``) belong to :class:`lsi.broker.BrokerSettings`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from lsi.engine import EMIT_POLICIES, EngineConfig
+from lsi.errors import ConfigError
+from lsi.scoring import ScoringConfig
+from lsi.state import StateConfig
+from lsi.stats import StatsConfig
+from lsi.validation import Limits
+
+__all__ = ["Settings"]
+
+_OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Settings of a worker (and of the tools that talk to it).
+
+    Attributes:
+        app_id: Faust application id: the consumer group and the prefix of internal topics.
+        brokers: Kafka bootstrap servers, ``host:port[,host:port]``.
+        partitions: partitions of every lsi topic (events, interactions, outputs, tables).
+        data_dir: where the worker keeps its RocksDB tables.
+        web_host: address the worker's web server binds (metrics, recommendations).
+        web_port: its port.
+        events_topic / interactions_topic / recommendations_topic / dlq_topic /
+        item_deltas_topic: topic names.
+        batch_max: most events in one micro-batch.
+        batch_within_s: longest wait to fill a batch.
+        emit_policy: ``event``, ``batch``, ``interval`` or ``request`` (see :mod:`lsi.engine`).
+        emit_interval_s: the interval of the ``interval`` policy.
+        top_k: length of each emitted list.
+        max_event_bytes: largest accepted event.
+        max_future_s: tolerated clock skew of event timestamps.
+        recent_n: interactions kept per user.
+        session_gap_s: inactivity that starts a new session.
+        pop_half_life_s: half-life of trending popularity.
+        covis_half_life_s: half-life of co-visitation weights.
+        trending_weight: share of trending in the short-term score.
+        filter_seen: drop the user's recent items from their lists.
+    """
+
+    app_id: str = "lsi"
+    brokers: str = "127.0.0.1:9092"
+    partitions: int = 8
+    data_dir: Path = Path("var/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    events_topic: str = "lsi.events"
+    interactions_topic: str = "lsi.interactions"
+    recommendations_topic: str = "lsi.recommendations"
+    dlq_topic: str = "lsi.events.dlq"
+    item_deltas_topic: str = "lsi.item-deltas"
+    batch_max: int = 500
+    batch_within_s: float = 0.05
+    emit_policy: str = "batch"
+    emit_interval_s: float = 5.0
+    top_k: int = 20
+    max_event_bytes: int = 16 * 1024
+    max_future_s: float = 300.0
+    recent_n: int = 50
+    session_gap_s: float = 1800.0
+    pop_half_life_s: float = 3 * 86400.0
+    covis_half_life_s: float = 30 * 86400.0
+    trending_weight: float = 0.1
+    filter_seen: bool = True
+
+    def __post_init__(self) -> None:
+        if self.emit_policy not in EMIT_POLICIES:
+            raise ConfigError(
+                f"emit_policy must be one of {', '.join(EMIT_POLICIES)}, got {self.emit_policy!r}"
+            )
+        for name in ("partitions", "batch_max", "top_k", "max_event_bytes", "recent_n"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.brokers.strip():
+            raise ConfigError("brokers must name at least one host:port")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``LSI_*`` variables, then keyword overrides."""
+        env = os.environ if environ is None else environ
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for var, raw in env.items():
+            if not var.startswith("LSI_") or var.startswith(_OTHER_PREFIXES):
+                continue
+            name = var[4:].lower()
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, n=1)
+                also = f"; did you mean LSI_{hint[0].upper()}?" if hint else ""
+                raise ConfigError(f"unknown setting {var}{also}")
+            values[name] = _coerce(var, raw, type(getattr(cls(), name)))
+        for name in overrides:
+            if name not in known:
+                raise ConfigError(f"unknown setting {name!r}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def broker_url(self) -> str:
+        """Faust broker URL(s): ``kafka://host:port;kafka://…``."""
+        return ";".join(f"kafka://{b.strip()}" for b in self.brokers.split(",") if b.strip())
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    def limits(self) -> Limits:
+        return Limits(max_bytes=self.max_event_bytes, max_future_s=self.max_future_s)
+
+    def engine(self, model_version: str | None = None) -> EngineConfig:
+        base = EngineConfig()
+        return EngineConfig(
+            state=StateConfig(
+                recent_n=self.recent_n,
+                session_gap_s=self.session_gap_s,
+                last_recs_n=max(self.top_k, 20),
+            ),
+            stats=StatsConfig(
+                pop_half_life_s=self.pop_half_life_s, covis_half_life_s=self.covis_half_life_s
+            ),
+            scoring=ScoringConfig(
+                top_k=self.top_k, trending_weight=self.trending_weight, filter_seen=self.filter_seen
+            ),
+            emit_policy=self.emit_policy,
+            emit_interval_s=self.emit_interval_s,
+            model_version=model_version or base.model_version,
+        )
+
+
+def _coerce(var: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if issubclass(kind, Path):
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None

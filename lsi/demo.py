@@ -1,0 +1,200 @@
+"""``lsi demo``: a local broker, a worker, a dataset replay, live recommendations and metrics.
+
+Runs everything on this machine: starts (or reuses) the Kafka broker, starts one worker as a
+child process, publishes a few invalid events (to show the dead-letter path) and then the
+dataset in time order, and every two seconds prints a metrics line and the latest lists of a
+few users. Ctrl-C (or the end of the replay with ``--exit-when-done``) stops the worker and,
+unless ``--keep-broker`` or it was already running, the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsi.broker import BrokerSettings, KafkaBroker
+from lsi.config import Settings
+from lsi.datasets import item_titles
+from lsi.errors import LsiError
+from lsi.kafka_io import consumer, ensure_topics, producer
+from lsi.present import MetricsSnapshot, format_recommendation, parse_metrics
+from lsi.replay import ReplayReport, replay
+
+__all__ = ["DemoOptions", "run_demo"]
+
+_BAD_EVENTS: list[tuple[bytes | None, bytes]] = [
+    (b"u-demo", b"{not json"),
+    (b"u-demo", b'{"event_id":"bad-1","user_id":"u-demo","item_id":"1","type":"teleport","ts":1}'),
+    (
+        b"someone-else",
+        b'{"event_id":"bad-2","user_id":"u-demo","item_id":"1","type":"view","ts":1}',
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    dataset: str = "ml-100k"
+    limit: int | None = 20000
+    rate: float = 1000.0
+    users: int = 3
+    exit_when_done: bool = False
+    keep_broker: bool = False
+    workdir: Path = Path("var/demo")
+
+
+def _scrape(settings: Settings) -> MetricsSnapshot | None:
+    try:
+        with urllib.request.urlopen(f"{settings.web_url}/metrics", timeout=2) as resp:
+            return parse_metrics(resp.read().decode())
+    except OSError:
+        return None
+
+
+def _wait_worker(
+    settings: Settings, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90
+) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            raise LsiError("the worker exited during start-up:\n" + "\n".join(tail))
+        if _scrape(settings) is not None:
+            return
+        time.sleep(0.5)
+    raise LsiError(
+        f"the worker did not answer on {settings.web_url} within {timeout_s:.0f} s; see {log}"
+    )
+
+
+def _summary(m: MetricsSnapshot, prev: MetricsSnapshot | None, dt: float) -> str:
+    def rate(name: str, **match: str) -> float:
+        now = m.total(name, **match)
+        before = prev.total(name, **match) if prev else 0.0
+        return (now - before) / dt if dt > 0 else 0.0
+
+    evaluated = m.total("lsi_online_evaluated_total")
+    hits10 = m.total("lsi_online_hits_total", k="10")
+    p50 = m.quantile("lsi_end_to_end_latency_seconds", 0.5)
+    p99 = m.quantile("lsi_end_to_end_latency_seconds", 0.99)
+    proc99 = m.quantile("lsi_processing_latency_seconds", 0.99, agent="interest")
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:.0f} ms"
+
+    return (
+        f"[metrics] in {rate('lsi_events_total', agent='ingest'):6.0f} ev/s · "
+        f"learned {m.total('lsi_events_total', agent='interest', outcome='accepted'):7.0f} · "
+        f"dlq {m.total('lsi_dlq_total'):3.0f} · dup {m.total('lsi_events_total', outcome='duplicate'):3.0f} · "
+        f"recs {m.total('lsi_recommendations_total'):7.0f} · e2e p50 {ms(p50)} p99 {ms(p99)} · "
+        f"interest p99 {ms(proc99)} · online HR@10 "
+        + (f"{hits10 / evaluated:.3f}" if evaluated else "-")
+    )
+
+
+def run_demo(opts: DemoOptions) -> int:
+    broker = KafkaBroker(BrokerSettings.from_env())
+    was_running = broker.status().running
+    print("[demo] starting Kafka (the first run downloads it with Maven) ...", flush=True)
+    st = broker.up()
+    print(f"[demo] Kafka {st.version} at {st.bootstrap}", flush=True)
+    workdir = opts.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = Settings.from_env(brokers=st.bootstrap, data_dir=workdir / "worker")
+    ensure_topics(settings)
+    log = workdir / "worker.log"
+    env = {**os.environ, "LSI_BROKERS": settings.brokers, "LSI_DATA_DIR": str(settings.data_dir)}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "lsi", "worker"], stdout=fh,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    replay_thread: threading.Thread | None = None
+    try:
+        print(f"[demo] worker pid {proc.pid}, web {settings.web_url}, log {log}", flush=True)
+        _wait_worker(settings, proc, log)
+        prod = producer(settings)
+        for key, value in _BAD_EVENTS:
+            prod.send(settings.events_topic, key=key, value=value)
+        prod.flush()
+        prod.close()
+        print(
+            f"[demo] sent {len(_BAD_EVENTS)} invalid events (see {settings.dlq_topic})", flush=True
+        )
+
+        result: list[ReplayReport] = []
+
+        def run_replay() -> None:
+            result.append(replay(settings, opts.dataset, limit=opts.limit, rate=opts.rate))
+
+        replay_thread = threading.Thread(target=run_replay, name="replay", daemon=True)
+        replay_thread.start()
+        print(f"[demo] replaying {opts.dataset} ({opts.limit or 'all'} events at {opts.rate:.0f}/s); "
+              "Ctrl-C stops everything", flush=True)  # fmt: skip
+        _watch(settings, opts, proc, replay_thread, result)
+        return 0
+    finally:
+        print("\n[demo] stopping the worker ...", flush=True)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if not (opts.keep_broker or was_running):
+            print("[demo] stopping Kafka ...", flush=True)
+            broker.down()
+
+
+def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
+           replay_thread: threading.Thread, result: list[ReplayReport]) -> None:  # fmt: skip
+    titles = item_titles(opts.dataset)
+    cons = consumer(settings, settings.recommendations_topic, consumer_timeout_ms=200)
+    latest: dict[str, dict[str, Any]] = {}
+    shown: list[str] = []
+    prev: MetricsSnapshot | None = None
+    t_prev = time.time()
+    idle_rounds = 0
+    try:
+        while True:
+            deadline = time.time() + 2.0
+            while time.time() < deadline:
+                for msg in cons.poll(timeout_ms=200).values():
+                    for record in msg:
+                        rec = json.loads(record.value)
+                        latest[rec["user_id"]] = rec
+                        if len(shown) < opts.users and rec["user_id"] not in shown and rec["items"]:
+                            shown.append(rec["user_id"])
+            if proc.poll() is not None:
+                raise LsiError(f"the worker stopped (exit {proc.returncode}); see its log")
+            m = _scrape(settings)
+            now = time.time()
+            if m is not None:
+                print(_summary(m, prev, now - t_prev), flush=True)
+                prev, t_prev = m, now
+            for user in shown:
+                print(format_recommendation(latest[user], titles, limit=5), flush=True)
+            if not replay_thread.is_alive():
+                if result:
+                    r = result[0]
+                    print(f"[demo] replay done: {r.sent} events in {r.seconds:.1f} s", flush=True)
+                learned = (
+                    prev.total("lsi_events_total", agent="interest", outcome="accepted")
+                    if prev
+                    else 0
+                )
+                if opts.exit_when_done and result and learned >= result[0].sent:
+                    print(f"[demo] all {result[0].sent} events processed", flush=True)
+                    return
+                idle_rounds += 1
+                if opts.exit_when_done and idle_rounds > 30:
+                    raise LsiError("the worker did not process every replayed event within 60 s")
+    finally:
+        cons.close()

@@ -1,0 +1,173 @@
+"""The streaming scorer: one pure function from a batch of interactions to new state,
+recommendations and statistics deltas.
+
+The ``interest`` agent calls :func:`process_batch` with table-backed lookups; the offline
+evaluation calls it with dicts. Nothing here does I/O, so what the benchmarks measure is
+exactly what the workers run.
+
+Per event, in order: drop it if its id is in the user's recent ids (a duplicate or a
+re-delivery), evaluate it against the last list shown (online hit), take the co-visitation
+pairs from the state *before* the event, learn it. Then, per the emission policy, score:
+
+=============  ===============================================================
+``event``      after every event
+``batch``      once per user per batch, after all of the user's events (default)
+``interval``   once per batch, for users not served in the last ``emit_interval_s``
+``request``    never from the stream (``GET /recommendations/{user}`` only)
+=============  ===============================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from lsi.records import Event, Recommendation
+from lsi.scoring import ScoringConfig, StatsLookup, score_user
+from lsi.state import StateConfig, UserState
+from lsi.stats import ItemDelta, StatsConfig, Trending, batch_deltas
+
+__all__ = ["EMIT_POLICIES", "BatchResult", "EngineConfig", "process_batch", "recommend"]
+
+EMIT_POLICIES = ("event", "batch", "interval", "request")
+HIT_KS = (1, 5, 10, 20)
+BASELINE_VERSION = "baseline-covisit"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything the scorer needs, frozen."""
+
+    state: StateConfig = StateConfig()
+    stats: StatsConfig = StatsConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    emit_policy: str = "batch"
+    emit_interval_s: float = 5.0
+    model_version: str = BASELINE_VERSION
+
+    def __post_init__(self) -> None:
+        if self.emit_policy not in EMIT_POLICIES:
+            raise ValueError(
+                f"emit_policy must be one of {EMIT_POLICIES}, got {self.emit_policy!r}"
+            )
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a batch changed and produced.
+
+    Attributes:
+        states: users whose state changed → new state (write these back).
+        recommendations: records to emit, in order.
+        deltas: item id → statistics increment (send to the stats topic).
+        accepted: event type → events learned.
+        duplicates: event type → events dropped as duplicates.
+        evaluated: events that had a previous list to be judged against.
+        hits: K → events whose item was in the top-K of that list.
+    """
+
+    states: dict[str, UserState] = field(default_factory=dict)
+    recommendations: list[Recommendation] = field(default_factory=list)
+    deltas: dict[str, ItemDelta] = field(default_factory=dict)
+    accepted: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    evaluated: int = 0
+    hits: Counter[int] = field(default_factory=Counter)
+
+
+def recommend(
+    user_id: str,
+    state: UserState,
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    *,
+    event_ts: float | None,
+    trigger: str = "event",
+) -> Recommendation:
+    """Score one user and wrap the list as a record (does not touch the state)."""
+    res = score_user(state, lookup, trending, cfg.scoring)
+    return Recommendation(
+        user_id=user_id,
+        ts=now,
+        model_version=cfg.model_version,
+        long_weight=res.long_weight,
+        items=res.items,
+        short_term=res.short_term,
+        long_term=res.long_term,
+        source=res.source,
+        event_ts=event_ts,
+        emitted_at=now,
+        trigger=trigger,
+        history_size=state.n_events,
+    )
+
+
+def process_batch(
+    events: Sequence[Event],
+    load: Callable[[str], UserState | None],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+) -> BatchResult:
+    """Apply a batch of interactions and produce what the agent must write and send.
+
+    Args:
+        events: interactions in partition order.
+        load: the stored state of a user, or ``None`` for a new user.
+        lookup: item statistics as of the start of the batch.
+        trending: global trending list as of the start of the batch.
+        cfg: state, statistics and scoring settings and the emission policy.
+        now: the clock used for ``ts``/``emitted_at`` (wall time live, event time offline).
+    """
+    out = BatchResult()
+    pairs: list[tuple[Event, list[str]]] = []
+    newest: dict[str, float] = {}
+    for event in events:
+        user = event.user_id
+        state = out.states.get(user)
+        if state is None:
+            state = load(user) or UserState()
+        if state.is_duplicate(event):
+            out.duplicates[event.type] += 1
+            continue
+        pairs.append((event, [i for i, _ in state.recent_distinct(cfg.stats.window)]))
+        outcome = state.learn_one(event, cfg.state)
+        out.states[user] = state
+        out.accepted[event.type] += 1
+        if outcome.evaluated:
+            out.evaluated += 1
+            if outcome.hit_rank is not None:
+                for k in HIT_KS:
+                    if outcome.hit_rank < k:
+                        out.hits[k] += 1
+        newest[user] = max(newest.get(user, 0.0), event.ts)
+        if cfg.emit_policy == "event":
+            _emit(out, user, state, lookup, trending, cfg, now, event.ts)
+
+    if cfg.emit_policy in ("batch", "interval"):
+        for user, ts in newest.items():
+            state = out.states[user]
+            if cfg.emit_policy == "interval" and now - state.last_emit < cfg.emit_interval_s:
+                continue
+            _emit(out, user, state, lookup, trending, cfg, now, ts)
+    out.deltas = batch_deltas(pairs, cfg.stats)
+    return out
+
+
+def _emit(
+    out: BatchResult,
+    user: str,
+    state: UserState,
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    event_ts: float,
+) -> None:
+    rec = recommend(user, state, lookup, trending, cfg, now, event_ts=event_ts)
+    state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
+    out.recommendations.append(rec)

@@ -1,0 +1,187 @@
+"""Typed wire records: click events in, recommendations out.
+
+These are the contracts of the Kafka topics (``lsi.events``/``lsi.interactions`` carry
+:class:`Event`, ``lsi.recommendations`` carries :class:`Recommendation`). JSON Schemas for
+both ship in ``lsi/schemas/``; :mod:`lsi.validation` enforces the event schema once, at
+ingest, and every later stage trusts these types.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "EVENT_TYPES",
+    "TYPE_CODES",
+    "TYPE_WEIGHTS",
+    "Event",
+    "RecItem",
+    "Recommendation",
+    "ScoredItem",
+]
+
+#: Event types a client may send, in a fixed order (the order is the wire-free integer code
+#: that per-user state stores).
+EVENT_TYPES: tuple[str, ...] = ("view", "click", "cart", "like", "purchase", "skip", "rate")
+TYPE_CODES: dict[str, int] = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+#: Strength of each type as implicit feedback. ``skip`` is negative: it never counts as
+#: interest in co-visitation or popularity. ``rate`` is scaled by the event's ``weight``.
+TYPE_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 1.0,
+    "cart": 3.0,
+    "like": 2.0,
+    "purchase": 5.0,
+    "skip": -1.0,
+    "rate": 1.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One user interaction, as validated at ingest.
+
+    Attributes:
+        event_id: client-chosen unique id; duplicates are dropped.
+        user_id: the user (also the Kafka message key).
+        item_id: the item interacted with.
+        type: one of :data:`EVENT_TYPES`.
+        ts: event time, seconds since the Unix epoch.
+        weight: optional strength (e.g. a rating); ``None`` means 1.
+        context: optional free-form JSON object (device, page, original timestamp …).
+    """
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    ts: float
+    weight: float | None = None
+    context: dict[str, Any] | None = None
+
+    @property
+    def strength(self) -> float:
+        """Implicit-feedback strength: type weight times the event's own weight."""
+        base = TYPE_WEIGHTS[self.type]
+        return base * (1.0 if self.weight is None else self.weight)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "type": self.type,
+            "ts": self.ts,
+        }
+        if self.weight is not None:
+            out["weight"] = self.weight
+        if self.context is not None:
+            out["context"] = self.context
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_trusted(cls, data: dict[str, Any]) -> Event:
+        """Build from a dict that already passed :func:`lsi.validation.validate_event`.
+
+        Used on ``lsi.interactions``, which only ingest writes; no checks are repeated.
+        """
+        return cls(
+            event_id=data["event_id"],
+            user_id=data["user_id"],
+            item_id=data["item_id"],
+            type=data["type"],
+            ts=float(data["ts"]),
+            weight=data.get("weight"),
+            context=data.get("context"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    """An item with one score (the per-source lists)."""
+
+    item_id: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True, slots=True)
+class RecItem:
+    """An item of the fused list with its attribution.
+
+    ``score = long_weight * long_score + (1 - long_weight) * short_score``.
+    """
+
+    item_id: str
+    score: float
+    long_score: float
+    short_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "score": round(self.score, 6),
+            "long_score": round(self.long_score, 6),
+            "short_score": round(self.short_score, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """A recommendation record (``lsi.recommendations``, key = ``user_id``).
+
+    Attributes:
+        user_id: the user.
+        ts: time the list was computed (seconds since the epoch).
+        model_version: the snapshot that scored it (``baseline`` before any model exists).
+        long_weight: the gate, in [0, 1]: how much the long-term view counted.
+        items: the fused top-K, best first.
+        short_term: the short-term source's own top list.
+        long_term: the long-term source's own top list (empty without a long-term model).
+        source: what produced the list: ``covisit`` (from the user's recent items),
+            ``trending`` (cold start) or a model name.
+        event_ts: event time of the newest event behind the list (``None`` on request).
+        emitted_at: wall-clock time the record was sent.
+        trigger: ``event`` (emitted by the stream) or ``request`` (HTTP).
+    """
+
+    user_id: str
+    ts: float
+    model_version: str
+    long_weight: float
+    items: tuple[RecItem, ...]
+    short_term: tuple[ScoredItem, ...] = ()
+    long_term: tuple[ScoredItem, ...] = ()
+    source: str = "covisit"
+    event_ts: float | None = None
+    emitted_at: float = 0.0
+    trigger: str = "event"
+    history_size: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "user_id": self.user_id,
+            "ts": self.ts,
+            "model_version": self.model_version,
+            "long_weight": round(self.long_weight, 6),
+            "items": [i.to_dict() for i in self.items],
+            "short_term": [i.to_dict() for i in self.short_term],
+            "long_term": [i.to_dict() for i in self.long_term],
+            "source": self.source,
+            "event_ts": self.event_ts,
+            "emitted_at": self.emitted_at,
+            "trigger": self.trigger,
+            "history_size": self.history_size,
+        }
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()

@@ -1,0 +1,45 @@
+"""Partitioning helpers and the "current event" that Faust's table stores key off.
+
+Faust's RocksDB store files a table write under the partition of the *current event* (a
+context variable the stream sets while an agent handles one message). ``take_events``
+batches leave it unset, so before writing a key the agents say which event the write
+belongs to (:func:`acting_for`): an event from the partition the key's changelog uses, so
+the local RocksDB partition, the changelog partition and the source partition agree.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from faust.streams import _current_event  # no public setter; see the module docstring
+
+__all__ = ["acting_for", "key_for_partition", "partition_of"]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner picks for ``key``."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def key_for_partition(prefix: str, partition: int, partitions: int) -> bytes:
+    """A stable key ``prefix:<partition>[:j]`` that murmur2 maps to ``partition``."""
+    j = 0
+    while True:
+        key = f"{prefix}:{partition}".encode() if j == 0 else f"{prefix}:{partition}:{j}".encode()
+        if partition_of(key, partitions) == partition:
+            return key
+        j += 1
+
+
+@contextmanager
+def acting_for(event: Any) -> Iterator[None]:
+    """Make ``event`` the current event while table writes inside the block happen."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

@@ -1,0 +1,139 @@
+"""The ``interest`` agent: short-term state, scoring and emission.
+
+Per micro-batch of ``lsi.interactions`` it calls :func:`lsi.engine.process_batch` (the same
+function the offline evaluation runs) with lookups over the ``user_state`` table and the
+global ``item_stats``/``trending`` tables, then, in this order: delivers the recommendation
+records and the item-statistics deltas, writes each changed user's state once, and lets the
+batch's offsets be acknowledged. A crash before the state write re-processes the batch; the
+state's event-id window makes the replay idempotent (recommendations may be re-emitted,
+state is never double-counted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lsi.config import Settings
+from lsi.engine import EngineConfig, process_batch, recommend
+from lsi.metrics import WorkerMetrics
+from lsi.records import Event, Recommendation
+from lsi.state import UserState
+from lsi.stats import ItemStats, Trending, merge_trending
+from streams.context import acting_for
+from streams.delivery import Outgoing, deliver
+from streams.tables import Tables
+from streams.topics import Topics
+
+__all__ = ["Interest"]
+
+log = logging.getLogger(__name__)
+
+
+class Interest:
+    """Short-term interest tracking and recommendation emission."""
+
+    name = "interest"
+
+    def __init__(self, settings: Settings, topics: Topics, tables: Tables, metrics: WorkerMetrics):
+        self.settings = settings
+        self.topics = topics
+        self.tables = tables
+        self.metrics = metrics
+        self.engine: EngineConfig = settings.engine()
+
+    def register(self, app: Any) -> None:
+        @app.agent(self.topics.interactions, name="lsi.interest")
+        async def interest(stream: Any) -> None:
+            async for batch in stream.take_events(self.settings.batch_max,
+                                                  within=self.settings.batch_within_s):  # fmt: skip
+                await self.handle(batch)
+
+    # -- lookups over the tables ----------------------------------------------------------
+    def load_state(self, user: str) -> UserState | None:
+        raw = self.tables.user_state.get(user.encode())
+        return UserState.from_bytes(raw) if raw else None
+
+    def stats_lookup(self) -> Any:
+        """A per-batch memoised reader of the global item statistics."""
+        cache: dict[str, ItemStats | None] = {}
+        table = self.tables.item_stats
+
+        def lookup(item: str) -> ItemStats | None:
+            if item in cache:
+                return cache[item]
+            raw = table.get(item.encode())
+            stats = cache[item] = ItemStats.from_bytes(raw) if raw else None
+            return stats
+
+        return lookup
+
+    def trending(self) -> Trending:
+        lists = []
+        for raw in self.tables.trending.values():
+            if raw:
+                lists.append(Trending.from_bytes(raw))
+        return merge_trending(lists, self.engine.stats)
+
+    def recommend_now(self, user: str) -> Recommendation:
+        """Score a user on request (``GET /recommendations/{user}``); changes nothing."""
+        state = self.load_state(user) or UserState()
+        rec = recommend(user, state, self.stats_lookup(), self.trending(), self.engine,
+                        time.time(), event_ts=None, trigger="request")  # fmt: skip
+        self.metrics.recommendations.labels(trigger="request").inc()
+        return rec
+
+    # -- the batch ------------------------------------------------------------------------
+    async def handle(self, batch: Sequence[Any]) -> None:
+        m = self.metrics
+        m.batch_size.labels(agent=self.name).observe(len(batch))
+        events: list[Event] = []
+        source: dict[str, Any] = {}  # user -> an event of theirs (see streams.context)
+        for ev in batch:
+            try:
+                event = Event.from_trusted(json.loads(ev.message.value))
+                events.append(event)
+                source[event.user_id] = ev
+            except (
+                Exception
+            ) as exc:  # only ingest writes this topic; this is a bug or a stray producer
+                m.errors.labels(agent=self.name, kind="decode").inc()
+                log.error("interest: cannot decode %s[%s]@%s: %r", ev.message.topic,
+                          ev.message.partition, ev.message.offset, exc)  # fmt: skip
+        now = time.time()
+        result = process_batch(events, self.load_state, self.stats_lookup(), self.trending(),
+                               self.engine, now)  # fmt: skip
+
+        out: list[Outgoing] = [
+            (self.topics.recommendations, rec.user_id.encode(), rec.to_json(), None)
+            for rec in result.recommendations
+        ]
+        out += [
+            (self.topics.item_deltas, item.encode(), delta.to_bytes(), None)
+            for item, delta in result.deltas.items()
+        ]
+        await deliver(out, self.name, m)
+        sent = time.time()
+        for user, state in result.states.items():
+            with acting_for(source[user]):
+                self.tables.user_state[user.encode()] = state.to_bytes()
+
+        for etype, n in result.accepted.items():
+            m.events.labels(agent=self.name, type=etype, outcome="accepted").inc(n)
+        for etype, n in result.duplicates.items():
+            m.events.labels(agent=self.name, type=etype, outcome="duplicate").inc(n)
+        if result.evaluated:
+            m.online_evaluated.inc(result.evaluated)
+        for k, n in result.hits.items():
+            m.online_hits.labels(k=str(k)).inc(n)
+        m.recommendations.labels(trigger="event").inc(len(result.recommendations))
+        for rec in result.recommendations:
+            if rec.event_ts is not None:
+                m.end_to_end_latency.observe(max(0.0, sent - rec.event_ts))
+        for ev in batch:
+            m.processing_latency.labels(agent=self.name).observe(
+                max(0.0, sent - ev.message.timestamp)
+            )

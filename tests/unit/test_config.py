@@ -1,0 +1,43 @@
+"""Settings: defaults, environment overrides, unknown keys fail loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lsi.config import Settings
+from lsi.errors import ConfigError
+
+
+def test_defaults_are_safe() -> None:
+    s = Settings.from_env({})
+    assert s.web_host == "127.0.0.1" and s.emit_policy == "batch" and s.max_event_bytes == 16384
+    assert s.broker_url == "kafka://127.0.0.1:9092"
+
+
+def test_environment_overrides_are_typed() -> None:
+    s = Settings.from_env({"LSI_BROKERS": "a:1,b:2", "LSI_PARTITIONS": "4", "LSI_FILTER_SEEN": "no",
+                           "LSI_DATA_DIR": "/tmp/x", "LSI_BATCH_WITHIN_S": "0.5", "LSI_KAFKA_PORT": "1"})
+    assert s.partitions == 4 and s.filter_seen is False and s.data_dir == Path("/tmp/x")
+    assert s.batch_within_s == 0.5 and s.broker_url == "kafka://a:1;kafka://b:2"
+
+
+def test_unknown_variable_names_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match="did you mean LSI_BROKERS"):
+        Settings.from_env({"LSI_BROKER": "x:1"})
+
+
+@pytest.mark.parametrize(("var", "value"), [("LSI_PARTITIONS", "many"), ("LSI_FILTER_SEEN", "maybe"),
+                                            ("LSI_EMIT_POLICY", "sometimes"), ("LSI_TOP_K", "0")])
+def test_bad_values_say_what_is_wrong(var: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env({var: value})
+
+
+def test_settings_are_frozen_and_feed_the_engine() -> None:
+    s = Settings.from_env({}, top_k=7, emit_policy="event")
+    with pytest.raises(AttributeError):
+        s.top_k = 3  # type: ignore[misc]
+    engine = s.engine()
+    assert engine.scoring.top_k == 7 and engine.emit_policy == "event"

@@ -1,0 +1,364 @@
+"""Static checks of the deployment files: docker-compose.yml, Dockerfile and monitoring/.
+
+No Docker and no Prometheus needed: the files are parsed and cross-checked against each other
+(every bind-mounted file exists, the paths Prometheus and Grafana read inside their containers
+are mounted, the dashboard and the rules only query metrics the worker exports, as lsi.metrics
+declares them, or that a rule records).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+MONITORING = ROOT / "monitoring"
+PROMETHEUS_CONFIG = MONITORING / "prometheus" / "prometheus.yml"
+RULES_DIR = MONITORING / "prometheus" / "rules"
+GRAFANA_PROVISIONING = MONITORING / "grafana" / "provisioning"
+DASHBOARD_FILE = MONITORING / "grafana" / "dashboards" / "lsi-pipeline.json"
+
+# Series Prometheus itself produces for every target / alert.
+PROMETHEUS_BUILTINS = {
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+    "ALERTS",
+    "ALERTS_FOR_STATE",
+}
+REQUIRED_SERVICES = {"kafka", "worker", "prometheus", "grafana"}
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    assert COMPOSE_FILE.is_file(), "docker-compose.yml is missing"
+    data = _load_yaml(COMPOSE_FILE)
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def exported_series() -> set[str]:
+    """Every series name the worker exports, read from lsi.metrics (the metric catalogue).
+
+    When the refresh job gets metrics of its own, add its catalogue here too.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from lsi.metrics import WorkerMetrics
+
+    registry = CollectorRegistry()
+    WorkerMetrics(registry)
+    suffixes = {
+        "counter": ("_total",),
+        "gauge": ("",),
+        "info": ("_info",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "summary": ("", "_sum", "_count"),
+    }
+    series = {f.name + sfx for f in registry.collect() for sfx in suffixes.get(f.type, ("",))}
+    assert series, "lsi.metrics registers no metrics"
+    return series
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    with DASHBOARD_FILE.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture(scope="module")
+def rules() -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for path in sorted(RULES_DIR.glob("*.yml")):
+        doc = _load_yaml(path)
+        for group in doc["groups"]:
+            found.extend(group["rules"])
+    return found
+
+
+def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host source, container target) of every bind mount of a service, short or long syntax."""
+    mounts = []
+    for entry in service.get("volumes", []) or []:
+        if isinstance(entry, str):
+            parts = entry.split(":")
+            if parts[0].startswith(("./", "../", "/")) and len(parts) >= 2:
+                mounts.append((parts[0], parts[1]))
+        elif isinstance(entry, dict) and entry.get("type") == "bind":
+            mounts.append((entry["source"], entry["target"]))
+    return mounts
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path | None:
+    """The repo path bind-mounted at ``container_path`` in ``service``, or None if unmounted."""
+    wanted = PurePosixPath(container_path)
+    for source, target in _bind_mounts(service):
+        target_path = PurePosixPath(target)
+        if wanted == target_path or target_path in wanted.parents:
+            return (COMPOSE_FILE.parent / source / wanted.relative_to(target_path)).resolve()
+    return None
+
+
+def _all_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Panels including those nested in collapsed rows; row headers themselves are skipped."""
+    out = []
+    for panel in panels:
+        if panel.get("type") == "row":
+            out.extend(_all_panels(panel.get("panels", [])))
+        else:
+            out.append(panel)
+    return out
+
+
+_PROMQL_KEYWORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "offset", "inf", "nan", "atan2",
+}  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (a small lexer, enough for our expressions)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)  # strings
+    text = re.sub(r"\$\{[^}]*\}|\$\w+", " ", text)  # Grafana variables
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range / subquery selectors
+    # label lists of by / without / on / ignoring / group_left / group_right
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.:])[A-Za-z_:][\w:]*", text):
+        name = match.group(0)
+        if name.lower() in _PROMQL_KEYWORDS:
+            continue
+        if re.match(r"\s*\(", text[match.end() :]):  # function or aggregation call
+            continue
+        names.add(name)
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# docker-compose.yml and Dockerfile
+
+
+def test_compose_has_required_services(compose: dict[str, Any]) -> None:
+    missing = REQUIRED_SERVICES - set(compose["services"])
+    assert not missing, f"services missing from docker-compose.yml: {sorted(missing)}"
+
+
+def test_bind_mount_sources_exist(compose: dict[str, Any]) -> None:
+    checked = 0
+    for name, service in compose["services"].items():
+        for source, _target in _bind_mounts(service):
+            if source.startswith("/"):
+                continue  # absolute host paths are the operator's business
+            path = COMPOSE_FILE.parent / source
+            assert path.exists(), f"{name}: bind-mount source {source} does not exist"
+            if source.endswith("/"):
+                assert path.is_dir(), f"{name}: {source} should be a directory"
+            checked += 1
+    assert checked >= 4, "expected the Prometheus and Grafana config to be bind-mounted"
+
+
+def test_dockerfile_builds_worker_with_uv_lock(compose: dict[str, Any]) -> None:
+    build = compose["services"]["worker"]["build"]
+    context = COMPOSE_FILE.parent / (build if isinstance(build, str) else build.get("context", "."))
+    dockerfile = context / (
+        "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+    )
+    assert dockerfile.is_file(), f"{dockerfile} is missing"
+    text = dockerfile.read_text(encoding="utf-8")
+    assert "uv sync --frozen" in text and "--no-dev" in text
+    assert re.search(r'ENTRYPOINT\s+\["lsi"\]', text)
+    assert (context / "uv.lock").is_file(), "the image installs from uv.lock"
+    ignored = {
+        line.strip().strip("/")
+        for line in (context / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    for needed in ("uv.lock", "pyproject.toml", "README.md", "lsi", "streams", "models"):
+        assert needed not in ignored, f".dockerignore must not exclude {needed}"
+
+
+def test_worker_is_replicable_and_waits_for_kafka(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert "container_name" not in worker, "a fixed container_name prevents replicas"
+    assert not worker.get("ports"), "published worker ports clash between replicas"
+    assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
+    env = worker["environment"]
+    assert env["LSI_BROKERS"] == "kafka:9092"
+    assert env["LSI_WEB_HOST"] == "0.0.0.0"
+    kafka_health = " ".join(compose["services"]["kafka"]["healthcheck"]["test"])
+    assert "kafka-broker-api-versions.sh" in kafka_health
+
+
+def test_kafka_single_node_settings(compose: dict[str, Any]) -> None:
+    env = compose["services"]["kafka"]["environment"]
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    for key in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert int(env[key]) == 1, key
+    assert "kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_published_ports_bind_to_localhost(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []) or []:
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond localhost"
+
+
+def test_grafana_admin_password_is_required_not_hardcoded(compose: dict[str, Any]) -> None:
+    env = compose["services"]["grafana"]["environment"]
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]*\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+    assert str(env["GF_AUTH_ANONYMOUS_ENABLED"]).lower() == "false"
+
+
+# --------------------------------------------------------------------------------------------
+# monitoring/
+
+
+def test_every_monitoring_yaml_file_parses() -> None:
+    files = sorted([*MONITORING.rglob("*.yml"), *MONITORING.rglob("*.yaml")])
+    assert len(files) >= 4
+    for path in files:
+        assert _load_yaml(path) is not None, f"{path} is empty"
+
+
+def test_prometheus_reads_mounted_rules_and_scrapes_workers(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    config_host = _host_path(prometheus, "/etc/prometheus/prometheus.yml")
+    assert config_host == PROMETHEUS_CONFIG.resolve()
+    config = _load_yaml(PROMETHEUS_CONFIG)
+
+    for pattern in config["rule_files"]:
+        pattern_path = PurePosixPath(pattern)
+        host_dir = _host_path(prometheus, str(pattern_path.parent))
+        assert host_dir is not None, f"rule_files {pattern} is not mounted into the container"
+        assert list(host_dir.glob(pattern_path.name)), f"no rule file matches {pattern}"
+
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    worker_sd = jobs["lsi-worker"]["dns_sd_configs"][0]
+    assert worker_sd["names"] == ["worker"] and worker_sd["port"] == 6066
+    assert "lsi-refresh" in jobs
+
+
+def test_rules_are_well_formed(rules: list[dict[str, Any]]) -> None:
+    recorded = {r["record"] for r in rules if "record" in r}
+    alerts = {r["alert"]: r for r in rules if "alert" in r}
+    assert {"lsi:events:rate1m", "lsi:online_hit_rate:ratio_5m"} <= recorded
+    assert {"LsiNoEvents", "LsiDlqRateHigh", "LsiEndToEndLatencyHigh"} <= set(alerts)
+    for name in recorded:
+        assert re.fullmatch(r"lsi:[a-z0-9_]+:[a-z0-9_]+", name), name
+    for name, alert in alerts.items():
+        assert alert["expr"].strip(), name
+        assert re.fullmatch(r"\d+[smh]", alert["for"]), name
+        assert alert["labels"]["severity"] in {"critical", "warning", "info"}, name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+
+
+def test_grafana_provisioning_matches_mounts(
+    compose: dict[str, Any], dashboard: dict[str, Any]
+) -> None:
+    grafana = compose["services"]["grafana"]
+    assert _host_path(grafana, "/etc/grafana/provisioning") == GRAFANA_PROVISIONING.resolve()
+
+    datasources = _load_yaml(GRAFANA_PROVISIONING / "datasources" / "prometheus.yml")
+    uids = {ds["uid"]: ds for ds in datasources["datasources"]}
+    assert uids["prometheus"]["url"] == "http://prometheus:9090"
+
+    providers = _load_yaml(GRAFANA_PROVISIONING / "dashboards" / "lsi.yml")["providers"]
+    for provider in providers:
+        host_dir = _host_path(grafana, provider["options"]["path"])
+        assert host_dir is not None and host_dir.is_dir(), provider["options"]["path"]
+        assert (host_dir / DASHBOARD_FILE.name).is_file()
+
+    for panel in _all_panels(dashboard["panels"]):
+        for ds in [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]:
+            if isinstance(ds, dict) and ds.get("type") == "prometheus":
+                assert ds["uid"] in uids, f"panel {panel['title']!r}: unknown datasource uid"
+
+
+def test_dashboard_panels_have_queries_and_units(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "lsi-pipeline"
+    assert dashboard["schemaVersion"] == 39
+    panels = _all_panels(dashboard["panels"])
+    assert len(panels) >= 7
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids must be unique"
+    for panel in panels:
+        exprs = [t.get("expr", "").strip() for t in panel.get("targets", [])]
+        assert any(exprs), f"panel {panel['title']!r} has no query"
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"panel {panel['title']!r}: no unit"
+    units = {p["fieldConfig"]["defaults"]["unit"] for p in panels}
+    assert {"s", "percentunit"} <= units and units & {"ops", "reqps"}
+
+
+def _queried_names(dashboard: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, str]:
+    """Metric name -> where it is queried, over every dashboard target and rule expression."""
+    where = {}
+    for panel in _all_panels(dashboard["panels"]):
+        for t in panel["targets"]:
+            for name in metric_names(t.get("expr", "")):
+                where[name] = f"dashboard panel {panel['title']!r}"
+    for rule in rules:
+        for name in metric_names(rule["expr"]):
+            where[name] = f"rule {rule.get('record') or rule.get('alert')}"
+    return where
+
+
+def test_queries_use_only_known_metrics(
+    dashboard: dict[str, Any], rules: list[dict[str, Any]], exported_series: set[str]
+) -> None:
+    recorded = {r["record"] for r in rules if "record" in r}
+    queried = _queried_names(dashboard, rules)
+    assert queried, "no metric names found in any expression"
+    for name, where in queried.items():
+        assert name.startswith(("lsi_", "lsi:")) or name in PROMETHEUS_BUILTINS, (
+            f"{where} queries {name}, which is neither an lsi metric nor a Prometheus builtin"
+        )
+        if name.startswith("lsi_"):
+            assert name in exported_series, f"{where} queries {name}, which lsi does not export"
+        if name.startswith("lsi:"):
+            assert name in recorded, f"{where} queries {name}, which no rule records"
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("sum by (outcome) (rate(lsi_events_total[1m]))", {"lsi_events_total"}),
+        (
+            'histogram_quantile(0.99, sum by (le) (rate(x_bucket{job="a:b"}[$__rate_interval])))',
+            {"x_bucket"},
+        ),
+        (
+            "sum by (k) (rate(a_total[5m])) / ignoring (k) group_left sum(rate(b_total[5m]))",
+            {"a_total", "b_total"},
+        ),
+        ('up{job="lsi-worker"} == 0 or absent(up{job="lsi-worker"})', {"up"}),
+        ("(sum(rate(c[5m])) or vector(0)) == 0 and lsi:x:rate5m > 1e3", {"c", "lsi:x:rate5m"}),
+        ("sum(rate(d[5m] offset 1h)) by (agent)", {"d"}),
+    ],
+)
+def test_metric_names_lexer(expr: str, expected: set[str]) -> None:
+    assert metric_names(expr) == expected
