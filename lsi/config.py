@@ -40,6 +40,8 @@ class Settings:
         web_port: its port.
         events_topic / interactions_topic / recommendations_topic / dlq_topic /
         item_deltas_topic: topic names.
+        session_timeout_s: how long the group waits for a silent worker before its partitions
+            move to the others (a killed worker's partitions resume after this).
         batch_max: most events in one micro-batch.
         batch_within_s: longest wait to fill a batch.
         emit_policy: ``event``, ``batch``, ``interval`` or ``request`` (see :mod:`lsi.engine`).
@@ -66,6 +68,7 @@ class Settings:
     recommendations_topic: str = "lsi.recommendations"
     dlq_topic: str = "lsi.events.dlq"
     item_deltas_topic: str = "lsi.item-deltas"
+    session_timeout_s: float = 30.0
     batch_max: int = 500
     batch_within_s: float = 0.05
     emit_policy: str = "batch"

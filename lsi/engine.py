@@ -5,9 +5,9 @@ The ``interest`` agent calls :func:`process_batch` with table-backed lookups; th
 evaluation calls it with dicts. Nothing here does I/O, so what the benchmarks measure is
 exactly what the workers run.
 
-Per event, in order: drop it if its id is in the user's recent ids (a duplicate or a
-re-delivery), evaluate it against the last list shown (online hit), take the co-visitation
-pairs from the state *before* the event, learn it. Then, per the emission policy, score:
+Per event, in order: skip it if its source offset was already applied (a re-delivery) or
+its id is among the user's recent ids (a duplicate), evaluate it against the last list shown
+(online hit), take the co-visitation pairs from the state *before* the event, learn it. Then, per the emission policy, score:
 
 =============  ===============================================================
 ``event``      after every event
@@ -62,7 +62,8 @@ class BatchResult:
         recommendations: records to emit, in order.
         deltas: item id → statistics increment (send to the stats topic).
         accepted: event type → events learned.
-        duplicates: event type → events dropped as duplicates.
+        duplicates: event type → events dropped as duplicates (same ``event_id``).
+        redelivered: events skipped because their source offset was already applied.
         evaluated: events that had a previous list to be judged against.
         hits: K → events whose item was in the top-K of that list.
     """
@@ -72,6 +73,7 @@ class BatchResult:
     deltas: dict[str, ItemDelta] = field(default_factory=dict)
     accepted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
+    redelivered: int = 0
     evaluated: int = 0
     hits: Counter[int] = field(default_factory=Counter)
 
@@ -112,6 +114,7 @@ def process_batch(
     trending: Trending,
     cfg: EngineConfig,
     now: float,
+    sources: Sequence[tuple[int, int] | None] | None = None,
 ) -> BatchResult:
     """Apply a batch of interactions and produce what the agent must write and send.
 
@@ -122,20 +125,26 @@ def process_batch(
         trending: global trending list as of the start of the batch.
         cfg: state, statistics and scoring settings and the emission policy.
         now: the clock used for ``ts``/``emitted_at`` (wall time live, event time offline).
+        sources: per event, its ``(partition, offset)`` in ``lsi.events`` (live only), so
+            re-deliveries are skipped exactly (see :meth:`UserState.learn_one`).
     """
     out = BatchResult()
     pairs: list[tuple[Event, list[str]]] = []
     newest: dict[str, float] = {}
-    for event in events:
+    for n, event in enumerate(events):
         user = event.user_id
         state = out.states.get(user)
         if state is None:
             state = load(user) or UserState()
-        if state.is_duplicate(event):
+        previous = [i for i, _ in state.recent_distinct(cfg.stats.window)]
+        outcome = state.learn_one(event, cfg.state, sources[n] if sources is not None else None)
+        if outcome.redelivered:
+            out.redelivered += 1
+            continue
+        if outcome.duplicate:
             out.duplicates[event.type] += 1
             continue
-        pairs.append((event, [i for i, _ in state.recent_distinct(cfg.stats.window)]))
-        outcome = state.learn_one(event, cfg.state)
+        pairs.append((event, previous))
         out.states[user] = state
         out.accepted[event.type] += 1
         if outcome.evaluated:

@@ -16,7 +16,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from lsi.config import Settings
 from lsi.errors import BrokerError
 
-__all__ = ["client_errors", "consumer", "ensure_topics", "producer", "topic_names"]
+__all__ = [
+    "client_errors",
+    "consumer",
+    "ensure_topics",
+    "producer",
+    "topic_names",
+]
 
 
 def _unreachable(settings: Settings, exc: Exception) -> BrokerError:

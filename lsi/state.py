@@ -2,8 +2,9 @@
 
 Bounded by construction (:class:`StateConfig`): a ring of the last ``recent_n`` interactions,
 the session, type counts decayed in event time, the last list shown (to measure the online
-hit rate and avoid repeats), and a ring of recent event-id hashes so that a replayed message
-(a duplicate, or a re-delivery after a crash) never updates the state twice.
+hit rate and avoid repeats), a ring of recent event-id hashes (client duplicates), and the
+highest source offset applied per source partition, so that a re-delivery after a crash
+never updates the state twice.
 
 Derived vectors are never stored: the scorer computes them from this state with the live
 model, so a model swap cannot leave stale vectors behind.
@@ -55,7 +56,9 @@ class LearnOutcome:
     """What :meth:`UserState.learn_one` observed.
 
     Attributes:
-        duplicate: the event was seen before and was not applied.
+        duplicate: the event's id was seen before; it was not applied.
+        redelivered: the event's source offset was already applied (a re-delivery after a
+            crash); it was not applied.
         evaluated: a previous list existed, so the event counts for the online hit rate.
         hit_rank: 0-based position of the event's item in that list, or ``None``.
     """
@@ -63,6 +66,7 @@ class LearnOutcome:
     duplicate: bool
     evaluated: bool
     hit_rank: int | None
+    redelivered: bool = False
 
 
 @dataclass(slots=True)
@@ -80,19 +84,31 @@ class UserState:
     type_counts: list[float] = field(default_factory=lambda: [0.0] * len(EVENT_TYPES))
     last_recs: list[str] = field(default_factory=list)
     last_emit: float = 0.0
+    applied: dict[str, int] = field(default_factory=dict)
 
-    def is_duplicate(self, event: Event) -> bool:
-        return event_hash(event.event_id) in self.seen
-
-    def learn_one(self, event: Event, cfg: StateConfig) -> LearnOutcome:
+    def learn_one(
+        self, event: Event, cfg: StateConfig, source: tuple[int, int] | None = None
+    ) -> LearnOutcome:
         """Apply one event: evaluate it against the last list, then learn from it.
 
         The order is the prequential one (test, then train), so the online hit rate is an
         honest measure of what the user was shown before acting.
+
+        Args:
+            event: the interaction.
+            cfg: bounds and clocks.
+            source: ``(partition, offset)`` of the event in ``lsi.events``. The state keeps
+                the highest offset applied per source partition, so a re-delivery after a
+                crash (at-least-once upstream) is recognised exactly, however long the
+                re-delivered span; ``None`` offline.
         """
+        if source is not None and source[1] <= self.applied.get(str(source[0]), -1):
+            return LearnOutcome(duplicate=False, evaluated=False, hit_rank=None, redelivered=True)
         fingerprint = event_hash(event.event_id)
         if fingerprint in self.seen:
             return LearnOutcome(duplicate=True, evaluated=False, hit_rank=None)
+        if source is not None:
+            self.applied[str(source[0])] = source[1]
         evaluated = bool(self.last_recs)
         hit_rank = self.last_recs.index(event.item_id) if event.item_id in self.last_recs else None
 
@@ -153,6 +169,7 @@ class UserState:
             "c": [round(c, 4) for c in self.type_counts],
             "r": self.last_recs,
             "le": round(self.last_emit, 3),
+            "a": self.applied,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -173,4 +190,5 @@ class UserState:
             type_counts=counts,
             last_recs=d["r"],
             last_emit=d["le"],
+            applied=d.get("a", {}),
         )

@@ -62,6 +62,8 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
         producer_acks=-1,
         processing_guarantee="at_least_once",
         table_standby_replicas=0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         autodiscover=False,
     )
     metrics = WorkerMetrics(registry if registry is not None else CollectorRegistry())
@@ -75,12 +77,38 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
     for part in (ingest, interest, item_stats):
         part.register(app)
     register_views(app, tables, interest, metrics)
+    _rewind_uncommitted(app, {settings.events_topic, settings.interactions_topic,
+                              settings.item_deltas_topic})  # fmt: skip
     return Pipeline(app, settings, topics, tables, metrics, ingest, interest, item_stats)
+
+
+def _rewind_uncommitted(app: Any, source_topics: set[str]) -> None:
+    """After each rebalance, seek partitions the group never committed to their start.
+
+    aiokafka's ``seek_to_committed`` skips partitions whose committed offset is missing or 0,
+    so they keep whatever position the fetcher reached while Faust restored tables with the
+    stream paused, and records fetched then are never delivered: a worker killed before its
+    first commit was replaced by one that skipped part of the stream. Seeking them
+    explicitly to their earliest offset (what ``auto_offset_reset="earliest"`` means) closes
+    that gap; partitions with a real committed offset are left to Faust.
+    """
+
+    @app.on_rebalance_complete.connect
+    async def rewind(sender: Any, **kwargs: Any) -> None:
+        consumer = app.consumer
+        tps = {tp for tp in consumer.assignment() if tp.topic in source_topics}
+        if not tps:
+            return
+        committed = await consumer.seek_to_committed()
+        fresh = [tp for tp in tps if not committed.get(tp)]
+        if fresh:
+            earliest = await consumer.earliest_offsets(*fresh)
+            await consumer.seek_wait({tp: earliest[tp] for tp in fresh})
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM."""
-    disable_created_metrics()  # no *_created series: they double the scrape for nothing
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     pipeline = build_app(settings)
     logging.getLogger("lsi").setLevel(loglevel.upper())
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)

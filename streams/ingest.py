@@ -9,11 +9,12 @@ Per micro-batch of ``lsi.events``:
 2. An ``event_id`` in the user's recent window (table ``ingest_seen``) is a duplicate:
    dropped and counted.
 3. The rest is forwarded to ``lsi.interactions`` as canonical JSON, key = user_id, partition
-   chosen by the producer's murmur2 partitioner (co-partitioned with the user's state).
+   chosen by the producer's murmur2 partitioner (co-partitioned with the user's state), with
+   header ``lsi-src: <partition>:<offset>`` naming the original message.
 
 Output is delivered before the de-duplication window is written (:mod:`streams.delivery`),
-so a crash can re-forward an event but never lose one; the interest agent's own event-id
-window makes such a re-delivery harmless. A bug on one event dead-letters that event with
+so a crash can re-forward an event but never lose one; the interest agent recognises the
+re-forwarded copy by its ``lsi-src`` offset and skips it. A bug on one event dead-letters that event with
 reason ``internal_error`` instead of stopping the worker.
 """
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: event ids remembered per user at ingest
 SEEN_WINDOW = 64
+#: header of a forwarded interaction: ``<partition>:<offset>`` of its event in lsi.events
+SOURCE_HEADER = "lsi-src"
 
 
 def dlq_headers(message: Any, reason: str, detail: str, now: float) -> list[tuple[str, bytes]]:
@@ -105,8 +108,9 @@ class Ingest:
                 if len(seen) > SEEN_WINDOW:
                     del seen[: len(seen) - SEEN_WINDOW]
                 changed[event.user_id] = ev
+                origin = [(SOURCE_HEADER, f"{msg.partition}:{msg.offset}".encode())]
                 out.append(
-                    (self.topics.interactions, event.user_id.encode(), event.to_json(), None)
+                    (self.topics.interactions, event.user_id.encode(), event.to_json(), origin)
                 )
                 m.events.labels(agent=self.name, type=event.type, outcome="forwarded").inc()
             except InvalidEvent as exc:

@@ -5,8 +5,8 @@ function the offline evaluation runs) with lookups over the ``user_state`` table
 global ``item_stats``/``trending`` tables, then, in this order: delivers the recommendation
 records and the item-statistics deltas, writes each changed user's state once, and lets the
 batch's offsets be acknowledged. A crash before the state write re-processes the batch; the
-state's event-id window makes the replay idempotent (recommendations may be re-emitted,
-state is never double-counted).
+state's per-source-partition offsets make the replay idempotent (recommendations may be
+re-emitted, state is never double-counted).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from lsi.state import UserState
 from lsi.stats import ItemStats, Trending, merge_trending
 from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
+from streams.ingest import SOURCE_HEADER
 from streams.tables import Tables
 from streams.topics import Topics
 
@@ -91,10 +92,12 @@ class Interest:
         m = self.metrics
         m.batch_size.labels(agent=self.name).observe(len(batch))
         events: list[Event] = []
+        origins: list[tuple[int, int] | None] = []
         source: dict[str, Any] = {}  # user -> an event of theirs (see streams.context)
         for ev in batch:
             try:
                 event = Event.from_trusted(json.loads(ev.message.value))
+                origins.append(_origin(ev.message.headers))
                 events.append(event)
                 source[event.user_id] = ev
             except (
@@ -105,7 +108,7 @@ class Interest:
                           ev.message.partition, ev.message.offset, exc)  # fmt: skip
         now = time.time()
         result = process_batch(events, self.load_state, self.stats_lookup(), self.trending(),
-                               self.engine, now)  # fmt: skip
+                               self.engine, now, origins)  # fmt: skip
 
         out: list[Outgoing] = [
             (self.topics.recommendations, rec.user_id.encode(), rec.to_json(), None)
@@ -125,6 +128,10 @@ class Interest:
             m.events.labels(agent=self.name, type=etype, outcome="accepted").inc(n)
         for etype, n in result.duplicates.items():
             m.events.labels(agent=self.name, type=etype, outcome="duplicate").inc(n)
+        if result.redelivered:
+            m.events.labels(agent=self.name, type="unknown", outcome="redelivered").inc(
+                result.redelivered
+            )
         if result.evaluated:
             m.online_evaluated.inc(result.evaluated)
         for k, n in result.hits.items():
@@ -137,3 +144,13 @@ class Interest:
             m.processing_latency.labels(agent=self.name).observe(
                 max(0.0, sent - ev.message.timestamp)
             )
+
+
+def _origin(headers: Any) -> tuple[int, int] | None:
+    """``(partition, offset)`` from the ``lsi-src`` header ingest adds, if present."""
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    for key, value in items:
+        if key == SOURCE_HEADER and value:
+            partition, _, offset = value.decode().partition(":")
+            return int(partition), int(offset)
+    return None

@@ -89,3 +89,14 @@ def test_learned_statistics_change_the_next_lists() -> None:
 def test_unknown_policy_is_rejected() -> None:
     with pytest.raises(ValueError, match="emit_policy"):
         EngineConfig(emit_policy="sometimes")
+
+
+def test_sources_make_redelivery_exact_beyond_the_id_window() -> None:
+    store: dict[str, UserState] = {}
+    events = [ev(i, "a", f"x{i}", float(i)) for i in range(80)]
+    sources = [(0, i) for i in range(80)]
+    first = process_batch(events, store.get, {}.get, TRENDING, EngineConfig(), 100.0, sources)
+    store.update(first.states)
+    again = process_batch(events, store.get, {}.get, TRENDING, EngineConfig(), 101.0, sources)
+    assert again.redelivered == 80 and not again.accepted and not again.states
+    assert store["a"].n_events == 80

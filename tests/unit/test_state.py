@@ -77,3 +77,16 @@ def test_bytes_round_trip_and_size_budget() -> None:
     assert back.items == state.items and back.seen == state.seen and back.last_recs == state.last_recs
     assert back.n_events == 200
     assert len(raw) < 2048, len(raw)
+
+
+def test_redelivered_source_offsets_are_skipped_exactly() -> None:
+    """However many events a crash re-delivers, none is applied twice."""
+    state = UserState()
+    for i in range(100):  # far more than the event-id window
+        assert not state.learn_one(ev(i, f"i{i}", float(i)), CFG, source=(3, 1000 + i)).redelivered
+    replayed = [state.learn_one(ev(i, f"i{i}", float(i)), CFG, source=(3, 1000 + i)) for i in range(100)]
+    assert all(o.redelivered for o in replayed)
+    assert state.n_events == 100
+    assert not state.learn_one(ev(100, "new", 100.0), CFG, source=(3, 1100)).redelivered
+    assert not state.learn_one(ev(101, "other", 101.0), CFG, source=(5, 7)).redelivered  # other partition
+    assert UserState.from_bytes(state.to_bytes()).applied == {"3": 1100, "5": 7}
