@@ -25,6 +25,7 @@ from lsi.validation import Limits
 __all__ = ["Settings"]
 
 _OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")
+_OTHER_VARIABLES = frozenset({"LSI_DATASETS_DIR"})  # read by lsi.datasets
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,11 @@ class Settings:
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
         for var, raw in env.items():
-            if not var.startswith("LSI_") or var.startswith(_OTHER_PREFIXES):
+            if (
+                not var.startswith("LSI_")
+                or var.startswith(_OTHER_PREFIXES)
+                or var in _OTHER_VARIABLES
+            ):
                 continue
             name = var[4:].lower()
             if name not in known:

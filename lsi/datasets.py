@@ -103,7 +103,7 @@ def _read(
             items.append(int(row["item_id"]))
             ts.append(float(row["timestamp"]))
             extra.append(row)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:  # TypeError: a short row's None cell
         raise DatasetError(f"{path}: unexpected row ({exc!r}); is this the right file?") from None
     return users, items, ts, extra
 

@@ -25,6 +25,10 @@ __all__ = [
 ]
 
 
+#: how long a CLI tool waits for an unreachable broker before saying so
+BOOTSTRAP_TIMEOUT_MS = 5000
+
+
 def _unreachable(settings: Settings, exc: Exception) -> BrokerError:
     return BrokerError(
         f"Kafka at {settings.brokers} failed ({type(exc).__name__}: {exc}); is it running? "
@@ -58,7 +62,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """
     with client_errors(settings):
         admin = KafkaAdminClient(
-            bootstrap_servers=settings.brokers, request_timeout_ms=int(timeout_s * 1000)
+            bootstrap_servers=settings.brokers,
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         )
         try:
             existing = set(admin.list_topics())
@@ -79,6 +85,7 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """An idempotent, batching producer (acks=all)."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.brokers,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "acks": "all",
         "linger_ms": 5,
         "batch_size": 256 * 1024,
@@ -93,6 +100,7 @@ def consumer(settings: Settings, *topics: str, **overrides: Any) -> KafkaConsume
     """A consumer without a group (reads, never commits)."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.brokers,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "group_id": None,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

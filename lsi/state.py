@@ -16,6 +16,7 @@ factor once per event, so the state stays O(1) per update.
 
 from __future__ import annotations
 
+import bisect
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class StateConfig:
         session_gap_s: a gap longer than this starts a new session.
         type_half_life_s: half-life of the decayed per-type counts.
         last_recs_n: length of the remembered last list (the online hit rate's K ceiling).
+        applied_n: source offsets remembered per source partition (re-delivery detection).
     """
 
     recent_n: int = 50
@@ -43,6 +45,7 @@ class StateConfig:
     session_gap_s: float = 1800.0
     type_half_life_s: float = 86400.0
     last_recs_n: int = 20
+    applied_n: int = 16
 
 
 def event_hash(event_id: str) -> int:
@@ -84,7 +87,7 @@ class UserState:
     type_counts: list[float] = field(default_factory=lambda: [0.0] * len(EVENT_TYPES))
     last_recs: list[str] = field(default_factory=list)
     last_emit: float = 0.0
-    applied: dict[str, int] = field(default_factory=dict)
+    applied: dict[str, list[int]] = field(default_factory=dict)
 
     def learn_one(
         self, event: Event, cfg: StateConfig, source: tuple[int, int] | None = None
@@ -97,18 +100,23 @@ class UserState:
         Args:
             event: the interaction.
             cfg: bounds and clocks.
-            source: ``(partition, offset)`` of the event in ``lsi.events``. The state keeps
-                the highest offset applied per source partition, so a re-delivery after a
-                crash (at-least-once upstream) is recognised exactly, however long the
-                re-delivered span; ``None`` offline.
+            source: ``(partition, offset)`` of the event in ``lsi.events``; ``None``
+                offline. Per source partition the state keeps the user's last
+                ``applied_n`` applied offsets. An offset in that list, or older than all
+                of a full list, was applied: a re-delivery after a crash is recognised
+                exactly, however long the re-delivered span. Any other offset below the
+                newest is a gap (a send retried after later ones landed) and is applied.
         """
-        if source is not None and source[1] <= self.applied.get(str(source[0]), -1):
+        if source is not None and self._was_applied(source, cfg.applied_n):
             return LearnOutcome(duplicate=False, evaluated=False, hit_rank=None, redelivered=True)
         fingerprint = event_hash(event.event_id)
         if fingerprint in self.seen:
             return LearnOutcome(duplicate=True, evaluated=False, hit_rank=None)
         if source is not None:
-            self.applied[str(source[0])] = source[1]
+            offsets = self.applied.setdefault(str(source[0]), [])
+            bisect.insort(offsets, source[1])
+            if len(offsets) > cfg.applied_n:
+                del offsets[: len(offsets) - cfg.applied_n]
         evaluated = bool(self.last_recs)
         hit_rank = self.last_recs.index(event.item_id) if event.item_id in self.last_recs else None
 
@@ -136,6 +144,19 @@ class UserState:
             drop = len(self.items) - cfg.recent_n
             del self.items[:drop], self.times[:drop], self.types[:drop]
         return LearnOutcome(duplicate=False, evaluated=evaluated, hit_rank=hit_rank)
+
+    def _was_applied(self, source: tuple[int, int], applied_n: int) -> bool:
+        offsets = self.applied.get(str(source[0]))
+        if not offsets:
+            return False
+        offset = source[1]
+        if offset > offsets[-1]:
+            return False
+        if offset < offsets[0]:
+            # a full list has forgotten older offsets, which were applied in order
+            return len(offsets) >= applied_n
+        i = bisect.bisect_left(offsets, offset)
+        return i < len(offsets) and offsets[i] == offset
 
     def remember_recs(self, item_ids: list[str], emitted_at: float, cfg: StateConfig) -> None:
         """Record the list just emitted (the reference for the next online hit)."""

@@ -3,7 +3,7 @@
 Nothing happens at import time: :func:`build_app` creates the app, and :func:`run_worker`
 starts it (``lsi worker``). Faust defaults we change: RocksDB tables (rocksdict), table
 browsing off, the web server on 127.0.0.1, replication factor 1 for a single broker, the
-earliest offset for a new consumer group, and idempotent producers.
+earliest offset for a new consumer group, and ``acks=all`` for every send.
 """
 
 from __future__ import annotations
@@ -77,9 +77,24 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
     for part in (ingest, interest, item_stats):
         part.register(app)
     register_views(app, tables, interest, metrics)
+    _widen_producer_buffer(app, settings)
     _rewind_uncommitted(app, {settings.events_topic, settings.interactions_topic,
                               settings.item_deltas_topic})  # fmt: skip
     return Pipeline(app, settings, topics, tables, metrics, ingest, interest, item_stats)
+
+
+def _widen_producer_buffer(app: Any, settings: Settings) -> None:
+    """Let a batch's table writes queue up without throttling.
+
+    Faust pauses an agent whenever more than 100 changelog records wait to be sent and then
+    drains them one acknowledgement (or 0.1 s) at a time. A micro-batch legitimately writes
+    hundreds of keys (one per user, one per item), so that limit turned every large batch
+    into a stall of seconds. The bound here still applies back-pressure, at batch scale.
+    """
+
+    @app.task
+    async def widen() -> None:
+        app.producer.buffer.max_messages = max(10_000, settings.batch_max * 40)
 
 
 def _rewind_uncommitted(app: Any, source_topics: set[str]) -> None:

@@ -14,6 +14,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+
 from lsi.metrics import WorkerMetrics
 
 __all__ = ["Outgoing", "deliver"]
@@ -31,10 +34,13 @@ async def deliver(
     pending = list(records)
     backoff = 0.1
     while pending:
-        futures = []
+        queued: list[Any] = []
         for topic, key, value, headers in pending:
-            futures.append(await topic.send(key=key, value=value, headers=headers))
-        results = await asyncio.gather(*futures, return_exceptions=True)
+            try:
+                queued.append(await topic.send(key=key, value=value, headers=headers))
+            except (ProducerSendError, KafkaError) as exc:  # refused before it was queued
+                queued.append(exc)
+        results = await asyncio.gather(*(_settle(q) for q in queued), return_exceptions=True)
         failed = [
             rec for rec, res in zip(pending, results, strict=True) if isinstance(res, BaseException)
         ]
@@ -47,3 +53,9 @@ async def deliver(
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, max_backoff_s)
         pending = failed
+
+
+async def _settle(item: Any) -> Any:
+    if isinstance(item, BaseException):
+        raise item
+    return await item

@@ -1,9 +1,10 @@
 """Table declarations: all durable worker state, RocksDB-backed with Kafka changelogs.
 
-Every table uses the producer's partitioner (murmur2 of the key) for its changelog, the same
-partitioner ingest uses to re-key ``lsi.interactions``, so a user's state, its changelog
-partition and its interactions always share one partition number, whatever partitioner the
-client that produced ``lsi.events`` used. Values are the compact bytes of the pure state
+The state tables use the producer's partitioner (murmur2 of the key) for their changelogs,
+the same partitioner ingest uses to re-key ``lsi.interactions``, so a user's state, its
+changelog partition and its interactions always share one partition number, whatever
+partitioner the client that produced ``lsi.events`` used. ``ingest_seen`` lives beside
+``lsi.events`` itself and follows its partitions. Values are the compact bytes of the pure state
 types (:class:`~lsi.state.UserState`, :class:`~lsi.stats.ItemStats` …).
 """
 
@@ -50,7 +51,13 @@ class Tables:
         glob: dict[str, Any] = {**common, "synchronize_all_active_partitions": True}
         return cls(
             user_state=app.Table("user_state", help="Short-term state per user", **common),
-            ingest_seen=app.Table("ingest_seen", help="Recent event ids per user", **common),
+            # ingest runs on lsi.events, whose producers may not partition by murmur2: its
+            # window follows the source partition, as Faust tables normally do
+            ingest_seen=app.Table(
+                "ingest_seen",
+                help="Recent event ids per user",
+                **{**common, "use_partitioner": False},
+            ),
             item_stats=app.GlobalTable("item_stats", help="Item popularity/co-visits", **glob),
             trending=app.GlobalTable("trending", help="Trending per stats partition", **glob),
         )

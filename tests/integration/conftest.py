@@ -113,11 +113,11 @@ class WorkerProcess:
         return self.settings.web_url
 
     def get(self, path: str, timeout: float = 5.0) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
             return json.loads(resp.read())
 
     def metrics(self) -> MetricsSnapshot:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
             return parse_metrics(resp.read().decode())
 
     def wait_http(self, timeout_s: float = 60.0) -> None:
@@ -131,7 +131,9 @@ class WorkerProcess:
                 time.sleep(0.3)
         raise AssertionError(f"worker did not serve HTTP in {timeout_s}s:\n{self.tail()}")
 
-    def wait_metric(self, predicate: Callable[[MetricsSnapshot], bool], timeout_s: float = 90.0) -> MetricsSnapshot:
+    def wait_metric(
+        self, predicate: Callable[[MetricsSnapshot], bool], timeout_s: float = 90.0
+    ) -> MetricsSnapshot:
         deadline = time.time() + timeout_s
         last: MetricsSnapshot | None = None
         while time.time() < deadline:
@@ -179,7 +181,9 @@ def start_worker(lsi_settings: Settings, tmp_path: Path) -> Iterator[Callable[..
                 worker.proc.kill()
 
 
-def consume(settings: Settings, topic: str, until: Callable[[list[Any]], bool], timeout_s: float = 90.0) -> list[Any]:
+def consume(
+    settings: Settings, topic: str, until: Callable[[list[Any]], bool], timeout_s: float = 90.0
+) -> list[Any]:
     """Read ``topic`` from the beginning until ``until(records)`` holds (or fail)."""
     cons = consumer(settings, topic, consumer_timeout_ms=500)
     records: list[Any] = []

@@ -22,7 +22,9 @@ from tests.integration.conftest import WorkerProcess, consume
 
 pytestmark = pytest.mark.timeout(420)
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "lsi/schemas/recommendation.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "lsi/schemas/recommendation.schema.json").read_text()
+)
 N = 5000
 
 
@@ -74,13 +76,34 @@ BAD: list[tuple[bytes | None, bytes, str]] = [
     (b"u1", b"{not json", "malformed_json"),
     (b"u1", b"[1,2,3]", "not_an_object"),
     (b"u1", b'{"event_id":"b1","user_id":"u1","item_id":"i","ts":1}', "missing_field"),
-    (b"u1", b'{"event_id":"b2","user_id":"u1","item_id":"i","type":"teleport","ts":1}', "unknown_type"),
-    (b"u1", b'{"event_id":"b3","user_id":"u1","item_id":"i","type":"view","ts":"now"}', "wrong_type"),
+    (
+        b"u1",
+        b'{"event_id":"b2","user_id":"u1","item_id":"i","type":"teleport","ts":1}',
+        "unknown_type",
+    ),
+    (
+        b"u1",
+        b'{"event_id":"b3","user_id":"u1","item_id":"i","type":"view","ts":"now"}',
+        "wrong_type",
+    ),
     (b"u2", b'{"event_id":"b4","user_id":"u1","item_id":"i","type":"view","ts":1}', "key_mismatch"),
-    (b"u1", b'{"event_id":"b5","user_id":"u1","item_id":"i","type":"view","ts":99999999999}', "future_timestamp"),
-    (b"u1", b'{"event_id":"b6","user_id":"u1","item_id":"i","type":"view","ts":1,"x":1}', "unknown_field"),
-    (b"u1", b'{"event_id":"b7","user_id":"u1","item_id":"i","type":"view","ts":1,"context":{"p":"'
-     + b"x" * 17000 + b'"}}', "oversized"),
+    (
+        b"u1",
+        b'{"event_id":"b5","user_id":"u1","item_id":"i","type":"view","ts":99999999999}',
+        "future_timestamp",
+    ),
+    (
+        b"u1",
+        b'{"event_id":"b6","user_id":"u1","item_id":"i","type":"view","ts":1,"x":1}',
+        "unknown_field",
+    ),
+    (
+        b"u1",
+        b'{"event_id":"b7","user_id":"u1","item_id":"i","type":"view","ts":1,"context":{"p":"'
+        + b"x" * 17000
+        + b'"}}',
+        "oversized",
+    ),
 ]
 
 
@@ -90,10 +113,14 @@ def test_bad_events_are_dead_lettered_with_reasons_and_duplicates_dropped(
     s = lsi_settings
     worker = start_worker()
     prod = producer(s)
-    good = b'{"event_id":"ok-1","user_id":"u1","item_id":"i9","type":"click","ts":%d}' % int(time.time())
+    good = b'{"event_id":"ok-1","user_id":"u1","item_id":"i9","type":"click","ts":%d}' % int(
+        time.time()
+    )
     sent_offsets = {}
     for key, value, reason in BAD:
-        meta = prod.send(s.events_topic, key=key, value=value, headers=[("client", b"test")]).get(30)
+        meta = prod.send(s.events_topic, key=key, value=value, headers=[("client", b"test")]).get(
+            30
+        )
         sent_offsets[reason] = (meta.partition, meta.offset)
     prod.send(s.events_topic, key=b"u1", value=good).get(30)
     prod.send(s.events_topic, key=b"u1", value=good).get(30)  # the same event_id again
@@ -112,7 +139,9 @@ def test_bad_events_are_dead_lettered_with_reasons_and_duplicates_dropped(
         assert h["lsi-dlq-detail"]
 
     worker.wait_metric(lambda m: accepted(m) >= 1)
-    m = worker.wait_metric(lambda m: m.total("lsi_events_total", agent="ingest", outcome="duplicate") >= 1)
+    m = worker.wait_metric(
+        lambda m: m.total("lsi_events_total", agent="ingest", outcome="duplicate") >= 1
+    )
     for _, _, reason in BAD:
         assert m.total("lsi_dlq_total", reason=reason) == 1
     interactions = consume(s, s.interactions_topic, lambda r: len(r) >= 1)
@@ -160,7 +189,9 @@ def test_sigkill_mid_stream_restores_state_from_the_changelog_and_loses_nothing(
         if not mismatched:
             break
         time.sleep(2)
-    assert not mismatched, f"users whose event count differs (got, expected): {list(mismatched.items())[:10]}"
+    assert not mismatched, (
+        f"users whose event count differs (got, expected): {list(mismatched.items())[:10]}"
+    )
     m = second.metrics()
     restored = m.total("lsi_events_total", agent="interest", outcome="accepted")
     assert restored < N, "the second worker resumed; it did not reprocess everything"

@@ -17,8 +17,16 @@ def test_defaults_are_safe() -> None:
 
 
 def test_environment_overrides_are_typed() -> None:
-    s = Settings.from_env({"LSI_BROKERS": "a:1,b:2", "LSI_PARTITIONS": "4", "LSI_FILTER_SEEN": "no",
-                           "LSI_DATA_DIR": "/tmp/x", "LSI_BATCH_WITHIN_S": "0.5", "LSI_KAFKA_PORT": "1"})
+    s = Settings.from_env(
+        {
+            "LSI_BROKERS": "a:1,b:2",
+            "LSI_PARTITIONS": "4",
+            "LSI_FILTER_SEEN": "no",
+            "LSI_DATA_DIR": "/tmp/x",
+            "LSI_BATCH_WITHIN_S": "0.5",
+            "LSI_KAFKA_PORT": "1",
+        }
+    )
     assert s.partitions == 4 and s.filter_seen is False and s.data_dir == Path("/tmp/x")
     assert s.batch_within_s == 0.5 and s.broker_url == "kafka://a:1;kafka://b:2"
 
@@ -28,8 +36,15 @@ def test_unknown_variable_names_a_suggestion() -> None:
         Settings.from_env({"LSI_BROKER": "x:1"})
 
 
-@pytest.mark.parametrize(("var", "value"), [("LSI_PARTITIONS", "many"), ("LSI_FILTER_SEEN", "maybe"),
-                                            ("LSI_EMIT_POLICY", "sometimes"), ("LSI_TOP_K", "0")])
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("LSI_PARTITIONS", "many"),
+        ("LSI_FILTER_SEEN", "maybe"),
+        ("LSI_EMIT_POLICY", "sometimes"),
+        ("LSI_TOP_K", "0"),
+    ],
+)
 def test_bad_values_say_what_is_wrong(var: str, value: str) -> None:
     with pytest.raises(ConfigError):
         Settings.from_env({var: value})

@@ -25,7 +25,9 @@ def run(events: list[Event], store: dict[str, UserState], cfg: EngineConfig, now
 
 def test_batch_policy_emits_once_per_user_after_all_their_events() -> None:
     store: dict[str, UserState] = {}
-    result = run([ev(1, "a", "x", 1), ev(2, "b", "y", 2), ev(3, "a", "z", 3)], store, EngineConfig())
+    result = run(
+        [ev(1, "a", "x", 1), ev(2, "b", "y", 2), ev(3, "a", "z", 3)], store, EngineConfig()
+    )
     assert [r.user_id for r in result.recommendations] == ["a", "b"]
     rec_a = result.recommendations[0]
     assert rec_a.event_ts == 3 and rec_a.history_size == 2 and rec_a.emitted_at == 100.0
@@ -67,7 +69,9 @@ def test_online_hits_count_items_from_the_previous_list() -> None:
 
 def test_deltas_use_the_state_before_each_event() -> None:
     store: dict[str, UserState] = {}
-    result = run([ev(1, "a", "x", 1), ev(2, "a", "y", 2), ev(3, "b", "y", 3)], store, EngineConfig())
+    result = run(
+        [ev(1, "a", "x", 1), ev(2, "a", "y", 2), ev(3, "b", "y", 3)], store, EngineConfig()
+    )
     assert result.deltas["y"].co == {"x": 1.0} and result.deltas["y"].pop == 2.0
     assert result.deltas["x"].co == {"y": 1.0}
 
@@ -77,7 +81,9 @@ def test_learned_statistics_change_the_next_lists() -> None:
     cfg = EngineConfig()
     store: dict[str, UserState] = {}
     stats: dict[str, ItemStats] = {}
-    first = process_batch([ev(1, "a", "x", 1), ev(2, "a", "y", 2)], store.get, stats.get, TRENDING, cfg, 10.0)
+    first = process_batch(
+        [ev(1, "a", "x", 1), ev(2, "a", "y", 2)], store.get, stats.get, TRENDING, cfg, 10.0
+    )
     store.update(first.states)
     for item, delta in first.deltas.items():
         stats[item] = apply_delta(stats.get(item), delta, StatsConfig())

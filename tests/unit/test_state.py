@@ -74,7 +74,9 @@ def test_bytes_round_trip_and_size_budget() -> None:
     raw = state.to_bytes()
     back = UserState.from_bytes(raw)
     assert back == UserState.from_bytes(back.to_bytes())
-    assert back.items == state.items and back.seen == state.seen and back.last_recs == state.last_recs
+    assert (
+        back.items == state.items and back.seen == state.seen and back.last_recs == state.last_recs
+    )
     assert back.n_events == 200
     assert len(raw) < 2048, len(raw)
 
@@ -84,9 +86,28 @@ def test_redelivered_source_offsets_are_skipped_exactly() -> None:
     state = UserState()
     for i in range(100):  # far more than the event-id window
         assert not state.learn_one(ev(i, f"i{i}", float(i)), CFG, source=(3, 1000 + i)).redelivered
-    replayed = [state.learn_one(ev(i, f"i{i}", float(i)), CFG, source=(3, 1000 + i)) for i in range(100)]
+    replayed = [
+        state.learn_one(ev(i, f"i{i}", float(i)), CFG, source=(3, 1000 + i)) for i in range(100)
+    ]
     assert all(o.redelivered for o in replayed)
     assert state.n_events == 100
     assert not state.learn_one(ev(100, "new", 100.0), CFG, source=(3, 1100)).redelivered
-    assert not state.learn_one(ev(101, "other", 101.0), CFG, source=(5, 7)).redelivered  # other partition
-    assert UserState.from_bytes(state.to_bytes()).applied == {"3": 1100, "5": 7}
+    assert not state.learn_one(
+        ev(101, "other", 101.0), CFG, source=(5, 7)
+    ).redelivered  # other partition
+    back = UserState.from_bytes(state.to_bytes()).applied
+    assert back["3"][-1] == 1100 and len(back["3"]) == CFG.applied_n and back["5"] == [7]
+
+
+def test_a_gap_below_the_newest_offset_is_applied_once() -> None:
+    """A send retried after a later one landed arrives late: learned, and only once."""
+    state = UserState()
+    state.learn_one(ev(1, "a", 1.0), CFG, source=(0, 10))
+    state.learn_one(ev(3, "c", 3.0), CFG, source=(0, 30))
+    late = state.learn_one(ev(2, "b", 2.0), CFG, source=(0, 20))
+    assert not late.redelivered and state.items == ["a", "c", "b"]
+    again = [
+        state.learn_one(ev(i, x, float(i)), CFG, source=(0, o))
+        for i, x, o in ((1, "a", 10), (2, "b", 20), (3, "c", 30))
+    ]
+    assert all(o.redelivered for o in again) and state.n_events == 3

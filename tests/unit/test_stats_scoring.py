@@ -18,7 +18,14 @@ from lsi.stats import (
     update_trending,
 )
 
-CFG = StatsConfig(pop_half_life_s=10.0, covis_half_life_s=10.0, window=2, window_decay=0.5, neighbors_max=3, trending_n=3)
+CFG = StatsConfig(
+    pop_half_life_s=10.0,
+    covis_half_life_s=10.0,
+    window=2,
+    window_decay=0.5,
+    neighbors_max=3,
+    trending_n=3,
+)
 
 
 def ev(item: str, ts: float = 0.0, etype: str = "view") -> Event:
@@ -76,7 +83,9 @@ def test_scorer_prefers_neighbours_of_the_most_recent_items() -> None:
         "new": ItemStats(1, 0, {"y": 10.0, "x": 1.0}),
     }
     trending = Trending(0.0, (("t", 100.0), ("y", 1.0)))
-    res = score_user(state_with("old", "new"), stats.get, trending, ScoringConfig(top_k=5, anchor_decay=0.5))
+    res = score_user(
+        state_with("old", "new"), stats.get, trending, ScoringConfig(top_k=5, anchor_decay=0.5)
+    )
     ranked = [i.item_id for i in res.items]
     assert ranked[0] == "y" and "x" in ranked and "t" in ranked
     assert res.source == "covisit" and res.long_weight == 0.0
@@ -95,5 +104,7 @@ def test_scorer_cold_start_is_trending() -> None:
 
 def test_scorer_can_keep_seen_items() -> None:
     stats = {"a": ItemStats(1, 0, {"b": 1.0}), "b": ItemStats(1, 0, {"a": 1.0})}
-    res = score_user(state_with("a", "b"), stats.get, Trending(0, ()), ScoringConfig(filter_seen=False))
+    res = score_user(
+        state_with("a", "b"), stats.get, Trending(0, ()), ScoringConfig(filter_seen=False)
+    )
     assert {i.item_id for i in res.items} == {"a", "b"}

@@ -22,12 +22,17 @@ def good(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in event.items() if v is not ...}
 
 
-def check(value: bytes, key: bytes | None = b"u1", limits: Limits = Limits()) -> Any:
+DEFAULT_LIMITS = Limits()
+
+
+def check(value: bytes, key: bytes | None = b"u1", limits: Limits = DEFAULT_LIMITS) -> Any:
     return validate_event(value, key, NOW, limits)
 
 
 def test_valid_event_is_typed_and_normalised() -> None:
-    event = check(json.dumps(good(user_id=42, item_id=7, weight=4, context={"a": 1})).encode(), b"42")
+    event = check(
+        json.dumps(good(user_id=42, item_id=7, weight=4, context={"a": 1})).encode(), b"42"
+    )
     assert (event.user_id, event.item_id, event.type, event.weight) == ("42", "7", "view", 4.0)
     assert event.context == {"a": 1}
     assert event.ts == NOW - 5
@@ -92,7 +97,9 @@ def test_future_tolerance_is_configurable() -> None:
 
 
 @pytest.mark.parametrize(("reason", "value", "key"), CASES)
-def test_schema_rejects_what_the_validator_rejects(reason: str, value: bytes, key: bytes | None) -> None:
+def test_schema_rejects_what_the_validator_rejects(
+    reason: str, value: bytes, key: bytes | None
+) -> None:
     """The schema can't see keys, sizes or clocks; everything else must agree."""
     if reason in ("key_mismatch", "future_timestamp", "malformed_json"):
         return
@@ -102,6 +109,10 @@ def test_schema_rejects_what_the_validator_rejects(reason: str, value: bytes, ke
 
 
 def test_schema_accepts_what_the_validator_accepts() -> None:
-    for event in (good(), good(user_id=3, item_id=9, weight=-1, context={"k": [1]}), good(type="purchase")):
+    for event in (
+        good(),
+        good(user_id=3, item_id=9, weight=-1, context={"k": [1]}),
+        good(type="purchase"),
+    ):
         jsonschema.validate(event, SCHEMA)
         check(json.dumps(event).encode(), str(event["user_id"]).encode())

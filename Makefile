@@ -1,0 +1,54 @@
+# lsi: the two quick-start commands are `make demo` and `make test`.
+# Needs Python 3.11+, Java 17+ and Maven; everything else is installed here:
+# uv (from PyPI, if missing), the Python environment (.venv, from uv.lock; downloads cached
+# in uv's cache outside the clone) and the Kafka jars (Maven, cached in ~/.m2 and ~/.cache/lsi).
+
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+
+.PHONY: help uv install install-dev demo test unit integration lint format kafka-up kafka-down clean
+
+help:
+	@echo "make demo   - start Kafka + a worker, replay ML-100K, show recommendations and metrics"
+	@echo "make test   - the whole test suite (unit + integration against a real Kafka broker)"
+	@echo "make lint   - ruff and mypy"
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
+		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
+
+install: uv
+	$(UV) sync --frozen --no-dev
+
+install-dev: uv
+	$(UV) sync --frozen
+
+demo: install
+	$(UV) run --no-sync lsi demo
+
+test: install-dev
+	$(UV) run --no-sync pytest
+
+unit: install-dev
+	$(UV) run --no-sync pytest tests/unit
+
+integration: install-dev
+	$(UV) run --no-sync pytest tests/integration
+
+lint: install-dev
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync mypy
+
+format: install-dev
+	$(UV) run --no-sync ruff format .
+	$(UV) run --no-sync ruff check --fix .
+
+kafka-up: install
+	$(UV) run --no-sync lsi kafka up
+
+kafka-down: install
+	$(UV) run --no-sync lsi kafka down
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

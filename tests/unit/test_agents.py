@@ -1,0 +1,823 @@
+"""The Faust agents and views without a broker.
+
+The app is the one ``lsi worker`` runs (:func:`streams.app.build_app`), with two stand-ins at
+the Kafka boundary: :class:`MemoryProducer` replaces Faust's producer (it records every record
+the app sends and every table changelog write, partitions keys with Kafka's default murmur2
+partitioner, and acknowledges at once), and :class:`Source` builds the Faust events a consumer
+would hand an agent. Tables run on both of Faust's stores, the in-memory one and the RocksDB
+one the worker uses.
+
+Most tests call an agent's ``handle(batch)`` directly, so that a test decides exactly what a
+micro-batch holds; ``test_the_*_agent_consumes_*`` drive the registered agents through Faust's
+``agent.test_context()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from aiohttp.test_utils import make_mocked_request
+from aiokafka.errors import KafkaTimeoutError
+from faust.events import Event as FaustEvent
+from faust.exceptions import ProducerSendError, SameNode
+from faust.types import TP, Message
+from faust.types.tuples import RecordMetadata
+
+import lsi
+import streams.ingest
+from lsi.config import Settings
+from lsi.records import Event
+from lsi.state import UserState, event_hash
+from lsi.stats import ItemDelta, ItemStats, Trending
+from lsi.validation import validate_event
+from streams.app import Pipeline, build_app
+from streams.context import key_for_partition, partition_of
+from streams.ingest import SEEN_WINDOW, SOURCE_HEADER
+
+PARTITIONS = 4
+EVENTS, INTERACTIONS, RECOMMENDATIONS = "lsi.events", "lsi.interactions", "lsi.recommendations"
+DLQ, ITEM_DELTAS = "lsi.events.dlq", "lsi.item-deltas"
+SEEN_CHANGELOG, STATE_CHANGELOG = "lsi-ingest_seen-changelog", "lsi-user_state-changelog"
+STATS_CHANGELOG, TRENDING_CHANGELOG = "lsi-item_stats-changelog", "lsi-trending-changelog"
+REC_SCHEMA = json.loads(
+    (Path(lsi.__file__).parent / "schemas" / "recommendation.schema.json").read_text()
+)
+
+
+# -- the Kafka boundary --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record the app handed to the producer."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    headers: list[tuple[str, bytes]]
+
+
+class MemoryProducer:
+    """Stands in for Faust's producer: records what is sent, acknowledges at once.
+
+    ``send`` carries the agents' output, ``send_soon`` the tables' changelog writes.
+    ``fail_sends`` makes the next sends' acknowledgements fail, as a broker timeout would;
+    ``raise_sends`` makes the next sends raise at once, as Faust's producer does when it
+    cannot queue a record (no metadata, buffer full). ``log`` keeps the order of everything:
+    ``(kind, topic)`` with kind ``send``, ``failed`` or ``changelog``.
+    """
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.records: list[Record] = []
+        self.changelog: list[Record] = []
+        self.log: list[tuple[str, str]] = []
+        self.fail_sends = 0
+        self.raise_sends = 0
+
+    async def maybe_start(self) -> None:
+        return None
+
+    def key_partition(self, topic: str, key: bytes) -> TP:
+        return TP(topic, partition_of(key, self.partitions))
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        if self.raise_sends > 0:
+            self.raise_sends -= 1
+            self.log.append(("failed", topic))
+            raise ProducerSendError(f"Error while sending: {KafkaTimeoutError()!r}")
+        fut: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        if self.fail_sends > 0:
+            self.fail_sends -= 1
+            self.log.append(("failed", topic))
+            fut.set_exception(KafkaTimeoutError())
+            return fut
+        if partition is None:
+            partition = partition_of(key or b"", self.partitions)
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        self.records.append(Record(topic, key, value, partition, pairs))
+        self.log.append(("send", topic))
+        tp = TP(topic, partition)
+        fut.set_result(RecordMetadata(topic, partition, tp, len(self.records), timestamp, 0))
+        return fut
+
+    async def send_and_wait(self, *args: Any, **kwargs: Any) -> RecordMetadata:
+        return await (await self.send(*args, **kwargs))
+
+    def send_soon(self, fut: Any) -> None:
+        msg = fut.message
+        topic = msg.channel.get_topic_name()
+        self.changelog.append(Record(topic, msg.key, msg.value, msg.partition, []))
+        self.log.append(("changelog", topic))
+
+    def sent_to(self, topic: str) -> list[Record]:
+        return [r for r in self.records if r.topic == topic]
+
+    def written_to(self, topic: str) -> list[Record]:
+        return [r for r in self.changelog if r.topic == topic]
+
+
+class Source:
+    """Messages of one topic as a consumer hands them to an agent: Faust events, offsets
+    counting up per partition, the partition Kafka's default partitioner picks for the key."""
+
+    def __init__(self, app: Any, topic: str, first_offset: int = 100) -> None:
+        self.app = app
+        self.topic = topic
+        self.next_offset: dict[int, int] = {}
+        self.first_offset = first_offset
+
+    def __call__(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        *,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FaustEvent:
+        if partition is None:
+            partition = partition_of(key, PARTITIONS) if key else 0
+        offset = self.next_offset.get(partition, self.first_offset)
+        self.next_offset[partition] = offset + 1
+        message = Message(
+            topic=self.topic,
+            partition=partition,
+            offset=offset,
+            timestamp=time.time(),
+            timestamp_type=0,
+            headers=headers,
+            key=key,
+            value=value,
+            checksum=None,
+        )
+        return FaustEvent(self.app, key, value, headers, message)
+
+    def of(self, records: Sequence[Record]) -> list[FaustEvent]:
+        """What a consumer of this topic reads after ``records`` were produced."""
+        return [self(r.value, r.key, partition=r.partition, headers=r.headers) for r in records]
+
+
+# -- fixtures and helpers ------------------------------------------------------------------
+@pytest.fixture(params=["memory://", "rocksdb://"], ids=["memory", "rocksdb"])
+async def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pipeline]:
+    settings = Settings.from_env(
+        {}, data_dir=tmp_path / "worker", partitions=PARTITIONS, batch_max=50, batch_within_s=0.01
+    )
+    built = build_app(settings)
+    built.app.conf.store = request.param  # before any table opens its store
+    built.app.producer = MemoryProducer(PARTITIONS)
+    yield built
+    # A running stream asks the app for its consumer, which Faust then builds with a thread
+    # and an event loop of its own; never started here, nothing else would close that loop.
+    consumer = built.app._consumer
+    if consumer is not None:
+        consumer._thread.thread_loop.close()
+    # Collect this test's Faust objects now. Left to a later collection that happens to run
+    # inside pytest's ast.parse of a failing test's source, their finalizers make CPython
+    # 3.11.7 raise "AST constructor recursion depth mismatch" and the run ends in
+    # INTERNALERROR instead of reporting the failure.
+    gc.collect()
+
+
+@pytest.fixture
+def producer(pipeline: Pipeline) -> MemoryProducer:
+    prod: MemoryProducer = pipeline.app.producer
+    return prod
+
+
+def metric(pipeline: Pipeline, name: str, **labels: str) -> float:
+    value = pipeline.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def events_total(pipeline: Pipeline, agent: str, outcome: str, etype: str = "view") -> float:
+    """``lsi_events_total{agent,type,outcome}``."""
+    return metric(pipeline, "lsi_events_total", agent=agent, type=etype, outcome=outcome)
+
+
+def event_json(now: float, **fields: Any) -> bytes:
+    data: dict[str, Any] = {
+        "event_id": "e1",
+        "user_id": "u1",
+        "item_id": "i1",
+        "type": "view",
+        "ts": round(now, 3),
+    }
+    data.update(fields)
+    return json.dumps(data).encode()
+
+
+def forwarded(
+    src: Source, event_id: str, user: str, item: str, ts: float, origin: tuple[int, int] | None
+) -> FaustEvent:
+    """An ``lsi.interactions`` message as ingest writes it: canonical JSON keyed by user,
+    with the ``lsi-src`` header naming the event's partition and offset in ``lsi.events``."""
+    headers = [(SOURCE_HEADER, f"{origin[0]}:{origin[1]}".encode())] if origin else None
+    value = Event(event_id, user, item, "view", ts).to_json()
+    return src(value, user.encode(), headers=headers)
+
+
+def user_state(pipeline: Pipeline, user: str) -> UserState | None:
+    raw = pipeline.tables.user_state.get(user.encode())
+    return UserState.from_bytes(raw) if raw else None
+
+
+def item_stats(pipeline: Pipeline, item: str) -> ItemStats | None:
+    raw = pipeline.tables.item_stats.get(item.encode())
+    return ItemStats.from_bytes(raw) if raw else None
+
+
+class Handled:
+    """Counts the events an agent part's ``handle`` has finished (wraps it in place)."""
+
+    def __init__(self, part: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self.changed = asyncio.Event()
+        original = part.handle
+        if inspect.iscoroutinefunction(original):
+
+            async def handle(batch: Sequence[Any]) -> None:
+                await original(batch)
+                self._done(len(batch))
+
+        else:
+
+            def handle(batch: Sequence[Any]) -> None:  # type: ignore[misc]
+                original(batch)
+                self._done(len(batch))
+
+        monkeypatch.setattr(part, "handle", handle)
+
+    def _done(self, n: int) -> None:
+        self.count += n
+        self.changed.set()
+
+    async def reach(self, n: int, timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while self.count < n:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+# -- ingest --------------------------------------------------------------------------------
+async def test_a_valid_event_is_forwarded_once_as_canonical_json_keyed_by_user(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    events = Source(pipeline.app, EVENTS)
+    ts = int(time.time())
+    raw = (
+        b'{ "user_id": 7, "item_id": 9, "type": "view", "ts": %d, "event_id": "e-1",'
+        b' "weight": 2, "context": {"page": "home"} }' % ts
+    )
+    await pipeline.ingest.handle([events(raw, b"7", partition=1)])
+
+    [rec] = producer.records  # exactly one record, nothing dead-lettered
+    assert (rec.topic, rec.key) == (INTERACTIONS, b"7")
+    assert rec.headers == [(SOURCE_HEADER, b"1:100")]  # where it came from in lsi.events
+    assert rec.partition == partition_of(b"7", PARTITIONS)  # re-keyed, not the source's 1
+    expected = {
+        "event_id": "e-1",
+        "user_id": "7",
+        "item_id": "9",
+        "type": "view",
+        "ts": float(ts),
+        "weight": 2.0,
+        "context": {"page": "home"},
+    }
+    assert rec.value == json.dumps(expected, separators=(",", ":")).encode()
+    assert events_total(pipeline, "ingest", "forwarded") == 1
+    assert events_total(pipeline, "ingest", "dlq", etype="unknown") == 0
+    assert json.loads(pipeline.tables.ingest_seen.get(b"7")) == [event_hash("e-1")]
+    [write] = producer.written_to(SEEN_CHANGELOG)
+    assert (write.key, write.partition) == (b"7", 1)  # the window follows lsi.events
+    assert producer.log == [("send", INTERACTIONS), ("changelog", SEEN_CHANGELOG)]
+
+
+def _malformed(now: float) -> tuple[bytes, bytes]:
+    return b'{"event_id": "e1", "user_id": "u1", ', b"u1"
+
+
+def _wrong_key(now: float) -> tuple[bytes, bytes]:
+    return event_json(now), b"u2"
+
+
+def _unknown_type(now: float) -> tuple[bytes, bytes]:
+    return event_json(now, type="hover"), b"u1"
+
+
+def _oversized(now: float) -> tuple[bytes, bytes]:
+    raw = event_json(now, context={"pad": "x" * 17 * 1024})
+    assert len(raw) > 17 * 1024
+    return raw, b"u1"
+
+
+def _future(now: float) -> tuple[bytes, bytes]:
+    return event_json(now, ts=round(now + 3600, 3)), b"u1"
+
+
+@pytest.mark.parametrize(
+    ("build", "reason", "detail"),
+    [
+        pytest.param(_malformed, "malformed_json", "not valid JSON", id="malformed-json"),
+        pytest.param(_wrong_key, "key_mismatch", "'u2' differs from user_id 'u1'", id="wrong-key"),
+        pytest.param(_unknown_type, "unknown_type", "'hover' is not one of", id="unknown-type"),
+        pytest.param(_oversized, "oversized", "the limit is 16384", id="oversized-17k"),
+        pytest.param(_future, "future_timestamp", "ahead of the worker clock", id="future-ts"),
+    ],
+)
+async def test_an_invalid_event_is_dead_lettered_with_its_original_bytes(
+    pipeline: Pipeline, producer: MemoryProducer, build: Any, reason: str, detail: str
+) -> None:
+    now = time.time()
+    raw, key = build(now)
+    events = Source(pipeline.app, EVENTS, first_offset=41)
+    original_headers = [("traceparent", b"00-abc-01")]
+    await pipeline.ingest.handle([events(raw, key, partition=3, headers=original_headers)])
+
+    [rec] = producer.records
+    assert rec.topic == DLQ
+    assert (rec.key, rec.value) == (key, raw)  # byte for byte what arrived
+    assert rec.headers[0] == ("traceparent", b"00-abc-01")  # original headers kept, first
+    headers = dict(rec.headers)
+    assert headers["lsi-dlq-reason"] == reason.encode()
+    assert detail in headers["lsi-dlq-detail"].decode()
+    assert headers["lsi-source-topic"] == EVENTS.encode()
+    assert headers["lsi-source-partition"] == b"3"
+    assert headers["lsi-source-offset"] == b"41"
+    assert abs(float(headers["lsi-dlq-at"]) - now) < 60
+    assert metric(pipeline, "lsi_dlq_total", reason=reason) == 1
+    assert events_total(pipeline, "ingest", "dlq", etype="unknown") == 1
+    assert producer.changelog == []  # nothing remembered for a rejected event
+    assert pipeline.tables.ingest_seen.get(b"u1") is None
+
+
+async def test_a_mixed_batch_keeps_order_and_isolates_the_bad_events(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = time.time()
+    events = Source(pipeline.app, EVENTS)
+    batch = [
+        events(event_json(now, event_id="a1", user_id="a"), b"a"),
+        events(b"\xff\xfe", b"a"),
+        events(event_json(now, event_id="b1", user_id="b"), b"b"),
+        events(event_json(now, event_id="a1", user_id="a"), b"a"),  # same batch duplicate
+        events(event_json(now, event_id="a2", user_id="a"), b"a"),
+    ]
+    await pipeline.ingest.handle(batch)
+
+    assert [(r.topic, r.key) for r in producer.records] == [
+        (INTERACTIONS, b"a"),
+        (DLQ, b"a"),
+        (INTERACTIONS, b"b"),
+        (INTERACTIONS, b"a"),
+    ]
+    assert [json.loads(r.value or b"")["event_id"] for r in producer.sent_to(INTERACTIONS)] == [
+        "a1",
+        "b1",
+        "a2",
+    ]
+    assert dict(producer.sent_to(DLQ)[0].headers)["lsi-dlq-reason"] == b"malformed_json"
+    assert events_total(pipeline, "ingest", "duplicate") == 1
+    assert json.loads(pipeline.tables.ingest_seen.get(b"a")) == [
+        event_hash("a1"),
+        event_hash("a2"),
+    ]
+    # one write per changed user, after all output
+    assert sorted(r.key or b"" for r in producer.written_to(SEEN_CHANGELOG)) == [b"a", b"b"]
+    assert producer.log[-2:] == [("changelog", SEEN_CHANGELOG)] * 2
+
+
+async def test_a_duplicate_event_id_in_a_later_batch_is_dropped_and_counted(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = time.time()
+    events = Source(pipeline.app, EVENTS)
+    await pipeline.ingest.handle([events(event_json(now, event_id="e1"), b"u1")])
+    await pipeline.ingest.handle(
+        [
+            events(event_json(now + 1, event_id="e1", item_id="other"), b"u1"),  # same id
+            events(event_json(now + 1, event_id="e2"), b"u1"),
+        ]
+    )
+
+    ids = [json.loads(r.value or b"")["event_id"] for r in producer.sent_to(INTERACTIONS)]
+    assert ids == ["e1", "e2"]
+    dup = {"agent": "ingest", "type": "view", "outcome": "duplicate"}
+    assert pipeline.metrics.registry.get_sample_value("lsi_events_total", dup) == 1.0
+    assert events_total(pipeline, "ingest", "forwarded") == 2
+    assert producer.sent_to(DLQ) == []
+
+
+async def test_the_de_duplication_window_keeps_the_newest_ids(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = time.time()
+    events = Source(pipeline.app, EVENTS)
+    batch = [events(event_json(now, event_id=f"e{i}"), b"u1") for i in range(SEEN_WINDOW + 1)]
+    await pipeline.ingest.handle(batch)
+    seen = json.loads(pipeline.tables.ingest_seen.get(b"u1"))
+    assert seen == [event_hash(f"e{i}") for i in range(1, SEEN_WINDOW + 1)]
+
+    await pipeline.ingest.handle(
+        [
+            events(event_json(now, event_id="e0"), b"u1"),  # forgotten: forwarded again
+            events(event_json(now, event_id=f"e{SEEN_WINDOW}"), b"u1"),  # remembered
+        ]
+    )
+    assert len(producer.sent_to(INTERACTIONS)) == SEEN_WINDOW + 2
+    assert events_total(pipeline, "ingest", "duplicate") == 1
+
+
+async def test_a_bug_on_one_event_dead_letters_that_event_only(
+    pipeline: Pipeline, producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def flaky(raw: bytes | None, key: bytes | None, now: float, limits: Any) -> Event:
+        if key == b"boom":
+            raise RuntimeError("boom")
+        return validate_event(raw, key, now, limits)
+
+    monkeypatch.setattr(streams.ingest, "validate_event", flaky)
+    now = time.time()
+    events = Source(pipeline.app, EVENTS)
+    crash = event_json(now, event_id="x", user_id="boom")
+    await pipeline.ingest.handle(
+        [events(crash, b"boom"), events(event_json(now, event_id="ok"), b"u1")]
+    )
+
+    assert [r.topic for r in producer.records] == [DLQ, INTERACTIONS]
+    dead = producer.records[0]
+    assert dead.value == crash
+    headers = dict(dead.headers)
+    assert headers["lsi-dlq-reason"] == b"internal_error"
+    assert headers["lsi-dlq-detail"] == b"RuntimeError('boom')"
+    assert metric(pipeline, "lsi_errors_total", agent="ingest", kind="RuntimeError") == 1
+    assert metric(pipeline, "lsi_dlq_total", reason="internal_error") == 1
+
+
+async def test_failed_sends_are_retried_before_state_is_written(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    producer.fail_sends = 1
+    events = Source(pipeline.app, EVENTS)
+    await pipeline.ingest.handle([events(event_json(time.time()), b"u1")])
+
+    assert producer.log == [
+        ("failed", INTERACTIONS),
+        ("send", INTERACTIONS),
+        ("changelog", SEEN_CHANGELOG),
+    ]
+    assert len(producer.sent_to(INTERACTIONS)) == 1
+    assert metric(pipeline, "lsi_errors_total", agent="ingest", kind="send") == 1
+
+
+async def test_a_send_that_raises_is_retried_too(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    producer.raise_sends = 1
+    events = Source(pipeline.app, EVENTS)
+    await pipeline.ingest.handle([events(event_json(time.time()), b"u1")])
+    assert len(producer.sent_to(INTERACTIONS)) == 1
+
+
+async def test_a_retried_send_is_not_lost_downstream(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = round(time.time(), 3)
+    events = Source(pipeline.app, EVENTS)
+    producer.fail_sends = 1  # the first of the two forwards times out, the second lands
+    await pipeline.ingest.handle(
+        [
+            events(event_json(now, event_id="e1", user_id="a", item_id="i1"), b"a"),
+            events(event_json(now + 1, event_id="e2", user_id="a", item_id="i2"), b"a"),
+        ]
+    )
+    forwards = producer.sent_to(INTERACTIONS)  # today: e2, then e1 (re-sent)
+    await pipeline.interest.handle(Source(pipeline.app, INTERACTIONS).of(forwards))
+    state = user_state(pipeline, "a")
+    assert state is not None and sorted(state.items) == ["i1", "i2"]
+
+
+async def test_the_ingest_agent_consumes_the_events_topic(
+    pipeline: Pipeline, producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled = Handled(pipeline.ingest, monkeypatch)
+    now = time.time()
+    async with pipeline.app.agents["lsi.ingest"].test_context() as agent:
+        await agent.put(event_json(now), key=b"u1", partition=partition_of(b"u1", PARTITIONS))
+        await agent.put(b"not json", key=b"u1", headers=[("h", b"v")])
+        await handled.reach(2)
+
+    assert [r.topic for r in producer.records] == [INTERACTIONS, DLQ]
+    headers = dict(producer.sent_to(DLQ)[0].headers)
+    assert headers["h"] == b"v"
+    assert headers["lsi-source-topic"] == EVENTS.encode()  # the agent's own topic
+    assert headers["lsi-source-offset"] == b"1"
+    assert metric(pipeline, "lsi_batch_size_count", agent="ingest") >= 1
+
+
+# -- interest ------------------------------------------------------------------------------
+async def test_interest_learns_and_emits_one_valid_recommendation_per_user_per_batch(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    t0 = round(time.time(), 3)
+    src = Source(pipeline.app, INTERACTIONS)
+    batch = [
+        forwarded(src, "e1", "a", "i1", t0, (0, 10)),
+        forwarded(src, "e2", "b", "i1", t0 + 1, (0, 11)),
+        forwarded(src, "e3", "a", "i2", t0 + 2, (0, 12)),
+    ]
+    await pipeline.interest.handle(batch)
+
+    a, b = user_state(pipeline, "a"), user_state(pipeline, "b")
+    assert a is not None and b is not None
+    assert (a.items, a.n_events, a.last_ts) == (["i1", "i2"], 2, t0 + 2)
+    assert (b.items, b.n_events) == (["i1"], 1)
+
+    recs = producer.sent_to(RECOMMENDATIONS)
+    assert [r.key for r in recs] == [b"a", b"b"]  # one per user, not one per event
+    for rec, user, event_ts, history in zip(recs, "ab", (t0 + 2, t0 + 1), (2, 1), strict=True):
+        body = json.loads(rec.value or b"")
+        jsonschema.validate(body, REC_SCHEMA)
+        assert rec.partition == partition_of(user.encode(), PARTITIONS)
+        assert (body["user_id"], body["trigger"], body["event_ts"]) == (user, "event", event_ts)
+        assert body["history_size"] == history
+        assert body["model_version"] == pipeline.interest.engine.model_version
+
+    deltas = {r.key: ItemDelta.from_bytes(r.value or b"") for r in producer.sent_to(ITEM_DELTAS)}
+    assert set(deltas) == {b"i1", b"i2"}
+    assert deltas[b"i1"].pop == 2.0 and deltas[b"i1"].co == {"i2": 1.0}
+    assert deltas[b"i2"].pop == 1.0 and deltas[b"i2"].co == {"i1": 1.0}
+    assert all(
+        r.partition == partition_of(r.key or b"", PARTITIONS) for r in producer.sent_to(ITEM_DELTAS)
+    )
+
+    writes = producer.written_to(STATE_CHANGELOG)
+    assert sorted((w.key, w.partition) for w in writes) == sorted(
+        (u, partition_of(u, PARTITIONS)) for u in (b"a", b"b")
+    )
+    first_write = producer.log.index(("changelog", STATE_CHANGELOG))
+    assert all(kind == "send" for kind, _ in producer.log[:first_write])  # output first
+    assert len(producer.log) == first_write + 2
+
+    assert events_total(pipeline, "interest", "accepted") == 3
+    assert metric(pipeline, "lsi_recommendations_total", trigger="event") == 2
+
+
+async def test_interest_skips_a_redelivered_batch_exactly(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    t0 = round(time.time(), 3)
+    src = Source(pipeline.app, INTERACTIONS)
+    # more events than the state's event-id window: only the source offsets can tell
+    n = 40
+    rows = [(f"e{i}", "a", f"i{i}", t0 + i, (2, 500 + i)) for i in range(n)]
+    await pipeline.interest.handle([forwarded(src, *row) for row in rows])
+    before = user_state(pipeline, "a")
+    assert before is not None and before.n_events == n
+    sent = len(producer.records)
+
+    await pipeline.interest.handle([forwarded(src, *row) for row in rows])  # after a crash
+    assert user_state(pipeline, "a") == before
+    assert len(producer.records) == sent  # no list, no delta
+    assert events_total(pipeline, "interest", "redelivered", etype="unknown") == n
+    assert events_total(pipeline, "interest", "accepted") == n
+
+
+async def test_interest_drops_a_repeated_event_id_from_a_new_offset(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    t0 = round(time.time(), 3)
+    src = Source(pipeline.app, INTERACTIONS)
+    await pipeline.interest.handle([forwarded(src, "e1", "a", "i1", t0, (0, 1))])
+    await pipeline.interest.handle(
+        [
+            forwarded(src, "e1", "a", "i1", t0, (0, 2)),  # a client re-send ingest let through
+            forwarded(src, "e2", "a", "i2", t0, None),  # no lsi-src header: ids only
+            forwarded(src, "e2", "a", "i2", t0, None),
+        ]
+    )
+    state = user_state(pipeline, "a")
+    assert state is not None and state.items == ["i1", "i2"]
+    assert events_total(pipeline, "interest", "duplicate") == 2
+
+
+async def test_interest_skips_an_undecodable_record(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    src = Source(pipeline.app, INTERACTIONS)
+    good = forwarded(src, "e1", "a", "i1", round(time.time(), 3), (0, 1))
+    await pipeline.interest.handle([src(b"{not json", b"a"), good])
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="decode") == 1
+    assert [r.key for r in producer.sent_to(RECOMMENDATIONS)] == [b"a"]
+    state = user_state(pipeline, "a")
+    assert state is not None and state.n_events == 1
+
+
+async def test_the_interest_agent_consumes_the_interactions_topic(
+    pipeline: Pipeline, producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled = Handled(pipeline.interest, monkeypatch)
+    value = Event("e1", "a", "i1", "view", round(time.time(), 3)).to_json()
+    async with pipeline.app.agents["lsi.interest"].test_context() as agent:
+        await agent.put(
+            value,
+            key=b"a",
+            partition=partition_of(b"a", PARTITIONS),
+            headers=[(SOURCE_HEADER, b"3:17")],
+        )
+        await handled.reach(1)
+    [rec] = producer.sent_to(RECOMMENDATIONS)
+    jsonschema.validate(json.loads(rec.value or b""), REC_SCHEMA)
+    state = user_state(pipeline, "a")
+    assert state is not None and state.items == ["i1"] and state.applied == {"3": [17]}
+
+
+# -- item stats ----------------------------------------------------------------------------
+def delta(pop: float, ts: float, **co: float) -> bytes:
+    return ItemDelta(pop=pop, ts=ts, co=dict(co)).to_bytes()
+
+
+async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    src = Source(pipeline.app, ITEM_DELTAS)
+    pipeline.item_stats.handle(
+        [
+            src(delta(1.0, 100.0, i2=1.0), b"i1"),
+            src(delta(2.0, 100.0, i2=0.5, i3=1.0), b"i1"),
+            src(delta(1.0, 100.0, i1=1.0), b"i2"),
+        ]
+    )
+    assert item_stats(pipeline, "i1") == ItemStats(3.0, 100.0, {"i2": 1.5, "i3": 1.0})
+    assert item_stats(pipeline, "i2") == ItemStats(1.0, 100.0, {"i1": 1.0})
+    # one table write per item per batch, on the item's own partition
+    writes = producer.written_to(STATS_CHANGELOG)
+    assert sorted((w.key, w.partition) for w in writes) == sorted(
+        (k, partition_of(k, PARTITIONS)) for k in (b"i1", b"i2")
+    )
+
+    partitions = {partition_of(k, PARTITIONS) for k in (b"i1", b"i2")}
+    lists = {}
+    for p in partitions:
+        key = key_for_partition("trending", p, PARTITIONS)
+        lists[p] = Trending.from_bytes(pipeline.tables.trending.get(key))
+    assert sorted(item for t in lists.values() for item, _ in t.items) == ["i1", "i2"]
+    assert sorted(w.partition for w in producer.written_to(TRENDING_CHANGELOG)) == sorted(
+        partitions
+    )
+    assert pipeline.interest.trending().items == (("i1", 3.0), ("i2", 1.0))
+
+    pipeline.item_stats.handle([src(delta(1.0, 100.0), b"i1")])  # a later batch adds up
+    stats = item_stats(pipeline, "i1")
+    assert stats is not None and stats.pop == 4.0
+    assert pipeline.interest.trending().items[0] == ("i1", 4.0)
+
+
+async def test_item_stats_skip_an_undecodable_delta(pipeline: Pipeline) -> None:
+    src = Source(pipeline.app, ITEM_DELTAS)
+    pipeline.item_stats.handle([src(b"{", b"i9"), src(delta(1.0, 5.0), b"i1")])
+    assert metric(pipeline, "lsi_errors_total", agent="item_stats", kind="decode") == 1
+    assert item_stats(pipeline, "i9") is None
+    assert item_stats(pipeline, "i1") == ItemStats(1.0, 5.0, {})
+
+
+async def test_the_item_stats_agent_consumes_the_deltas_topic(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled = Handled(pipeline.item_stats, monkeypatch)
+    async with pipeline.app.agents["lsi.item-stats"].test_context() as agent:
+        await agent.put(delta(2.0, 7.0), key=b"i1", partition=partition_of(b"i1", PARTITIONS))
+        await handled.reach(1)
+    assert item_stats(pipeline, "i1") == ItemStats(2.0, 7.0, {})
+
+
+# -- the three together, then the web view -------------------------------------------------
+async def run_through(pipeline: Pipeline, producer: MemoryProducer, raw: list[FaustEvent]) -> None:
+    """Ingest, interest and item-stats in turn, each reading what the one before produced."""
+    start = len(producer.records)
+    await pipeline.ingest.handle(raw)
+    forwarded = [r for r in producer.records[start:] if r.topic == INTERACTIONS]
+    mid = len(producer.records)
+    await pipeline.interest.handle(Source(pipeline.app, INTERACTIONS).of(forwarded))
+    deltas = [r for r in producer.records[mid:] if r.topic == ITEM_DELTAS]
+    pipeline.item_stats.handle(Source(pipeline.app, ITEM_DELTAS).of(deltas))
+
+
+async def test_co_visits_learned_from_one_user_reach_another(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = round(time.time(), 3)
+    events = Source(pipeline.app, EVENTS)
+    await run_through(
+        pipeline,
+        producer,
+        [
+            events(event_json(now, event_id="1", user_id="a", item_id="i1"), b"a"),
+            events(event_json(now + 1, event_id="2", user_id="a", item_id="i2"), b"a"),
+            events(event_json(now + 2, event_id="3", user_id="b", item_id="i1"), b"b"),
+        ],
+    )
+    stats = item_stats(pipeline, "i1")
+    assert stats is not None and stats.neighbors == {"i2": 1.0}
+
+    start = len(producer.records)
+    await run_through(
+        pipeline,
+        producer,
+        [events(event_json(now + 3, event_id="4", user_id="b", item_id="i3"), b"b")],
+    )
+    [rec] = [r for r in producer.records[start:] if r.topic == RECOMMENDATIONS]
+    body = json.loads(rec.value or b"")
+    jsonschema.validate(body, REC_SCHEMA)
+    assert body["source"] == "covisit"
+    assert body["items"][0]["item_id"] == "i2"  # b took i1, and a went from i1 to i2
+    assert {i["item_id"] for i in body["items"]}.isdisjoint({"i1", "i3"})  # seen: filtered
+
+
+async def get(pipeline: Pipeline, path: str) -> Any:
+    """Serve one GET through the app's own routes, without starting a server."""
+    web_app = pipeline.app.web.web_app
+    match = await web_app.router.resolve(make_mocked_request("GET", path))
+    assert match.http_exception is None, f"no route for {path}"
+    return await match.handler(make_mocked_request("GET", path, match_info=dict(match)))
+
+
+@pytest.fixture
+def owns_every_key(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This worker owns every partition (in a running worker the assignor decides)."""
+
+    async def same_node(*args: Any, **kwargs: Any) -> Any:
+        raise SameNode()
+
+    monkeypatch.setattr(pipeline.app.router, "route_req", same_node)
+
+
+@pytest.mark.usefixtures("owns_every_key")
+async def test_the_recommendations_view_scores_a_user_on_request(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = round(time.time(), 3)
+    events = Source(pipeline.app, EVENTS)
+    await run_through(
+        pipeline,
+        producer,
+        [
+            events(event_json(now, event_id="1", user_id="a", item_id="i1"), b"a"),
+            events(event_json(now + 1, event_id="2", user_id="a", item_id="i2"), b"a"),
+            events(event_json(now + 2, event_id="3", user_id="b", item_id="i1"), b"b"),
+        ],
+    )
+    sent, state = len(producer.records), user_state(pipeline, "b")
+
+    response = await get(pipeline, "/recommendations/b/")
+    assert response.status == 200
+    body = json.loads(response.body)
+    jsonschema.validate(body, REC_SCHEMA)
+    assert (body["user_id"], body["trigger"], body["event_ts"]) == ("b", "request", None)
+    assert body["history_size"] == 1 and body["source"] == "covisit"
+    assert body["items"][0]["item_id"] == "i2"
+    assert metric(pipeline, "lsi_recommendations_total", trigger="request") == 1
+    assert len(producer.records) == sent and user_state(pipeline, "b") == state  # read-only
+
+    stranger = json.loads((await get(pipeline, "/recommendations/nobody/")).body)
+    jsonschema.validate(stranger, REC_SCHEMA)
+    assert stranger["history_size"] == 0 and stranger["source"] == "trending"
+    assert [i["item_id"] for i in stranger["items"]] == ["i1", "i2"]
+
+
+@pytest.mark.usefixtures("owns_every_key")
+async def test_the_recommendations_view_rejects_an_overlong_user_id(pipeline: Pipeline) -> None:
+    response = await get(pipeline, f"/recommendations/{'u' * 129}/")
+    assert response.status == 400
+    assert "1 to 128 characters" in json.loads(response.body)["error"]
+
+
+async def test_the_metrics_and_health_views(pipeline: Pipeline) -> None:
+    events = Source(pipeline.app, EVENTS)
+    await pipeline.ingest.handle([events(b"nope", b"u1")])
+    metrics = await get(pipeline, "/metrics")
+    assert metrics.status == 200 and metrics.content_type == "text/plain"
+    text = metrics.body.decode()
+    assert 'lsi_dlq_total{reason="malformed_json"} 1.0' in text
+    assert "lsi_worker_info{" in text
+    health = await get(pipeline, "/healthz")
+    assert json.loads(health.body) == {"status": "ok", "app": "lsi"}
