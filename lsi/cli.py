@@ -58,11 +58,12 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 # -- worker --------------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace) -> int:
-    from lsi.kafka_io import ensure_topics
+    from lsi.kafka_io import ensure_topics, wait_for_group_coordinator
     from streams.app import run_worker
 
     settings = _settings(args)
-    ensure_topics(settings)
+    ensure_topics(settings, changelogs=True)
+    wait_for_group_coordinator(settings)
     print(f"lsi worker: brokers {settings.brokers}, web {settings.web_url}, "
           f"tables in {settings.data_dir}", flush=True)  # fmt: skip
     run_worker(settings, loglevel=args.loglevel)
@@ -178,6 +179,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                 keep_broker=args.keep_broker))  # fmt: skip
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lsi.bench import PipelineBenchOptions, run_pipeline_bench
+
+    if args.bench == "pipeline":
+        out = Path(args.out or f"benchmarks/results/pipeline-{args.dataset}")
+        run_pipeline_bench(PipelineBenchOptions(dataset=args.dataset, n_backlog=args.backlog,
+                                                n_live=args.live, live_rate=args.rate, out=out))  # fmt: skip
+        print((out / "report.md").read_text())
+        print(f"report: {out}/report.json, {out}/report.md, {out}/timeline.png")
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -244,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--web-port", type=int)
     rc.add_argument("--web-host")
     rc.set_defaults(func=cmd_recs)
+
+    b = sub.add_parser("bench", help="benchmarks that write report.json, report.md and plots")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    bp = bsub.add_parser("pipeline", help="throughput and latency through a real broker and worker")
+    bp.add_argument("--dataset", default="ml-100k")
+    bp.add_argument(
+        "--backlog", type=int, default=20000, help="events published before the worker starts"
+    )
+    bp.add_argument("--live", type=int, default=5000, help="events replayed live afterwards")
+    bp.add_argument("--rate", type=float, default=500.0, help="live replay rate, events/s")
+    bp.add_argument("--out", help="report folder (default benchmarks/results/pipeline-DATASET)")
+    b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser(
         "demo", help="broker + worker + dataset replay, with live recommendations and metrics"

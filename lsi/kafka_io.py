@@ -5,6 +5,7 @@ Connection failures become :class:`~lsi.errors.BrokerError` with what to do abou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -17,11 +18,14 @@ from lsi.config import Settings
 from lsi.errors import BrokerError
 
 __all__ = [
+    "TABLES",
+    "changelog_names",
     "client_errors",
     "consumer",
     "ensure_topics",
     "producer",
     "topic_names",
+    "wait_for_group_coordinator",
 ]
 
 
@@ -55,8 +59,22 @@ def topic_names(settings: Settings) -> list[str]:
     ]
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+#: the worker's tables (streams/tables.py); their changelogs are created up front
+TABLES = ("user_state", "ingest_seen", "item_stats", "trending")
+
+
+def changelog_names(settings: Settings) -> list[str]:
+    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+
+
+def ensure_topics(
+    settings: Settings, timeout_s: float = 30.0, *, changelogs: bool = False
+) -> list[str]:
     """Create the lsi topics that are missing, each with ``settings.partitions``.
+
+    With ``changelogs``, also the tables' compacted changelog topics (what Faust would create
+    itself, but after its consumer has already subscribed: on a brand-new broker a worker
+    then started with a missing-topic subscription and fetched nothing).
 
     Returns the names created.
     """
@@ -68,14 +86,18 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         )
         try:
             existing = set(admin.list_topics())
-            missing = [t for t in topic_names(settings) if t not in existing]
+            wanted = topic_names(settings)
+            compacted = set(changelog_names(settings)) if changelogs else set()
+            missing = [t for t in [*wanted, *sorted(compacted)] if t not in existing]
             if missing:
+                new = [
+                    NewTopic(t, settings.partitions, 1,
+                             topic_configs={"cleanup.policy": "compact"} if t in compacted else {})
+                    for t in missing
+                ]  # fmt: skip
                 # another worker or tool may create them at the same moment
                 with suppress(TopicAlreadyExistsError):
-                    admin.create_topics(
-                        [NewTopic(t, settings.partitions, 1) for t in missing],
-                        timeout_ms=int(timeout_s * 1000),
-                    )
+                    admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
             return missing
         finally:
             admin.close()
@@ -109,3 +131,27 @@ def consumer(settings: Settings, *topics: str, **overrides: Any) -> KafkaConsume
     options.update(overrides)
     with client_errors(settings):
         return KafkaConsumer(*topics, **options)
+
+
+def wait_for_group_coordinator(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Block until the broker can coordinate the worker's consumer group.
+
+    A broker that has just started creates ``__consumer_offsets`` on first use; a worker that
+    joins before that is answered "coordinator not available" and, seen here, may never
+    recover its subscription.
+    """
+    deadline = time.monotonic() + timeout_s
+    with client_errors(settings):
+        admin = KafkaAdminClient(bootstrap_servers=settings.brokers,
+                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)  # fmt: skip
+        try:
+            while True:
+                try:
+                    admin.describe_groups([settings.app_id])
+                    return
+                except KafkaError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            admin.close()

@@ -1,0 +1,243 @@
+"""``lsi bench pipeline``: throughput and latency of the whole streaming path on a real broker.
+
+Two phases against one real worker process (its own topics and consumer group):
+
+1. **Backlog drain.** ``n_backlog`` events of the dataset are published *before* the worker
+   starts; once it starts, the time from its first learned event to the last is the
+   sustained capacity of ingest → interest → item-stats on this machine (events/s).
+2. **Live.** ``n_live`` further events are replayed at ``live_rate`` events/s with
+   wall-clock timestamps; the worker's own histograms give the end-to-end latency (event
+   time → recommendation sent) and the interest agent's processing latency (Kafka
+   timestamp → done), as p50/p99 over this phase only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsi.broker import BrokerSettings, KafkaBroker
+from lsi.config import Settings
+from lsi.errors import LsiError
+from lsi.kafka_io import ensure_topics
+from lsi.present import MetricsSnapshot, histogram_quantile, parse_metrics
+from lsi.replay import replay
+
+__all__ = ["PipelineBenchOptions", "run_pipeline_bench"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineBenchOptions:
+    dataset: str = "ml-100k"
+    n_backlog: int = 20_000
+    n_live: int = 5_000
+    live_rate: float = 500.0
+    out: Path = Path("benchmarks/results/pipeline")
+    web_port: int = 6099
+
+
+def _scrape(url: str) -> MetricsSnapshot | None:
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            return parse_metrics(resp.read().decode())
+    except OSError:
+        return None
+
+
+def _learned(m: MetricsSnapshot) -> float:
+    return m.total("lsi_events_total", agent="interest", outcome="accepted")
+
+
+def _phase_quantiles(before: MetricsSnapshot, after: MetricsSnapshot, name: str,
+                     **match: str) -> dict[str, float | None]:  # fmt: skip
+    def buckets(m: MetricsSnapshot) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for (metric, labels), pairs in m.histograms.items():
+            if metric == name and all((k, v) in labels for k, v in match.items()):
+                for bound, count in pairs:
+                    out[bound] = out.get(bound, 0.0) + count
+        return out
+
+    b0, b1 = buckets(before), buckets(after)
+    delta = [(bound, b1[bound] - b0.get(bound, 0.0)) for bound in b1]
+    return {f"p{int(q * 100)}": histogram_quantile(q, delta) for q in (0.5, 0.99)}
+
+
+def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
+    """Run both phases; write the report files; return the report."""
+    opts.out.mkdir(parents=True, exist_ok=True)
+    broker = KafkaBroker(BrokerSettings.from_env())
+    was_running = broker.status().running
+    status = broker.up()
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    workdir = opts.out / ".work"
+    # LSI_* tuning from the environment applies; names, ports and dirs are the bench's own
+    settings = Settings.from_env(
+        None, brokers=status.bootstrap, app_id=f"lsi-{prefix}", data_dir=workdir / prefix,
+        web_port=opts.web_port, events_topic=f"{prefix}.events",
+        interactions_topic=f"{prefix}.interactions",
+        recommendations_topic=f"{prefix}.recommendations", dlq_topic=f"{prefix}.dlq",
+        item_deltas_topic=f"{prefix}.item-deltas",
+    )  # fmt: skip
+    ensure_topics(settings)
+    print(f"[bench] publishing a backlog of {opts.n_backlog} {opts.dataset} events", flush=True)
+    backlog = replay(settings, opts.dataset, limit=opts.n_backlog, run_id="backlog")
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LSI_") or k.startswith("LSI_KAFKA_")
+    }
+    env.update(
+        {
+            f"LSI_{f.name.upper()}": str(getattr(settings, f.name))
+            for f in dataclasses.fields(settings)
+        }
+    )
+    log = workdir / f"{prefix}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "lsi", "worker"], stdout=fh,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    timeline: list[tuple[float, float]] = []
+    try:
+        t_start = time.time()
+        first: float | None = None
+        m: MetricsSnapshot | None = None
+        while True:
+            if proc.poll() is not None:
+                raise LsiError(f"the worker exited; see {log}")
+            if time.time() - t_start > 600:
+                raise LsiError(f"the worker did not drain the backlog in 600 s; see {log}")
+            m = _scrape(settings.web_url)
+            now = time.time()
+            if m is not None:
+                learned = _learned(m)
+                timeline.append((now - t_start, learned))
+                if learned > 0 and first is None:
+                    first = now
+                if learned >= opts.n_backlog:
+                    break
+            time.sleep(0.25)
+        assert first is not None and m is not None
+        drain_s = time.time() - first
+        drain_rate = opts.n_backlog / drain_s
+        print(f"[bench] backlog drained: {opts.n_backlog} events in {drain_s:.1f} s "
+              f"({drain_rate:,.0f} ev/s)", flush=True)  # fmt: skip
+
+        before = m
+        live = replay(settings, opts.dataset, start=opts.n_backlog, limit=opts.n_live,
+                      rate=opts.live_rate, run_id="live")  # fmt: skip
+        deadline = time.time() + 120
+        after = before
+        while time.time() < deadline:
+            snap = _scrape(settings.web_url)
+            if snap is not None:
+                after = snap
+                timeline.append((time.time() - t_start, _learned(after)))
+                if _learned(after) >= opts.n_backlog + live.sent:
+                    break
+            time.sleep(0.25)
+        report: dict[str, Any] = {
+            "benchmark": "pipeline",
+            "dataset": opts.dataset,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "kafka": status.version,
+            },
+            "settings": {
+                "partitions": settings.partitions,
+                "batch_max": settings.batch_max,
+                "emit_policy": settings.emit_policy,
+                "workers": 1,
+            },
+            "backlog": {
+                "events": opts.n_backlog,
+                "publish_rate": round(backlog.rate, 1),
+                "drain_seconds": round(drain_s, 3),
+                "events_per_second": round(drain_rate, 1),
+            },
+            "live": {
+                "events": live.sent,
+                "offered_rate": opts.live_rate,
+                "end_to_end_latency_seconds": _phase_quantiles(
+                    before, after, "lsi_end_to_end_latency_seconds"
+                ),
+                "interest_processing_latency_seconds": _phase_quantiles(
+                    before, after, "lsi_processing_latency_seconds", agent="interest"
+                ),
+                "all_processed": _learned(after) >= opts.n_backlog + live.sent,
+            },
+            "recommendations": after.total("lsi_recommendations_total"),
+        }
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if not was_running:
+            broker.down()
+    _write(opts.out, report, timeline)
+    return report
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1000:.0f} ms"
+
+
+def _write(out: Path, report: dict[str, Any], timeline: list[tuple[float, float]]) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    b, lv = report["backlog"], report["live"]
+    e2e, proc = lv["end_to_end_latency_seconds"], lv["interest_processing_latency_seconds"]
+    md = [
+        f"# Pipeline benchmark: {report['dataset']}",
+        "",
+        f"One worker, {report['settings']['partitions']} partitions, micro-batches of up to "
+        f"{report['settings']['batch_max']}, emit policy `{report['settings']['emit_policy']}`; "
+        f"Kafka {report['machine']['kafka']} on the same host; {report['machine']['cpus']} CPUs.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| backlog drain (ingest → interest → item-stats) | {b['events_per_second']:,.0f} events/s "
+        f"({b['events']} events in {b['drain_seconds']:.1f} s) |",
+        f"| live: offered rate | {lv['offered_rate']:.0f} events/s ({lv['events']} events) |",
+        f"| live: end-to-end latency p50 / p99 (event time → recommendation sent) | "
+        f"{_ms(e2e['p50'])} / {_ms(e2e['p99'])} |",
+        f"| live: interest processing latency p50 / p99 (Kafka timestamp → done) | "
+        f"{_ms(proc['p50'])} / {_ms(proc['p99'])} |",
+        f"| live: every event processed | {lv['all_processed']} |",
+        "",
+        "Reproduce: `lsi bench pipeline --dataset "
+        f"{report['dataset']} --backlog {b['events']} --live {lv['events']} --rate {lv['offered_rate']:.0f}`",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(md))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot([t for t, _ in timeline], [n for _, n in timeline])
+    ax.set_xlabel("seconds since the worker started")
+    ax.set_ylabel("events learned")
+    ax.set_title(f"lsi pipeline on {report['dataset']}: backlog drain, then live replay")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "timeline.png", dpi=120)
+    plt.close(fig)
