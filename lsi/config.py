@@ -37,7 +37,10 @@ class Settings:
         brokers: Kafka bootstrap servers, ``host:port[,host:port]``.
         partitions: partitions of every lsi topic (events, interactions, outputs, tables).
         data_dir: where the worker keeps its RocksDB tables.
-        web_host: address the worker's web server binds (metrics, recommendations).
+        web_host: address the worker advertises to the other workers (they forward
+            ``/recommendations`` requests for users it owns to it) and, unless ``web_bind``
+            is set, binds. ``auto`` means this host's own address (a container's IP).
+        web_bind: address to bind instead (e.g. ``0.0.0.0`` in a container).
         web_port: its port.
         events_topic / interactions_topic / recommendations_topic / dlq_topic /
         item_deltas_topic: topic names.
@@ -63,6 +66,7 @@ class Settings:
     partitions: int = 8
     data_dir: Path = Path("var/worker")
     web_host: str = "127.0.0.1"
+    web_bind: str = ""
     web_port: int = 6066
     events_topic: str = "lsi.events"
     interactions_topic: str = "lsi.interactions"
@@ -129,8 +133,23 @@ class Settings:
         return ";".join(f"kafka://{b.strip()}" for b in self.brokers.split(",") if b.strip())
 
     @property
+    def advertised_host(self) -> str:
+        """``web_host``, with ``auto`` resolved to this host's address."""
+        if self.web_host != "auto":
+            return self.web_host
+        import socket
+
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return "127.0.0.1"
+
+    @property
     def web_url(self) -> str:
-        return f"http://{self.web_host}:{self.web_port}"
+        host = self.advertised_host
+        if host == "0.0.0.0":  # a bind-all address is reached on loopback
+            host = "127.0.0.1"
+        return f"http://{host}:{self.web_port}"
 
     def limits(self) -> Limits:
         return Limits(max_bytes=self.max_event_bytes, max_future_s=self.max_future_s)

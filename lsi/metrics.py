@@ -1,7 +1,7 @@
 """Prometheus metrics of a worker, grouped in one object built from an injected registry.
 
 Conventions: base units (seconds), ``_total`` counters, no per-user or per-item labels. The
-catalogue (names, labels, meaning) is this class; ``docs/metrics.md`` lists it for operators.
+catalogue (names, labels, meaning) is this class; ``docs/operations.md`` lists it for operators.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class WorkerMetrics:
 
     Attributes:
         events: ``lsi_events_total{agent,type,outcome}``; outcome is ``accepted`` (learned),
-            ``forwarded`` (ingest passed it on), ``dlq`` or ``duplicate``.
+            ``forwarded`` (ingest passed it on), ``dlq``, ``duplicate`` (same event id) or
+            ``redelivered`` (a re-delivery after a crash, skipped by source offset).
         dlq: ``lsi_dlq_total{reason}``: dead-lettered events by validation reason.
         processing_latency: ``lsi_processing_latency_seconds{agent}``: from the message's
             Kafka timestamp to the end of the agent's work on it.

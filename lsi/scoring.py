@@ -70,9 +70,10 @@ def score_user(
     scores: dict[str, float] = {}
     norm = 0.0
     weight = 1.0
-    for item, code in state.recent_distinct(cfg.anchors + 4):
-        if code in _NEGATIVE:
-            continue
+    anchors = [
+        item for item, code in state.recent_distinct(cfg.anchors * 2) if code not in _NEGATIVE
+    ]
+    for item in anchors[: cfg.anchors]:
         stats = lookup(item)
         if stats is not None and stats.neighbors:
             total = sum(stats.neighbors.values())
@@ -81,8 +82,6 @@ def score_user(
                 for other, c in stats.neighbors.items():
                     scores[other] = scores.get(other, 0.0) + weight * c / total
         weight *= cfg.anchor_decay
-        if weight < cfg.anchor_decay**cfg.anchors:
-            break
 
     seen = set(state.items) if cfg.filter_seen else set()
     beta = cfg.trending_weight if norm > 0 else 1.0

@@ -180,7 +180,8 @@ class UserState:
     def to_bytes(self) -> bytes:
         data: dict[str, Any] = {
             "i": self.items,
-            "t": [round(t, 3) for t in self.times],
+            # relative to the newest event, 0.1 s resolution: a third of the bytes
+            "t": [round(self.last_ts - t, 1) for t in self.times],
             "y": self.types,
             "e": self.seen,
             "ss": self.session_start,
@@ -201,7 +202,7 @@ class UserState:
         counts += [0.0] * (len(EVENT_TYPES) - len(counts))
         return cls(
             items=d["i"],
-            times=d["t"],
+            times=[d["lt"] - dt for dt in d["t"]],
             types=d["y"],
             seen=d["e"],
             session_start=d["ss"],

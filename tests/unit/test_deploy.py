@@ -204,7 +204,7 @@ def test_worker_is_replicable_and_waits_for_kafka(compose: dict[str, Any]) -> No
     assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
     env = worker["environment"]
     assert env["LSI_BROKERS"] == "kafka:9092"
-    assert env["LSI_WEB_HOST"] == "0.0.0.0"
+    assert env["LSI_WEB_BIND"] == "0.0.0.0" and env["LSI_WEB_HOST"] == "auto"
     kafka_health = " ".join(compose["services"]["kafka"]["healthcheck"]["test"])
     assert "kafka-broker-api-versions.sh" in kafka_health
 

@@ -69,7 +69,9 @@ def test_bytes_round_trip_and_size_budget() -> None:
     cfg = StateConfig()  # production bounds
     state = UserState()
     for i in range(200):
-        state.learn_one(ev(i, f"{100000 + i}", 1_700_000_000.123 + i, "click"), cfg)
+        # six-digit ids, hour-apart events, offsets in the tens of millions: a heavy user
+        state.learn_one(ev(i, f"{100000 + i}", 1_700_000_000.123 + 3600.7 * i, "click"), cfg,
+                        source=(3, 12_000_000 + 37 * i))  # fmt: skip
     state.remember_recs([str(200000 + k) for k in range(20)], 1_700_000_500.5, cfg)
     raw = state.to_bytes()
     back = UserState.from_bytes(raw)
@@ -77,7 +79,8 @@ def test_bytes_round_trip_and_size_budget() -> None:
     assert (
         back.items == state.items and back.seen == state.seen and back.last_recs == state.last_recs
     )
-    assert back.n_events == 200
+    assert back.n_events == 200 and back.applied == state.applied
+    assert all(abs(a - b) <= 0.05 for a, b in zip(back.times, state.times, strict=True))
     assert len(raw) < 2048, len(raw)
 
 

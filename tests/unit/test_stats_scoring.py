@@ -108,3 +108,11 @@ def test_scorer_can_keep_seen_items() -> None:
         state_with("a", "b"), stats.get, Trending(0, ()), ScoringConfig(filter_seen=False)
     )
     assert {i.item_id for i in res.items} == {"a", "b"}
+
+
+def test_scorer_uses_exactly_the_configured_number_of_anchors() -> None:
+    stats = {k: ItemStats(1, 0, {f"n-{k}": 1.0}) for k in ("a", "b", "c")}
+    res = score_user(
+        state_with("a", "b", "c"), stats.get, Trending(0, ()), ScoringConfig(anchors=2)
+    )
+    assert {i.item_id for i in res.items} == {"n-c", "n-b"}
