@@ -2,7 +2,7 @@
 
 Events are keyed by user, but every user's scoring needs item-level statistics. The interest
 agent turns each batch into per-item :class:`ItemDelta`\\ s (:func:`batch_deltas`), sends them
-on an item-keyed topic, and the stats agent folds them into a ``GlobalTable`` replicated to
+on an item-partitioned topic, one bundle per partition (:func:`encode_bundle`), and the stats agent folds them into a ``GlobalTable`` replicated to
 every worker (:func:`apply_delta`), plus one trending list per stats partition
 (:func:`update_trending`). The offline evaluation runs the very same functions on dicts.
 
@@ -35,6 +35,9 @@ __all__ = [
     "Trending",
     "apply_delta",
     "batch_deltas",
+    "decode_bundle",
+    "encode_bundle",
+    "merge_into",
     "merge_trending",
     "update_trending",
 ]
@@ -78,6 +81,25 @@ class ItemDelta:
     def from_bytes(cls, raw: bytes) -> ItemDelta:
         d = json.loads(raw)
         return cls(pop=d["p"], ts=d["t"], co=d["c"])
+
+
+def merge_into(acc: ItemDelta, delta: ItemDelta) -> None:
+    """Add ``delta`` to ``acc`` in place (deltas of one item are additive)."""
+    acc.pop += delta.pop
+    acc.ts = max(acc.ts, delta.ts)
+    for k, v in delta.co.items():
+        acc.co[k] = acc.co.get(k, 0.0) + v
+
+
+def encode_bundle(deltas: Mapping[str, ItemDelta]) -> bytes:
+    """Many items' deltas as one message: ``{item: {"p","t","c"}}``."""
+    return json.dumps(
+        {k: {"p": d.pop, "t": d.ts, "c": d.co} for k, d in deltas.items()}, separators=(",", ":")
+    ).encode()
+
+
+def decode_bundle(raw: bytes) -> dict[str, ItemDelta]:
+    return {k: ItemDelta(pop=d["p"], ts=d["t"], co=d["c"]) for k, d in json.loads(raw).items()}
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """The ``item-stats`` agent: folds item-keyed deltas into the global statistics tables.
 
-Consumes ``lsi.item-deltas`` (written by the interest agent, key = item_id), sums a batch's
-deltas per item, applies each once with :func:`lsi.stats.apply_delta` into the
+Consumes ``lsi.item-deltas`` (bundles of item deltas, one per partition per interest batch,
+each holding only items whose key hashes to that partition), sums a batch's deltas per item, applies each once with :func:`lsi.stats.apply_delta` into the
 ``item_stats`` GlobalTable, and refreshes the trending list of every partition it touched
 (:func:`lsi.stats.update_trending`). Every worker replicates both tables, so any worker can
 score any user.
@@ -16,7 +16,16 @@ from typing import Any
 
 from lsi.config import Settings
 from lsi.metrics import WorkerMetrics
-from lsi.stats import ItemDelta, ItemStats, StatsConfig, Trending, apply_delta, update_trending
+from lsi.stats import (
+    ItemDelta,
+    ItemStats,
+    StatsConfig,
+    Trending,
+    apply_delta,
+    decode_bundle,
+    merge_into,
+    update_trending,
+)
 from streams.context import acting_for, key_for_partition
 from streams.tables import Tables
 from streams.topics import Topics
@@ -53,22 +62,19 @@ class ItemStatsAgent:
         for ev in batch:
             msg = ev.message
             try:
-                item = msg.key.decode()
-                delta = ItemDelta.from_bytes(msg.value)
+                bundle = decode_bundle(msg.value)
             except Exception as exc:
                 m.errors.labels(agent=self.name, kind="decode").inc()
                 log.error("item-stats: cannot decode %s[%s]@%s: %r", msg.topic, msg.partition,
                           msg.offset, exc)  # fmt: skip
                 continue
             source[msg.partition] = ev
-            acc = merged.get((msg.partition, item))
-            if acc is None:
-                merged[(msg.partition, item)] = delta
-                continue
-            acc.pop += delta.pop
-            acc.ts = max(acc.ts, delta.ts)
-            for k, v in delta.co.items():
-                acc.co[k] = acc.co.get(k, 0.0) + v
+            for item, delta in bundle.items():
+                acc = merged.get((msg.partition, item))
+                if acc is None:
+                    merged[(msg.partition, item)] = delta
+                else:
+                    merge_into(acc, delta)
 
         table = self.tables.item_stats
         updated: dict[int, dict[str, ItemStats]] = {}

@@ -38,7 +38,7 @@ import streams.ingest
 from lsi.config import Settings
 from lsi.records import Event
 from lsi.state import UserState, event_hash
-from lsi.stats import ItemDelta, ItemStats, Trending
+from lsi.stats import ItemDelta, ItemStats, Trending, decode_bundle, encode_bundle
 from lsi.validation import validate_event
 from streams.app import Pipeline, build_app
 from streams.context import key_for_partition, partition_of
@@ -562,13 +562,19 @@ async def test_interest_learns_and_emits_one_valid_recommendation_per_user_per_b
         assert body["history_size"] == history
         assert body["model_version"] == pipeline.interest.engine.model_version
 
-    deltas = {r.key: ItemDelta.from_bytes(r.value or b"") for r in producer.sent_to(ITEM_DELTAS)}
-    assert set(deltas) == {b"i1", b"i2"}
-    assert deltas[b"i1"].pop == 2.0 and deltas[b"i1"].co == {"i2": 1.0}
-    assert deltas[b"i2"].pop == 1.0 and deltas[b"i2"].co == {"i1": 1.0}
-    assert all(
-        r.partition == partition_of(r.key or b"", PARTITIONS) for r in producer.sent_to(ITEM_DELTAS)
-    )
+    bundles = producer.sent_to(ITEM_DELTAS)
+    deltas = {item: d for r in bundles for item, d in decode_bundle(r.value or b"").items()}
+    assert set(deltas) == {"i1", "i2"}
+    assert deltas["i1"].pop == 2.0 and deltas["i1"].co == {"i2": 1.0}
+    assert deltas["i2"].pop == 1.0 and deltas["i2"].co == {"i1": 1.0}
+    # one bundle per partition; its key lands on it and so does every item it holds
+    assert len({r.partition for r in bundles}) == len(bundles)
+    for r in bundles:
+        assert r.partition == partition_of(r.key or b"", PARTITIONS)
+        assert all(
+            partition_of(item.encode(), PARTITIONS) == r.partition
+            for item in decode_bundle(r.value or b"")
+        )
 
     writes = producer.written_to(STATE_CHANGELOG)
     assert sorted((w.key, w.partition) for w in writes) == sorted(
@@ -652,8 +658,14 @@ async def test_the_interest_agent_consumes_the_interactions_topic(
 
 
 # -- item stats ----------------------------------------------------------------------------
-def delta(pop: float, ts: float, **co: float) -> bytes:
-    return ItemDelta(pop=pop, ts=ts, co=dict(co)).to_bytes()
+def delta(pop: float, ts: float, **co: float) -> ItemDelta:
+    return ItemDelta(pop=pop, ts=ts, co=dict(co))
+
+
+def bundle(item: str, d: ItemDelta) -> tuple[bytes, bytes]:
+    """(value, key) of a one-item bundle, keyed onto the item's partition."""
+    key = key_for_partition("deltas", partition_of(item.encode(), PARTITIONS), PARTITIONS)
+    return encode_bundle({item: d}), key
 
 
 async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
@@ -662,9 +674,9 @@ async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
     src = Source(pipeline.app, ITEM_DELTAS)
     pipeline.item_stats.handle(
         [
-            src(delta(1.0, 100.0, i2=1.0), b"i1"),
-            src(delta(2.0, 100.0, i2=0.5, i3=1.0), b"i1"),
-            src(delta(1.0, 100.0, i1=1.0), b"i2"),
+            src(*bundle("i1", delta(1.0, 100.0, i2=1.0))),
+            src(*bundle("i1", delta(2.0, 100.0, i2=0.5, i3=1.0))),
+            src(*bundle("i2", delta(1.0, 100.0, i1=1.0))),
         ]
     )
     assert item_stats(pipeline, "i1") == ItemStats(3.0, 100.0, {"i2": 1.5, "i3": 1.0})
@@ -686,7 +698,7 @@ async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
     )
     assert pipeline.interest.trending().items == (("i1", 3.0), ("i2", 1.0))
 
-    pipeline.item_stats.handle([src(delta(1.0, 100.0), b"i1")])  # a later batch adds up
+    pipeline.item_stats.handle([src(*bundle("i1", delta(1.0, 100.0)))])  # a later batch adds up
     stats = item_stats(pipeline, "i1")
     assert stats is not None and stats.pop == 4.0
     assert pipeline.interest.trending().items[0] == ("i1", 4.0)
@@ -694,7 +706,7 @@ async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
 
 async def test_item_stats_skip_an_undecodable_delta(pipeline: Pipeline) -> None:
     src = Source(pipeline.app, ITEM_DELTAS)
-    pipeline.item_stats.handle([src(b"{", b"i9"), src(delta(1.0, 5.0), b"i1")])
+    pipeline.item_stats.handle([src(b"{", b"i9"), src(*bundle("i1", delta(1.0, 5.0)))])
     assert metric(pipeline, "lsi_errors_total", agent="item_stats", kind="decode") == 1
     assert item_stats(pipeline, "i9") is None
     assert item_stats(pipeline, "i1") == ItemStats(1.0, 5.0, {})
@@ -705,7 +717,8 @@ async def test_the_item_stats_agent_consumes_the_deltas_topic(
 ) -> None:
     handled = Handled(pipeline.item_stats, monkeypatch)
     async with pipeline.app.agents["lsi.item-stats"].test_context() as agent:
-        await agent.put(delta(2.0, 7.0), key=b"i1", partition=partition_of(b"i1", PARTITIONS))
+        value, key = bundle("i1", delta(2.0, 7.0))
+        await agent.put(value, key=key, partition=partition_of(b"i1", PARTITIONS))
         await handled.reach(1)
     assert item_stats(pipeline, "i1") == ItemStats(2.0, 7.0, {})
 

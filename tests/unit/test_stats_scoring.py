@@ -116,3 +116,13 @@ def test_scorer_uses_exactly_the_configured_number_of_anchors() -> None:
         state_with("a", "b", "c"), stats.get, Trending(0, ()), ScoringConfig(anchors=2)
     )
     assert {i.item_id for i in res.items} == {"n-c", "n-b"}
+
+
+def test_bundles_round_trip_and_deltas_merge_additively() -> None:
+    from lsi.stats import decode_bundle, encode_bundle, merge_into
+
+    deltas = {"a": ItemDelta(2.0, 5.0, {"b": 1.0}), "b": ItemDelta(0.0, 4.0, {"a": 0.5})}
+    assert decode_bundle(encode_bundle(deltas)) == deltas
+    acc = ItemDelta(1.0, 6.0, {"b": 1.0, "c": 2.0})
+    merge_into(acc, deltas["a"])
+    assert acc == ItemDelta(3.0, 6.0, {"b": 2.0, "c": 2.0})
