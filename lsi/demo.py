@@ -10,13 +10,9 @@ unless ``--keep-broker`` or it was already running, the broker.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +22,9 @@ from lsi.config import Settings
 from lsi.datasets import item_titles
 from lsi.errors import LsiError
 from lsi.kafka_io import consumer, ensure_topics, producer
-from lsi.present import MetricsSnapshot, format_recommendation, parse_metrics
+from lsi.present import MetricsSnapshot, format_recommendation
 from lsi.replay import ReplayReport, replay
+from lsi.worker_process import scrape_metrics, start_worker, stop_worker
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -52,14 +49,6 @@ class DemoOptions:
     workdir: Path = Path("var/demo")
 
 
-def _scrape(settings: Settings) -> MetricsSnapshot | None:
-    try:
-        with urllib.request.urlopen(f"{settings.web_url}/metrics", timeout=2) as resp:
-            return parse_metrics(resp.read().decode())
-    except OSError:
-        return None
-
-
 def _wait_worker(
     settings: Settings, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90
 ) -> None:
@@ -68,7 +57,7 @@ def _wait_worker(
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").splitlines()[-15:]
             raise LsiError("the worker exited during start-up:\n" + "\n".join(tail))
-        if _scrape(settings) is not None:
+        if scrape_metrics(settings) is not None:
             return
         time.sleep(0.5)
     raise LsiError(
@@ -112,10 +101,7 @@ def run_demo(opts: DemoOptions) -> int:
     settings = Settings.from_env(brokers=st.bootstrap, data_dir=workdir / "worker")
     ensure_topics(settings)
     log = workdir / "worker.log"
-    env = {**os.environ, "LSI_BROKERS": settings.brokers, "LSI_DATA_DIR": str(settings.data_dir)}
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "lsi", "worker"], stdout=fh,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    proc = start_worker(settings, log)
     replay_thread: threading.Thread | None = None
     try:
         print(f"[demo] worker pid {proc.pid}, web {settings.web_url}, log {log}", flush=True)
@@ -142,12 +128,7 @@ def run_demo(opts: DemoOptions) -> int:
         return 0
     finally:
         print("\n[demo] stopping the worker ...", flush=True)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_worker(proc)
         if not (opts.keep_broker or was_running):
             print("[demo] stopping Kafka ...", flush=True)
             broker.down()
@@ -174,7 +155,7 @@ def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
                             shown.append(rec["user_id"])
             if proc.poll() is not None:
                 raise LsiError(f"the worker stopped (exit {proc.returncode}); see its log")
-            m = _scrape(settings)
+            m = scrape_metrics(settings)
             now = time.time()
             if m is not None:
                 print(_summary(m, prev, now - t_prev), flush=True)

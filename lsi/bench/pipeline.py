@@ -13,15 +13,10 @@ Two phases against one real worker process (its own topics and consumer group):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +26,9 @@ from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
 from lsi.errors import LsiError
 from lsi.kafka_io import ensure_topics
-from lsi.present import MetricsSnapshot, histogram_quantile, parse_metrics
+from lsi.present import MetricsSnapshot, histogram_quantile
 from lsi.replay import replay
+from lsi.worker_process import scrape_metrics, start_worker, stop_worker
 
 __all__ = ["PipelineBenchOptions", "run_pipeline_bench"]
 
@@ -45,14 +41,6 @@ class PipelineBenchOptions:
     live_rate: float = 500.0
     out: Path = Path("benchmarks/results/pipeline")
     web_port: int = 6099
-
-
-def _scrape(url: str) -> MetricsSnapshot | None:
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            return parse_metrics(resp.read().decode())
-    except OSError:
-        return None
 
 
 def _learned(m: MetricsSnapshot) -> float:
@@ -94,22 +82,8 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
     print(f"[bench] publishing a backlog of {opts.n_backlog} {opts.dataset} events", flush=True)
     backlog = replay(settings, opts.dataset, limit=opts.n_backlog, run_id="backlog")
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LSI_") or k.startswith("LSI_KAFKA_")
-    }
-    env.update(
-        {
-            f"LSI_{f.name.upper()}": str(getattr(settings, f.name))
-            for f in dataclasses.fields(settings)
-        }
-    )
     log = workdir / f"{prefix}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "lsi", "worker"], stdout=fh,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    proc = start_worker(settings, log)
     timeline: list[tuple[float, float]] = []
     try:
         t_start = time.time()
@@ -120,7 +94,7 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
                 raise LsiError(f"the worker exited; see {log}")
             if time.time() - t_start > 600:
                 raise LsiError(f"the worker did not drain the backlog in 600 s; see {log}")
-            m = _scrape(settings.web_url)
+            m = scrape_metrics(settings)
             now = time.time()
             if m is not None:
                 learned = _learned(m)
@@ -143,7 +117,7 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
         stats_seen = -1.0
         while time.time() - settle_start < 120:
             time.sleep(1.0)
-            snap = _scrape(settings.web_url)
+            snap = scrape_metrics(settings)
             if snap is None:
                 continue
             before = snap
@@ -160,7 +134,7 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
         deadline = time.time() + 120
         after = before
         while time.time() < deadline:
-            snap = _scrape(settings.web_url)
+            snap = scrape_metrics(settings)
             if snap is not None:
                 after = snap
                 timeline.append((time.time() - t_start, _learned(after)))
@@ -203,12 +177,7 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
             "recommendations": after.total("lsi_recommendations_total"),
         }
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_worker(proc)
         if not was_running:
             broker.down()
     _write(opts.out, report, timeline)

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -28,6 +27,7 @@ from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
 from lsi.kafka_io import consumer, ensure_topics
 from lsi.present import MetricsSnapshot, parse_metrics
+from lsi.worker_process import start_worker as spawn_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,14 +92,6 @@ def lsi_settings(kafka: str, tmp_path: Path) -> Settings:
     return settings
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LSI_")}
-    for field in dataclasses.fields(settings):
-        env[f"LSI_{field.name.upper()}"] = str(getattr(settings, field.name))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 @dataclasses.dataclass
 class WorkerProcess:
     """A real ``lsi worker`` child process."""
@@ -162,10 +154,7 @@ def start_worker(lsi_settings: Settings, tmp_path: Path) -> Iterator[Callable[..
     def start(name: str = "w1", **overrides: Any) -> WorkerProcess:
         settings = lsi_settings.with_(data_dir=tmp_path / name, **overrides)
         log = tmp_path / f"{name}.log"
-        with log.open("wb") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "lsi", "worker", "--loglevel", "warning"],
-                                    stdout=fh, stderr=subprocess.STDOUT, env=settings_env(settings),
-                                    cwd=ROOT)  # fmt: skip
+        proc = spawn_worker(settings, log, "--loglevel", "warning", cwd=ROOT)
         worker = WorkerProcess(settings, proc, log)
         started.append(worker)
         worker.wait_http()

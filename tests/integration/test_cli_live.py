@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from lsi.config import Settings
-from tests.integration.conftest import ROOT, WorkerProcess, free_port, settings_env
+from lsi.worker_process import settings_env
+from tests.integration.conftest import ROOT, WorkerProcess, free_port
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -56,3 +56,12 @@ def test_settings_are_frozen_and_feed_the_engine() -> None:
         s.top_k = 3  # type: ignore[misc]
     engine = s.engine()
     assert engine.scoring.top_k == 7 and engine.emit_policy == "event"
+
+
+def test_a_child_worker_gets_exactly_the_parents_settings() -> None:
+    from lsi.worker_process import settings_env
+
+    s = Settings.from_env({}, brokers="h:1", partitions=3, filter_seen=False, web_bind="0.0.0.0")
+    env = settings_env(s, base={"LSI_TOP_K": "3", "LSI_KAFKA_PORT": "1", "PATH": "/bin"})
+    assert Settings.from_env(env) == s
+    assert env["LSI_KAFKA_PORT"] == "1" and env["PATH"] == "/bin"
