@@ -184,6 +184,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from lsi.bench import PipelineBenchOptions, run_pipeline_bench
 
+    if args.bench == "accuracy":
+        from lsi.bench.accuracy import MODELS, AccuracyOptions, run_accuracy_bench
+
+        models = (
+            tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else MODELS
+        )
+        opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
+                               seeds=args.seeds, out=Path(args.out or "benchmarks/results"),
+                               filter_seen=args.filter_seen, limit=args.limit)  # fmt: skip
+        run_accuracy_bench(opts)
+        stem = opts.out / f"{Path(opts.dataset).name.split('.')[0]}-{opts.protocol}"
+        print(stem.with_suffix(".md").read_text())
+        print(f"report: {stem}.json, {stem}.md, {stem}.png")
     if args.bench == "pipeline":
         out = Path(args.out or f"benchmarks/results/pipeline-{args.dataset}")
         run_pipeline_bench(PipelineBenchOptions(dataset=args.dataset, n_backlog=args.backlog,
@@ -270,6 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--live", type=int, default=5000, help="events replayed live afterwards")
     bp.add_argument("--rate", type=float, default=500.0, help="live replay rate, events/s")
     bp.add_argument("--out", help="report folder (default benchmarks/results/pipeline-DATASET)")
+    ba = bsub.add_parser(
+        "accuracy", help="quality under loo / prequential, full ranking, baselines"
+    )
+    ba.add_argument("--dataset", default="ml-1m")
+    ba.add_argument("--protocol", default="loo", choices=["loo", "temporal", "prequential"])
+    ba.add_argument(
+        "--models", help="comma-separated: mostpop,recent_pop,covisit,biased_mf,streaming"
+    )
+    ba.add_argument("--seeds", type=int, default=3, help="runs of each seeded model")
+    ba.add_argument(
+        "--filter-seen", action="store_true", help="remove the user's history from candidates"
+    )
+    ba.add_argument("--limit", type=int, help="prequential: only the first N events")
+    ba.add_argument("--out", help="report folder (default benchmarks/results)")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser(

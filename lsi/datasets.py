@@ -26,7 +26,7 @@ import numpy.typing as npt
 from lsi.errors import DatasetError
 from lsi.records import TYPE_CODES
 
-__all__ = ["DATASETS", "Interactions", "datasets_root", "item_titles", "load"]
+__all__ = ["DATASETS", "Interactions", "datasets_root", "item_titles", "load", "load_csv"]
 
 DATASETS: dict[str, str] = {
     "ml-100k": "MovieLens 100K ratings (rate events, weight = rating)",
@@ -108,8 +108,58 @@ def _read(
     return users, items, ts, extra
 
 
+def load_csv(path: Path) -> Interactions:
+    """A generic log: CSV (optionally gzip'd) with a header ``user_id,item_id,timestamp`` and
+    optional ``type`` (one of :data:`lsi.records.EVENT_TYPES`) and ``weight`` columns.
+
+    Integer ids are kept; any other id (a string) is numbered in order of first appearance,
+    which is stable for a given file. Parquet is not read (no Parquet library is a
+    dependency): convert it to CSV first.
+    """
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist; give a CSV file with user_id,item_id,timestamp")
+    opener = gzip.open if path.suffix == ".gz" else open
+    users: list[str] = []
+    items: list[str] = []
+    ts: list[float] = []
+    types: list[int] = []
+    weights: list[float] = []
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"user_id", "item_id", "timestamp"} - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        try:
+            for row in reader:
+                users.append(row["user_id"])
+                items.append(row["item_id"])
+                ts.append(float(row["timestamp"]))
+                types.append(TYPE_CODES[row.get("type") or "view"])
+                weights.append(float(row.get("weight") or 1.0))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DatasetError(f"{path}: unexpected row ({exc!r})") from None
+
+    def ids(raw: list[str]) -> npt.NDArray[np.int64]:
+        if all(r.isdigit() for r in raw):
+            return np.array([int(r) for r in raw], dtype=np.int64)
+        index: dict[str, int] = {}
+        return np.array([index.setdefault(r, len(index)) for r in raw], dtype=np.int64)
+
+    has_weight = any(w != 1.0 for w in weights)
+    return Interactions(
+        name=path.name.split(".")[0],
+        users=ids(users),
+        items=ids(items),
+        ts=np.array(ts, dtype=np.float64),
+        types=np.array(types, dtype=np.int8),
+        weights=np.array(weights, dtype=np.float32) if has_weight else None,
+    )
+
+
 def load(name: str, root: Path | None = None) -> Interactions:
-    """Load one of :data:`DATASETS` by name."""
+    """Load one of :data:`DATASETS` by name, or a generic CSV by path (:func:`load_csv`)."""
+    if name.endswith((".csv", ".csv.gz")):
+        return load_csv(Path(name))
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     base = (root or datasets_root()) / name

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lsi.records import Event
@@ -215,15 +215,28 @@ def update_trending(
 
 
 def merge_trending(lists: Iterable[Trending], cfg: StatsConfig) -> Trending:
-    """Merge per-partition trending lists into one global list, decayed to the newest ts."""
+    """Merge per-partition trending lists into one global list, decayed to the newest ts.
+
+    Each list is sorted, and one decay factor per list keeps it sorted, so a k-way merge
+    yields the global order without sorting everything (this runs on every interest batch).
+    An item in several lists keeps its highest score (the first seen in merged order).
+    """
     lists = [t for t in lists if t.items]
     if not lists:
         return Trending(ts=0.0, items=())
     now = max(t.ts for t in lists)
-    scores: dict[str, float] = {}
-    for t in lists:
+
+    def stream(t: Trending) -> Iterator[tuple[float, str]]:
         f = 0.5 ** ((now - t.ts) / cfg.pop_half_life_s)
-        for k, v in t.items:
-            scores[k] = max(scores.get(k, 0.0), v * f)
-    top = heapq.nlargest(cfg.trending_n, scores.items(), key=lambda kv: kv[1])
-    return Trending(ts=now, items=tuple(top))
+        return ((-v * f, k) for k, v in t.items)
+
+    out: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for neg, k in heapq.merge(*(stream(t) for t in lists)):
+        if k in seen:
+            continue
+        seen.add(k)
+        out.append((k, -neg))
+        if len(out) == cfg.trending_n:
+            break
+    return Trending(ts=now, items=tuple(out))

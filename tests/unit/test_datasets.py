@@ -12,7 +12,7 @@ import pytest
 import lsi.datasets
 from lsi.datasets import DATASETS, datasets_root, item_titles, load
 from lsi.errors import DatasetError
-from lsi.records import TYPE_CODES
+from lsi.records import EVENT_TYPES, TYPE_CODES
 from lsi.replay import events_of
 
 
@@ -280,3 +280,32 @@ def test_events_of_without_weights_sends_none(root: Path) -> None:
     (event, _), *_ = events_of(load("taobao"), "r")
     assert event.weight is None and event.type == "purchase"
     assert event.to_dict()["context"] == {"orig_ts": 10.0, "dataset": "taobao"}
+
+
+def test_a_generic_csv_keeps_integer_ids_and_numbers_string_ids(tmp_path: Path) -> None:
+    from lsi.datasets import load, load_csv
+
+    ints = tmp_path / "log.csv"
+    ints.write_text("user_id,item_id,timestamp\n7,3,10\n7,4,5\n")
+    data = load(str(ints))
+    assert data.users.tolist() == [7, 7] and data.items.tolist() == [3, 4]
+    assert data.time_order().tolist() == [1, 0] and data.weights is None
+
+    strs = tmp_path / "log2.csv.gz"
+    with gzip.open(strs, "wt") as fh:
+        fh.write(
+            "user_id,item_id,timestamp,type,weight\nann,x,1,cart,2\nbob,y,2,view,\nann,y,3,,\n"
+        )
+    data = load_csv(strs)
+    assert data.users.tolist() == [0, 1, 0] and data.items.tolist() == [0, 1, 1]
+    assert [EVENT_TYPES[t] for t in data.types] == ["cart", "view", "view"]
+    assert data.weights is not None and data.weights.tolist() == [2.0, 1.0, 1.0]
+
+
+def test_a_generic_csv_without_the_columns_says_which(tmp_path: Path) -> None:
+    from lsi.datasets import load_csv
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item\n1,2\n")
+    with pytest.raises(DatasetError, match="item_id, timestamp, user_id"):
+        load_csv(bad)

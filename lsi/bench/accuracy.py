@@ -1,0 +1,359 @@
+"""``lsi bench accuracy``: recommendation quality under the literature's protocols.
+
+Protocols (``lsi.evaluation.splits``):
+
+* ``loo``: leave-one-out, full ranking over the whole catalogue. Each model learns the
+  training interactions plus the validation item of every user, in global time order, then
+  ranks every item for every user's last interaction. ``--filter-seen`` removes the user's
+  history from the candidates (off by default, as in the published ML-1M tables).
+* ``temporal``: a global time split (80 / 10 / 10 % of the events by timestamp). Each model
+  learns everything before the test cut-off, then ranks the item of every test interaction
+  whose user has history (nothing from the future leaks into training; the model is not
+  updated during the test period).
+* ``prequential``: events in time order; for each event the model is first asked for the
+  user's list, the event is judged against it, then learned. For ``streaming`` the list is
+  exactly the one the live ``interest`` agent would have emitted (``lsi.engine`` through
+  :class:`lsi.evaluation.streaming.StreamingModel`, one event per batch); it holds 20 items,
+  so every model's prequential ranks are cut at 20 and MRR is MRR@20.
+
+Models: ``mostpop``, ``recent_pop``, ``covisit``, ``biased_mf`` (``lsi.evaluation.baselines``)
+and ``streaming`` (the scorer the workers run). Deterministic models run once; ``biased_mf``
+runs ``--seeds`` times and reports the mean and standard deviation. Per-case metric arrays
+are kept for paired comparisons against ``streaming``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lsi.datasets import Interactions, load
+from lsi.errors import LsiError
+from lsi.evaluation.baselines import BiasedMF, CoVisit, MostPop, RecentPop, Recommender
+from lsi.evaluation.metrics import (
+    DEFAULT_KS,
+    case_metrics,
+    coverage_at_k,
+    paired_bootstrap,
+    rank_of_target,
+    summarize,
+    top_k,
+)
+from lsi.evaluation.splits import loo_split, temporal_split
+from lsi.evaluation.streaming import NOT_EVALUATED, StreamingModel
+from lsi.records import EVENT_TYPES, Event
+
+__all__ = ["MODELS", "PROTOCOLS", "AccuracyOptions", "run_accuracy_bench"]
+
+MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming")
+PROTOCOLS = ("loo", "temporal", "prequential")
+SEEDED = frozenset({"biased_mf"})
+PREQ_CUTOFF = 20
+
+#: Published full-ranking anchors (shared/datasets/README.md), protocol ``loo``.
+ANCHORS: dict[str, dict[str, dict[str, float]]] = {
+    "ml-1m": {
+        "SASRec (sampled softmax)": {"hr@10": 0.2853, "ndcg@10": 0.1603},
+        "gSASRec": {"hr@10": 0.3003, "ndcg@10": 0.1726},
+        "HSTU": {"hr@10": 0.3097, "ndcg@10": 0.1720},
+        "HSTU-large": {"hr@10": 0.3294, "ndcg@10": 0.1893},
+    },
+    "amazon-beauty": {
+        "SASRec (sampled softmax)": {"recall@10": 0.0921, "ndcg@10": 0.0531},
+        "eSASRec": {"recall@10": 0.0928, "ndcg@10": 0.0523},
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AccuracyOptions:
+    dataset: str = "ml-1m"
+    protocol: str = "loo"
+    models: tuple[str, ...] = MODELS
+    seeds: int = 3
+    out: Path = Path("benchmarks/results")
+    filter_seen: bool = False
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise LsiError(
+                f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}"
+            )
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown:
+            raise LsiError(
+                f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}"
+            )
+        if self.seeds < 1:
+            raise LsiError("--seeds must be at least 1")
+
+
+def _baseline(name: str, n_items: int, seed: int) -> Recommender:
+    if name == "mostpop":
+        return MostPop(n_items)
+    if name == "recent_pop":
+        return RecentPop(n_items)
+    if name == "covisit":
+        return CoVisit(n_items)
+    return BiasedMF(n_items, seed=seed, n_negatives=1)
+
+
+@dataclass
+class _Run:
+    per_case: dict[str, npt.NDArray[np.float64]]
+    metrics: dict[str, float]
+    train_s: float
+    eval_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _metric_names(
+    per_case: dict[str, npt.NDArray[np.float64]],
+) -> dict[str, npt.NDArray[np.float64]]:
+    """``HR@10`` → ``hr@10``, ``MRR`` → ``mrr`` (the report's names)."""
+    return {k.lower(): v for k, v in per_case.items()}
+
+
+# -- leave-one-out and temporal: learn, then rank held-out items -----------------------------------------------------------------------------------------------
+def _loo_rows(data: Interactions) -> tuple[Any, npt.NDArray[np.int64]]:
+    split = loo_split(data)
+    rows = np.concatenate([split.train_rows, split.valid.rows])
+    order = np.lexsort((rows, data.ts[rows]))  # time, then file order
+    return split, rows[order]
+
+
+def _temporal_rows(data: Interactions) -> tuple[Any, npt.NDArray[np.int64]]:
+    split = temporal_split(data)
+    order = data.time_order()
+    return split, order[data.ts[order] < split.t_test]
+
+
+def _event(data: Interactions, row: int, run: str) -> Event:
+    w = None if data.weights is None else float(data.weights[row])
+    return Event(f"{run}:{row}", str(int(data.users[row])), str(int(data.items[row])),
+                 EVENT_TYPES[int(data.types[row])], float(data.ts[row]), w)  # fmt: skip
+
+
+def _loo_once(data: Interactions, split: Any, rows: npt.NDArray[np.int64], name: str, seed: int,
+              filter_seen: bool) -> _Run:  # fmt: skip
+    test = split.test
+    n_items = split.n_items
+    t0 = time.perf_counter()
+    if name == "streaming":
+        model = StreamingModel()
+        model.learn((_event(data, int(r), "loo") for r in rows), batch_size=500)
+        item_index = {str(int(raw)): j for j, raw in enumerate(split.items.raw)}
+        users_raw = split.users.raw
+
+        def score(u: int) -> npt.NDArray[np.float32]:
+            return model.score_all(str(int(users_raw[u])), n_items, item_index)
+    else:
+        base = _baseline(name, n_items, seed)
+        du = split.users.encode(data.users[rows])
+        di = split.items.encode(data.items[rows])
+        for u, i, t in zip(du.tolist(), di.tolist(), data.ts[rows].tolist(), strict=True):
+            base.learn_one(u, i, t)
+        score = base.score_all  # type: ignore[assignment]  # same signature, bound method
+    train_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    by_user = np.argsort(test.users, kind="stable")  # cases of one user share one score row
+    users = test.users[by_user]
+    targets = test.targets[by_user]
+    seen_all = test.seen_of_cases() if filter_seen else None
+    ranks_parts, tops = [], []
+    for start in range(0, len(users), 512):
+        batch = users[start : start + 512]
+        rows_of: dict[int, npt.NDArray[np.float32]] = {}
+        scores = np.stack([rows_of.setdefault(int(u), score(int(u))) if int(u) not in rows_of
+                           else rows_of[int(u)] for u in batch])  # fmt: skip
+        excl = [seen_all[int(c)] for c in by_user[start : start + 512]] if seen_all else None
+        ranks_parts.append(rank_of_target(scores, targets[start : start + 512], excl))
+        tops.append(top_k(scores, max(DEFAULT_KS), excl))
+    ranks = np.concatenate(ranks_parts)
+    topk = np.concatenate(tops)
+    eval_s = time.perf_counter() - t1
+    per_case = _metric_names(case_metrics(ranks))
+    metrics = summarize(per_case)
+    for k in DEFAULT_KS:
+        metrics[f"coverage@{k}"] = coverage_at_k(topk[:, :k], n_items)
+    return _Run(per_case, metrics, train_s, eval_s, {"cases": len(users)})
+
+
+# -- prequential ---------------------------------------------------------------------------
+def _prequential_once(
+    data: Interactions, order: npt.NDArray[np.int64], name: str, seed: int
+) -> _Run:
+    t0 = time.perf_counter()
+    if name == "streaming":
+        model = StreamingModel()
+        res = model.prequential((_event(data, int(r), "pq") for r in order), batch_size=1)
+        judged = res.ranks[res.ranks != NOT_EVALUATED].astype(np.float64)
+        ranks = np.where(judged >= 0, judged, float(PREQ_CUTOFF))
+        shown_items: set[int] = set()  # coverage from the lists: not tracked per event here
+        extra = {
+            "events": res.n_events,
+            "evaluated": int(judged.size),
+            "events_per_s": round(res.events_per_s, 1),
+        }
+    else:
+        uids = {u: j for j, u in enumerate(np.unique(data.users).tolist())}
+        iids = {i: j for j, i in enumerate(np.unique(data.items).tolist())}
+        n_items = len(iids)
+        base = _baseline(name, n_items, seed)
+        seen_user: set[int] = set()
+        out: list[float] = []
+        shown_items = set()
+        for r in order.tolist():
+            u, i, t = uids[int(data.users[r])], iids[int(data.items[r])], float(data.ts[r])
+            if u in seen_user:  # judged only once the user has a history, like the live path
+                s = base.score_all(u)
+                st = s[i]
+                rank = float((s > st).sum()) + float((s == st).sum() - 1) / 2.0
+                out.append(rank if rank < PREQ_CUTOFF else float(PREQ_CUTOFF))
+                shown_items.update(np.argpartition(-s, PREQ_CUTOFF)[:PREQ_CUTOFF].tolist())
+            base.learn_one(u, i, t)
+            seen_user.add(u)
+        ranks = np.array(out, dtype=np.float64)
+        extra = {"events": int(order.shape[0]), "evaluated": int(ranks.size)}
+    elapsed = time.perf_counter() - t0
+    extra["events_per_s"] = round(order.shape[0] / elapsed, 1) if elapsed > 0 else 0.0
+    # a rank at the cut-off is a miss: metrics @K<=20 are exact, MRR becomes MRR@20
+    per_case = _metric_names(case_metrics(ranks))
+    per_case["mrr"] = np.where(ranks < PREQ_CUTOFF, 1.0 / (ranks + 1.0), 0.0)
+    metrics = summarize(per_case)
+    if shown_items:
+        metrics["coverage@20"] = len(shown_items) / max(1, len(np.unique(data.items)))
+    return _Run(per_case, metrics, elapsed, 0.0, extra)
+
+
+# -- the command ---------------------------------------------------------------------------
+def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate every model; write ``<dataset>-<protocol>.json`` / ``.md`` / ``.png``."""
+    data = load(opts.dataset)
+    models: dict[str, Any] = {}
+    per_case_first: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    if opts.protocol in ("loo", "temporal"):
+        split, rows = _loo_rows(data) if opts.protocol == "loo" else _temporal_rows(data)
+
+        def once(name: str, seed: int) -> _Run:
+            return _loo_once(data, split, rows, name, seed, opts.filter_seen)
+    else:
+        order = data.time_order()
+        if opts.limit is not None:
+            order = order[: opts.limit]
+
+        def once(name: str, seed: int) -> _Run:
+            return _prequential_once(data, order, name, seed)
+
+    for name in opts.models:
+        seeds = range(opts.seeds) if name in SEEDED else range(1)
+        runs = []
+        for seed in seeds:
+            run = once(name, seed)
+            runs.append(run)
+            log(f"[bench] {opts.dataset} {opts.protocol} {name} seed {seed}: "
+                f"hr@10 {run.metrics['hr@10']:.4f} ndcg@10 {run.metrics['ndcg@10']:.4f} "
+                f"(train {run.train_s:.1f} s, eval {run.eval_s:.1f} s)")  # fmt: skip
+        keys = list(runs[0].metrics)
+        entry: dict[str, Any] = {k: float(np.mean([r.metrics[k] for r in runs])) for k in keys}
+        entry["std"] = {k: float(np.std([r.metrics[k] for r in runs])) for k in keys}
+        entry["seeds"] = len(runs)
+        entry["train_s"] = round(float(np.mean([r.train_s for r in runs])), 2)
+        entry["eval_s"] = round(float(np.mean([r.eval_s for r in runs])), 2)
+        entry.update(runs[0].extra)
+        models[name] = entry
+        per_case_first[name] = runs[0].per_case
+
+    if "streaming" in per_case_first:
+        ref = per_case_first["streaming"]
+        for name, per_case in per_case_first.items():
+            if name == "streaming" or per_case["ndcg@10"].shape != ref["ndcg@10"].shape:
+                continue
+            diff, lo, hi, p = paired_bootstrap(ref["ndcg@10"], per_case["ndcg@10"])
+            models[name]["vs_streaming_ndcg@10"] = {
+                "streaming_minus_model": diff,
+                "ci95": [lo, hi],
+                "p": p,
+            }
+
+    report: dict[str, Any] = {
+        "dataset": data.name,
+        "protocol": opts.protocol,
+        "filter_seen": opts.filter_seen,
+        "models": models,
+        "events": len(data) if opts.limit is None else min(len(data), opts.limit),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "anchors": ANCHORS.get(data.name, {}) if opts.protocol == "loo" else {},
+    }
+    _write(opts.out, report)
+    return report
+
+
+def _rows(report: dict[str, Any]) -> Iterator[str]:
+    metrics = ["hr@10", "ndcg@10", "recall@10", "mrr", "coverage@10", "hr@20", "ndcg@20"]
+    yield "| model | " + " | ".join(metrics) + " | train s | eval s |"
+    yield "|---" * (len(metrics) + 3) + "|"
+    for name, m in report["models"].items():
+        cells = []
+        for k in metrics:
+            if k not in m:
+                cells.append("–")
+            elif m["seeds"] > 1:
+                cells.append(f"{m[k]:.4f} ± {m['std'][k]:.4f}")
+            else:
+                cells.append(f"{m[k]:.4f}")
+        yield f"| `{name}` | " + " | ".join(cells) + f" | {m['train_s']:.1f} | {m['eval_s']:.1f} |"
+    for name, a in report["anchors"].items():
+        cells = [f"{a[k]:.4f}" if k in a else "–" for k in metrics]
+        yield f"| {name} (published) | " + " | ".join(cells) + " | | |"
+
+
+def _write(out: Path, report: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{report['dataset']}-{report['protocol']}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    proto = {"loo": "leave-one-out, full ranking over all items",
+             "temporal": "global time split 80/10/10, full ranking over all items, test cases "
+                         "whose user has history", "prequential":
+             "prequential replay in time order (judge, then learn); lists cut at 20, MRR = MRR@20"}[report["protocol"]]  # fmt: skip
+    md = [
+        f"# {report['dataset']} — {report['protocol']}",
+        "",
+        f"Protocol: {proto}; seen items {'removed from' if report['filter_seen'] else 'kept in'} "
+        "the candidates. Deterministic models run once; seeded ones show mean ± std.",
+        "",
+        *_rows(report),
+        "",
+        f"Reproduce: `lsi bench accuracy --dataset {report['dataset']} --protocol {report['protocol']}"
+        f" --models {','.join(report['models'])}{' --filter-seen' if report['filter_seen'] else ''}`",
+        "",
+    ]
+    stem.with_suffix(".md").write_text("\n".join(md))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for name, m in report["models"].items():
+        ks = [k for k in DEFAULT_KS if f"ndcg@{k}" in m]
+        ax.plot(ks, [m[f"ndcg@{k}"] for k in ks], marker="o", label=name)
+    ax.set_xlabel("K")
+    ax.set_ylabel("NDCG@K")
+    ax.set_xticks(list(DEFAULT_KS))
+    ax.set_title(f"{report['dataset']} — {report['protocol']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=120)
+    plt.close(fig)

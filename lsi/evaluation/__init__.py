@@ -1,0 +1,53 @@
+"""Offline evaluation: protocols (leave-one-out, temporal) and full-ranking metrics."""
+
+from lsi.evaluation.metrics import (
+    DEFAULT_KS,
+    Exclude,
+    case_metrics,
+    coverage_at_k,
+    hit_rate_at_k,
+    mrr,
+    ndcg_at_k,
+    paired_bootstrap,
+    paired_t_test,
+    rank_of_target,
+    ranks_of_targets,
+    recall_at_k,
+    student_t_sf,
+    summarize,
+    top_k,
+)
+from lsi.evaluation.splits import (
+    EvalPhase,
+    IdMap,
+    LooSplit,
+    Ragged,
+    TemporalSplit,
+    loo_split,
+    temporal_split,
+)
+
+__all__ = [
+    "DEFAULT_KS",
+    "EvalPhase",
+    "Exclude",
+    "IdMap",
+    "LooSplit",
+    "Ragged",
+    "TemporalSplit",
+    "case_metrics",
+    "coverage_at_k",
+    "hit_rate_at_k",
+    "loo_split",
+    "mrr",
+    "ndcg_at_k",
+    "paired_bootstrap",
+    "paired_t_test",
+    "rank_of_target",
+    "ranks_of_targets",
+    "recall_at_k",
+    "student_t_sf",
+    "summarize",
+    "temporal_split",
+    "top_k",
+]
