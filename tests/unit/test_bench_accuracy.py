@@ -66,5 +66,7 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
 def test_unknown_models_and_protocols_are_refused() -> None:
     with pytest.raises(LsiError, match="unknown model"):
         AccuracyOptions(models=("sasrec",))
+    with pytest.raises(LsiError, match="not built yet"):
+        AccuracyOptions(models=("mostpop", "fused"))
     with pytest.raises(LsiError, match="unknown protocol"):
         AccuracyOptions(protocol="kfold")
