@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lsi.records import Event
@@ -37,6 +37,7 @@ __all__ = [
     "batch_deltas",
     "decode_bundle",
     "encode_bundle",
+    "fold_deltas",
     "merge_into",
     "merge_trending",
     "update_trending",
@@ -212,6 +213,34 @@ def update_trending(
         scores[item] = st.pop_at(now, cfg.pop_half_life_s)
     top = heapq.nlargest(cfg.trending_n, scores.items(), key=lambda kv: kv[1])
     return Trending(ts=now, items=tuple(top))
+
+
+def fold_deltas(
+    by_partition: Mapping[int, Mapping[str, ItemDelta]],
+    stats: Callable[[str], ItemStats | None],
+    trending: Callable[[int], Trending | None],
+    cfg: StatsConfig,
+) -> tuple[dict[int, dict[str, ItemStats]], dict[int, Trending]]:
+    """One item-stats step: the new statistics of every item in the deltas, and the new
+    trending list of every partition they touch.
+
+    The ``item-stats`` agent runs this on a batch (reading and writing its tables) and the
+    offline :class:`lsi.evaluation.streaming.StreamingModel` on dicts, so both fold alike.
+
+    Args:
+        by_partition: partition → item → summed delta of the batch.
+        stats: the stored statistics of an item (``None`` if new).
+        trending: the stored trending list of a partition (``None`` if none yet).
+        cfg: clocks and bounds.
+    """
+    new_stats: dict[int, dict[str, ItemStats]] = {}
+    new_trending: dict[int, Trending] = {}
+    for partition, deltas in by_partition.items():
+        updated = {item: apply_delta(stats(item), delta, cfg) for item, delta in deltas.items()}
+        new_stats[partition] = updated
+        if updated:
+            new_trending[partition] = update_trending(trending(partition), updated, cfg)
+    return new_stats, new_trending
 
 
 def merge_trending(lists: Iterable[Trending], cfg: StatsConfig) -> Trending:

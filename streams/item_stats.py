@@ -21,10 +21,9 @@ from lsi.stats import (
     ItemStats,
     StatsConfig,
     Trending,
-    apply_delta,
     decode_bundle,
+    fold_deltas,
     merge_into,
-    update_trending,
 )
 from streams.context import acting_for, key_for_partition
 from streams.tables import Tables
@@ -54,10 +53,20 @@ class ItemStatsAgent:
                                                   within=self.settings.batch_within_s * 4):  # fmt: skip
                 self.handle(batch)
 
+    def _stats(self, item: str) -> ItemStats | None:
+        raw = self.tables.item_stats.get(item.encode())
+        return ItemStats.from_bytes(raw) if raw else None
+
+    def _trending(self, partition: int) -> Trending | None:
+        raw = self.tables.trending.get(
+            key_for_partition("trending", partition, self.settings.partitions)
+        )
+        return Trending.from_bytes(raw) if raw else None
+
     def handle(self, batch: Sequence[Any]) -> None:
         m = self.metrics
         m.batch_size.labels(agent=self.name).observe(len(batch))
-        merged: dict[tuple[int, str], ItemDelta] = {}
+        merged: dict[int, dict[str, ItemDelta]] = {}
         source: dict[int, Any] = {}  # partition -> one of its events (see streams.context)
         for ev in batch:
             msg = ev.message
@@ -69,27 +78,23 @@ class ItemStatsAgent:
                           msg.offset, exc)  # fmt: skip
                 continue
             source[msg.partition] = ev
+            acc_items = merged.setdefault(msg.partition, {})
             for item, delta in bundle.items():
-                acc = merged.get((msg.partition, item))
+                acc = acc_items.get(item)
                 if acc is None:
-                    merged[(msg.partition, item)] = delta
+                    acc_items[item] = delta
                 else:
                     merge_into(acc, delta)
 
-        table = self.tables.item_stats
-        updated: dict[int, dict[str, ItemStats]] = {}
-        for (partition, item), delta in merged.items():
-            raw = table.get(item.encode())
-            stats = apply_delta(ItemStats.from_bytes(raw) if raw else None, delta, self.cfg)
+        n = self.settings.partitions
+        new_stats, new_trending = fold_deltas(merged, self._stats, self._trending, self.cfg)
+        for partition, items in new_stats.items():
             with acting_for(source[partition]):
-                table[item.encode()] = stats.to_bytes()
-            updated.setdefault(partition, {})[item] = stats
-        for partition, items in updated.items():
-            key = key_for_partition("trending", partition, self.settings.partitions)
-            raw = self.tables.trending.get(key)
-            previous = Trending.from_bytes(raw) if raw else None
-            with acting_for(source[partition]):
-                self.tables.trending[key] = update_trending(previous, items, self.cfg).to_bytes()
+                for item, stats in items.items():
+                    self.tables.item_stats[item.encode()] = stats.to_bytes()
+                if partition in new_trending:
+                    key = key_for_partition("trending", partition, n)
+                    self.tables.trending[key] = new_trending[partition].to_bytes()
         done = time.time()
         for ev in batch:
             m.processing_latency.labels(agent=self.name).observe(

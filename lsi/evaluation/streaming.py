@@ -45,7 +45,7 @@ from lsi.engine import HIT_KS, BatchResult, EngineConfig, process_batch
 from lsi.records import Event
 from lsi.scoring import score_user
 from lsi.state import UserState, event_hash
-from lsi.stats import ItemDelta, ItemStats, Trending, apply_delta, merge_trending, update_trending
+from lsi.stats import ItemDelta, ItemStats, Trending, fold_deltas, merge_trending
 
 __all__ = [
     "EVENT_ENGINE",
@@ -176,19 +176,21 @@ class StreamingModel:
         return result
 
     def fold(self, deltas: Mapping[str, ItemDelta]) -> None:
-        """Apply a batch's deltas like the item-stats agent (the merge of the partition lists
+        """Apply a batch's deltas with :func:`lsi.stats.fold_deltas`, as the item-stats agent does (the merge of the partition lists
         is left to the next read of :attr:`trending`)."""
         if not deltas:
             return
-        cfg = self.engine.stats
-        updated: dict[int, dict[str, ItemStats]] = {}
+        by_partition: dict[int, dict[str, ItemDelta]] = {}
         for item, delta in deltas.items():
-            stats = apply_delta(self.stats.get(item), delta, cfg)
-            self.stats[item] = ItemStats.from_bytes(stats.to_bytes()) if self.wire else stats
-            updated.setdefault(self._partition_of(item), {})[item] = stats
+            by_partition.setdefault(self._partition_of(item), {})[item] = delta
         parts = self.trending_by_partition
-        for partition, items in updated.items():
-            fresh = update_trending(parts.get(partition), items, cfg)
+        new_stats, new_trending = fold_deltas(
+            by_partition, self.stats.get, parts.get, self.engine.stats
+        )
+        for items in new_stats.values():
+            for item, stats in items.items():
+                self.stats[item] = ItemStats.from_bytes(stats.to_bytes()) if self.wire else stats
+        for partition, fresh in new_trending.items():
             parts[partition] = Trending.from_bytes(fresh.to_bytes()) if self.wire else fresh
         self._merged = False
 
