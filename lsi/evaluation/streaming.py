@@ -176,8 +176,8 @@ class StreamingModel:
         return result
 
     def fold(self, deltas: Mapping[str, ItemDelta]) -> None:
-        """Apply a batch's deltas with :func:`lsi.stats.fold_deltas`, as the item-stats agent does (the merge of the partition lists
-        is left to the next read of :attr:`trending`)."""
+        """Apply a batch's deltas with :func:`lsi.stats.fold_deltas`, as the item-stats agent
+        does (the merge of the partition lists is left to the next read of :attr:`trending`)."""
         if not deltas:
             return
         by_partition: dict[int, dict[str, ItemDelta]] = {}
