@@ -203,7 +203,18 @@ def update_trending(
 
     Every item decays at the same rate, so an item that was not updated cannot overtake one
     of the previous list: the new top-N is within the previous list plus the updated items.
+    When no updated item is in a full previous list or would enter it, the previous list is
+    returned as it is (its scores are as of its own ``ts``; readers decay them).
     """
+    if previous is not None and len(previous.items) >= cfg.trending_n:
+        listed = dict(previous.items)
+        floor = previous.items[-1][1]
+        h = cfg.pop_half_life_s
+        if not any(
+            item in listed or st.pop * 0.5 ** ((previous.ts - st.ref_ts) / h) > floor
+            for item, st in updated.items()
+        ):
+            return previous
     now = max([s.ref_ts for s in updated.values()] + [previous.ts if previous else 0.0])
     scores: dict[str, float] = {}
     if previous is not None:
@@ -232,6 +243,10 @@ def fold_deltas(
         stats: the stored statistics of an item (``None`` if new).
         trending: the stored trending list of a partition (``None`` if none yet).
         cfg: clocks and bounds.
+
+    Returns:
+        The new statistics per partition, and the trending lists that changed (a partition
+        whose list is unchanged is left out: nothing to write).
     """
     new_stats: dict[int, dict[str, ItemStats]] = {}
     new_trending: dict[int, Trending] = {}
@@ -239,7 +254,10 @@ def fold_deltas(
         updated = {item: apply_delta(stats(item), delta, cfg) for item, delta in deltas.items()}
         new_stats[partition] = updated
         if updated:
-            new_trending[partition] = update_trending(trending(partition), updated, cfg)
+            previous = trending(partition)
+            fresh = update_trending(previous, updated, cfg)
+            if fresh is not previous:
+                new_trending[partition] = fresh
     return new_stats, new_trending
 
 

@@ -192,7 +192,8 @@ class StreamingModel:
                 self.stats[item] = ItemStats.from_bytes(stats.to_bytes()) if self.wire else stats
         for partition, fresh in new_trending.items():
             parts[partition] = Trending.from_bytes(fresh.to_bytes()) if self.wire else fresh
-        self._merged = False
+        if new_trending:
+            self._merged = False
 
     def _partition_of(self, item: str) -> int:
         p = self._partition.get(item)

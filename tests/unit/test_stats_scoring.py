@@ -126,3 +126,17 @@ def test_bundles_round_trip_and_deltas_merge_additively() -> None:
     acc = ItemDelta(1.0, 6.0, {"b": 1.0, "c": 2.0})
     merge_into(acc, deltas["a"])
     assert acc == ItemDelta(3.0, 6.0, {"b": 2.0, "c": 2.0})
+
+
+def test_trending_is_left_as_is_when_no_update_can_enter_it() -> None:
+    full = update_trending(
+        None, {k: ItemStats(pop=p, ref_ts=0.0) for k, p in {"a": 5, "b": 4, "c": 3}.items()}, CFG
+    )
+    weak = update_trending(full, {"z": ItemStats(pop=1.0, ref_ts=0.0)}, CFG)
+    assert weak is full  # nothing to write, nothing to merge again
+    strong = update_trending(full, {"z": ItemStats(pop=9.0, ref_ts=0.0)}, CFG)
+    assert [k for k, _ in strong.items] == ["z", "a", "b"]
+    rescored = update_trending(
+        full, {"c": ItemStats(pop=3.5, ref_ts=0.0)}, CFG
+    )  # listed: recomputed
+    assert rescored is not full and dict(rescored.items)["c"] == 3.5
