@@ -192,9 +192,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
                                seeds=args.seeds, out=Path(args.out or "benchmarks/results"),
-                               filter_seen=args.filter_seen, limit=args.limit)  # fmt: skip
+                               filter_seen=args.filter_seen, limit=args.limit,
+                               phase=args.phase)  # fmt: skip
         run_accuracy_bench(opts)
-        stem = opts.out / f"{Path(opts.dataset).name.split('.')[0]}-{opts.protocol}"
+        suffix = "-valid" if opts.phase == "valid" else ""
+        stem = opts.out / f"{Path(opts.dataset).name.split('.')[0]}-{opts.protocol}{suffix}"
         print(stem.with_suffix(".md").read_text())
         print(f"report: {stem}.json, {stem}.md, {stem}.png")
     if args.bench == "pipeline":
@@ -296,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--filter-seen", action="store_true", help="remove the user's history from candidates"
     )
     ba.add_argument("--limit", type=int, help="prequential: only the first N events")
+    ba.add_argument(
+        "--phase",
+        default="test",
+        choices=["test", "valid"],
+        help="valid: learn training only and rank the validation items (for tuning)",
+    )
     ba.add_argument("--out", help="report folder (default benchmarks/results)")
     b.set_defaults(func=cmd_bench)
 

@@ -84,6 +84,7 @@ class AccuracyOptions:
     out: Path = Path("benchmarks/results")
     filter_seen: bool = False
     limit: int | None = None
+    phase: str = "test"
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -101,6 +102,10 @@ class AccuracyOptions:
             raise LsiError(
                 f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}"
             )
+        if self.phase not in ("test", "valid"):
+            raise LsiError("--phase must be test or valid")
+        if self.phase == "valid" and self.protocol == "prequential":
+            raise LsiError("prequential has no validation phase: tune on a --limit prefix instead")
         if self.seeds < 1:
             raise LsiError("--seeds must be at least 1")
 
@@ -132,17 +137,20 @@ def _metric_names(
 
 
 # -- leave-one-out and temporal: learn, then rank held-out items -----------------------------------------------------------------------------------------------
-def _loo_rows(data: Interactions) -> tuple[Any, npt.NDArray[np.int64]]:
+def _loo_rows(data: Interactions, phase: str = "test") -> tuple[Any, npt.NDArray[np.int64]]:
     split = loo_split(data)
+    if phase == "valid":  # learn training only; the validation items are the targets
+        return split, split.train_rows
     rows = np.concatenate([split.train_rows, split.valid.rows])
     order = np.lexsort((rows, data.ts[rows]))  # time, then file order
     return split, rows[order]
 
 
-def _temporal_rows(data: Interactions) -> tuple[Any, npt.NDArray[np.int64]]:
+def _temporal_rows(data: Interactions, phase: str = "test") -> tuple[Any, npt.NDArray[np.int64]]:
     split = temporal_split(data)
     order = data.time_order()
-    return split, order[data.ts[order] < split.t_test]
+    cutoff = split.t_valid if phase == "valid" else split.t_test
+    return split, order[data.ts[order] < cutoff]
 
 
 def _event(data: Interactions, row: int, run: str) -> Event:
@@ -152,8 +160,9 @@ def _event(data: Interactions, row: int, run: str) -> Event:
 
 
 def _loo_once(data: Interactions, split: Any, rows: npt.NDArray[np.int64], name: str, seed: int,
+              phase: str,
               filter_seen: bool) -> _Run:  # fmt: skip
-    test = split.test
+    test = split.valid if phase == "valid" else split.test
     n_items = split.n_items
     t0 = time.perf_counter()
     if name == "streaming":
@@ -251,10 +260,11 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
     models: dict[str, Any] = {}
     per_case_first: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
     if opts.protocol in ("loo", "temporal"):
-        split, rows = _loo_rows(data) if opts.protocol == "loo" else _temporal_rows(data)
+        rows_of = _loo_rows if opts.protocol == "loo" else _temporal_rows
+        split, rows = rows_of(data, opts.phase)
 
         def once(name: str, seed: int) -> _Run:
-            return _loo_once(data, split, rows, name, seed, opts.filter_seen)
+            return _loo_once(data, split, rows, name, seed, opts.phase, opts.filter_seen)
     else:
         order = data.time_order()
         if opts.limit is not None:
@@ -298,6 +308,7 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         "dataset": data.name,
         "protocol": opts.protocol,
         "filter_seen": opts.filter_seen,
+        "phase": opts.phase,
         "models": models,
         "events": len(data) if opts.limit is None else min(len(data), opts.limit),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
@@ -328,14 +339,15 @@ def _rows(report: dict[str, Any]) -> Iterator[str]:
 
 def _write(out: Path, report: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{report['dataset']}-{report['protocol']}"
+    suffix = "-valid" if report.get("phase") == "valid" else ""
+    stem = out / f"{report['dataset']}-{report['protocol']}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     proto = {"loo": "leave-one-out, full ranking over all items",
              "temporal": "global time split 80/10/10, full ranking over all items, test cases "
                          "whose user has history", "prequential":
              "prequential replay in time order (judge, then learn); lists cut at 20, MRR = MRR@20"}[report["protocol"]]  # fmt: skip
     md = [
-        f"# {report['dataset']} — {report['protocol']}",
+        f"# {report['dataset']} — {report['protocol']}{suffix}",
         "",
         f"Protocol: {proto}; seen items {'removed from' if report['filter_seen'] else 'kept in'} "
         "the candidates. Deterministic models run once; seeded ones show mean ± std.",

@@ -70,3 +70,19 @@ def test_unknown_models_and_protocols_are_refused() -> None:
         AccuracyOptions(models=("mostpop", "fused"))
     with pytest.raises(LsiError, match="unknown protocol"):
         AccuracyOptions(protocol="kfold")
+
+
+def test_the_validation_phase_is_reported_apart_and_never_sees_the_test_items(
+    tmp_path: Path,
+) -> None:
+    log = synthetic_log(tmp_path / "ring.csv")
+    out = tmp_path / "results"
+    opts = AccuracyOptions(dataset=str(log), protocol="loo", models=("mostpop",), seeds=1, out=out)
+    test = run_accuracy_bench(opts, log=lambda _: None)
+    valid = run_accuracy_bench(AccuracyOptions(dataset=str(log), protocol="loo", models=("mostpop",),
+                                               seeds=1, out=out, phase="valid"), log=lambda _: None)  # fmt: skip
+    assert (out / "ring-loo.json").is_file() and (out / "ring-loo-valid.json").is_file()
+    assert test["phase"] == "test" and valid["phase"] == "valid"
+    assert valid["models"]["mostpop"]["cases"] == test["models"]["mostpop"]["cases"]
+    with pytest.raises(LsiError, match="no validation phase"):
+        AccuracyOptions(protocol="prequential", phase="valid")
