@@ -1,0 +1,96 @@
+"""Weighted LightGCN over the user–item–time interaction graph (the long-term model's core).
+
+Paper: He et al., *LightGCN: Simplifying and Powering Graph Convolution Network for
+Recommendation*, SIGIR 2020. Propagation uses PyTorch Geometric's :class:`LGConv`.
+
+Graph. Users are nodes ``0 … U−1`` and items ``U … U+I−1``. Each interaction adds an
+undirected edge (both directions in ``edge_index``) with weight
+
+.. math::
+
+    w_{ui} = s_{\\text{type}} \\cdot 2^{-(t_{\\text{now}} - t_{ui}) / h}
+
+(event-type strength times a time decay with half-life :math:`h`; :func:`edge_weights`), so
+recent and strong interactions count more: the "user–content–time" graph.
+
+Propagation. With the weighted adjacency :math:`A` and degrees :math:`D_{vv} = \\sum_u A_{vu}`,
+
+.. math::
+
+    X^{(l+1)} = D^{-1/2} A D^{-1/2} X^{(l)}, \\qquad
+    X = \\frac{1}{L+1} \\sum_{l=0}^{L} X^{(l)},
+
+with :math:`X^{(0)}` the learned embeddings, shape ``[U+I, d]``. A user's long-term vector is
+its row of :math:`X`; the score of item :math:`i` for user :math:`u` is
+:math:`\\langle X_u, X_{U+i} \\rangle`. Training (in the refresh job, not here) minimises
+:func:`bpr_loss`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import LGConv
+
+__all__ = ["WeightedLightGCN", "bpr_loss", "edge_weights"]
+
+
+def edge_weights(strength: Tensor, ts: Tensor, now: float, half_life_s: float) -> Tensor:
+    """Edge weights :math:`s \\cdot 2^{-(now - t)/h}`; ``strength`` and ``ts`` shape ``[E]``."""
+    age = (now - ts).clamp(min=0.0)
+    return strength * torch.pow(torch.tensor(0.5, dtype=ts.dtype), age / half_life_s)
+
+
+class WeightedLightGCN(nn.Module):
+    """LightGCN with weighted, symmetric-normalised propagation.
+
+    Args:
+        num_users: ``U``.
+        num_items: ``I``.
+        dim: embedding size ``d`` (default 64).
+        num_layers: propagation layers ``L`` (default 3).
+
+    Shapes: ``edge_index`` ``[2, E]`` over ``U+I`` nodes (both directions), ``edge_weight``
+    ``[E]``; :meth:`forward` returns user and item vectors ``[U, d]`` and ``[I, d]``.
+    """
+
+    def __init__(self, num_users: int, num_items: int, dim: int = 64, num_layers: int = 3) -> None:
+        super().__init__()
+        if num_users < 1 or num_items < 1 or dim < 1 or num_layers < 0:
+            raise ValueError("num_users, num_items, dim must be positive and num_layers >= 0")
+        self.num_users = num_users
+        self.num_items = num_items
+        self.num_layers = num_layers
+        self.embedding = nn.Embedding(num_users + num_items, dim)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.conv = LGConv(normalize=True)
+
+    def get_embedding(self, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        """Propagated embeddings of every node, ``[U+I, d]``: the mean over layers 0…L."""
+        x = self.embedding.weight
+        out = x / (self.num_layers + 1)
+        for _ in range(self.num_layers):
+            x = self.conv(x, edge_index, edge_weight)
+            out = out + x / (self.num_layers + 1)
+        return out
+
+    def forward(
+        self, edge_index: Tensor, edge_weight: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        emb = self.get_embedding(edge_index, edge_weight)
+        return emb[: self.num_users], emb[self.num_users :]
+
+    @staticmethod
+    def bipartite_edges(users: Tensor, items: Tensor, num_users: int) -> Tensor:
+        """``edge_index`` ``[2, 2E]`` of interactions ``users[k] – items[k]`` (both directions)."""
+        u, i = users.long(), items.long() + num_users
+        return torch.stack([torch.cat([u, i]), torch.cat([i, u])])
+
+
+def bpr_loss(pos: Tensor, neg: Tensor, params: Tensor | None = None, l2: float = 0.0) -> Tensor:
+    """Bayesian personalised ranking: :math:`-\\frac{1}{B}\\sum \\log\\sigma(s^+ - s^-) +
+    \\lambda \\lVert\\Theta\\rVert^2 / B`; ``pos``, ``neg`` shape ``[B]``."""
+    loss = -torch.nn.functional.logsigmoid(pos - neg).mean()
+    if params is not None and l2 > 0:
+        loss = loss + l2 * params.pow(2).sum() / pos.shape[0]
+    return loss
