@@ -14,25 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from aiokafka.partitioner import murmur2
 from faust.streams import _current_event  # no public setter; see the module docstring
 
+from lsi.partitioning import key_for_partition, partition_of  # re-exported for the agents
+
 __all__ = ["acting_for", "key_for_partition", "partition_of"]
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner picks for ``key``."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def key_for_partition(prefix: str, partition: int, partitions: int) -> bytes:
-    """A stable key ``prefix:<partition>[:j]`` that murmur2 maps to ``partition``."""
-    j = 0
-    while True:
-        key = f"{prefix}:{partition}".encode() if j == 0 else f"{prefix}:{partition}:{j}".encode()
-        if partition_of(key, partitions) == partition:
-            return key
-        j += 1
 
 
 @contextmanager

@@ -4,7 +4,7 @@ its statistics deltas that the ``item-stats`` agent does.
 :class:`StreamingModel` keeps in dicts what the workers keep in tables: ``states`` (the
 ``user_state`` table), ``stats`` (``item_stats``) and one trending list per item partition
 (``trending_by_partition``, merged into ``trending``; partitions by Kafka's murmur2, as
-:func:`streams.context.partition_of`). One step is what one interest micro-batch does:
+:func:`lsi.partitioning.partition_of`). One step is what one interest micro-batch does:
 
 1. ``process_batch(batch, states.get, stats.get, trending, engine, now)`` with ``now`` the
    batch's newest event time;
@@ -39,9 +39,9 @@ from itertools import islice
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka.partitioner import murmur2
 
 from lsi.engine import HIT_KS, BatchResult, EngineConfig, process_batch
+from lsi.partitioning import partition_of
 from lsi.records import Event
 from lsi.scoring import score_user
 from lsi.state import UserState, event_hash
@@ -66,11 +66,6 @@ MISS = -1
 NOT_EVALUATED = -2
 
 _EMPTY = Trending(ts=0.0, items=())
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), as :func:`streams.context.partition_of`."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True, slots=True)
