@@ -25,6 +25,7 @@ import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lsi.records import Event
 
@@ -73,14 +74,11 @@ class ItemDelta:
     ts: float = 0.0
     co: dict[str, float] = field(default_factory=dict)
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(
-            {"p": self.pop, "t": self.ts, "c": self.co}, separators=(",", ":")
-        ).encode()
+    def to_dict(self) -> dict[str, Any]:
+        return {"p": self.pop, "t": self.ts, "c": self.co}
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> ItemDelta:
-        d = json.loads(raw)
+    def from_dict(cls, d: Mapping[str, Any]) -> ItemDelta:
         return cls(pop=d["p"], ts=d["t"], co=d["c"])
 
 
@@ -94,13 +92,11 @@ def merge_into(acc: ItemDelta, delta: ItemDelta) -> None:
 
 def encode_bundle(deltas: Mapping[str, ItemDelta]) -> bytes:
     """Many items' deltas as one message: ``{item: {"p","t","c"}}``."""
-    return json.dumps(
-        {k: {"p": d.pop, "t": d.ts, "c": d.co} for k, d in deltas.items()}, separators=(",", ":")
-    ).encode()
+    return json.dumps({k: d.to_dict() for k, d in deltas.items()}, separators=(",", ":")).encode()
 
 
 def decode_bundle(raw: bytes) -> dict[str, ItemDelta]:
-    return {k: ItemDelta(pop=d["p"], ts=d["t"], co=d["c"]) for k, d in json.loads(raw).items()}
+    return {k: ItemDelta.from_dict(d) for k, d in json.loads(raw).items()}
 
 
 @dataclass(slots=True)
