@@ -78,11 +78,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from lsi.replay import replay
 
     settings = _settings(args)
-    total = len(load(args.dataset)) - args.start
+    data = load(args.dataset)
+    total = len(data) - args.start
     if args.limit is not None:
         total = min(total, args.limit)
     with tqdm(total=total, unit="ev", desc=f"replay {args.dataset}", disable=args.quiet) as bar:
-        report = replay(settings, args.dataset, limit=args.limit, start=args.start,
+        report = replay(settings, data, limit=args.limit, start=args.start,
                         rate=args.rate, speedup=args.speedup, keep_ts=args.keep_ts,
                         run_id=args.run_id, on_sent=bar.update)  # fmt: skip
     print(f"sent {report.sent} events of {report.dataset} to {settings.events_topic} in "

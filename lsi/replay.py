@@ -60,7 +60,7 @@ def events_of(
 
 def replay(
     settings: Settings,
-    dataset: str,
+    dataset: str | Interactions,
     *,
     limit: int | None = None,
     start: int = 0,
@@ -70,9 +70,10 @@ def replay(
     run_id: str | None = None,
     on_sent: Callable[[int], None] | None = None,
 ) -> ReplayReport:
-    """Publish ``dataset`` to the events topic; returns what was sent and how fast."""
+    """Publish ``dataset`` (a name, or a log already loaded) to the events topic; returns
+    what was sent and how fast."""
     run = run_id or uuid.uuid4().hex[:8]
-    data = load(dataset)
+    data = load(dataset) if isinstance(dataset, str) else dataset
     ensure_topics(settings)
     prod = producer(settings)
     sent = 0
@@ -101,7 +102,7 @@ def replay(
             prod.close()
     if on_sent is not None and sent % 500:
         on_sent(sent % 500)
-    return ReplayReport(dataset, sent, time.time() - t_start, run)
+    return ReplayReport(data.name, sent, time.time() - t_start, run)
 
 
 def _sleep_until(due: float) -> None:
