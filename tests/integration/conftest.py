@@ -26,7 +26,8 @@ import pytest
 from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
 from lsi.kafka_io import consumer, ensure_topics
-from lsi.present import MetricsSnapshot, parse_metrics
+from lsi.present import MetricsSnapshot
+from lsi.worker_process import scrape_metrics
 from lsi.worker_process import start_worker as spawn_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,8 +110,9 @@ class WorkerProcess:
             return json.loads(resp.read())
 
     def metrics(self) -> MetricsSnapshot:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
-            return parse_metrics(resp.read().decode())
+        snapshot = scrape_metrics(self.settings)
+        assert snapshot is not None, f"worker does not serve /metrics:\n{self.tail()}"
+        return snapshot
 
     def wait_http(self, timeout_s: float = 60.0) -> None:
         deadline = time.time() + timeout_s
