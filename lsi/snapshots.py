@@ -1,0 +1,249 @@
+"""The model store: immutable, versioned snapshots published atomically.
+
+Layout under the store's root (``LSI_MODELS_DIR``)::
+
+    v000001/manifest.json     version, created_at, data watermark, metrics, shapes
+    v000001/ids.json          user and item ids (row order of the arrays)
+    v000001/arrays.npz        user_vec, item_vec, base, hist_indptr, hist_items (no pickles)
+    LIVE                      {"version": "v000002", "previous": ["v000001"]}
+
+Publishing writes a version into a hidden ``.tmp-*`` directory, fsyncs every file, then
+``rename``\\ s the directory into place: a crash at any point leaves either no version or a
+whole one, and the live version untouched. ``LIVE`` is replaced the same way (write aside,
+``os.replace``). ``previous`` is the stack of earlier live versions that ``rollback`` pops.
+Versions beyond the newest ``keep`` are pruned, never the live one or the rollback target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lsi.errors import LsiError
+from lsi.longterm import LongTermModel
+
+__all__ = ["SnapshotArrays", "SnapshotError", "SnapshotStore"]
+
+FORMAT = 1
+_VERSION = re.compile(r"^v(\d{6,})$")
+ARRAYS = ("user_vec", "item_vec", "base", "hist_indptr", "hist_items")
+
+
+class SnapshotError(LsiError):
+    """A snapshot or the store is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True, eq=False)
+class SnapshotArrays:
+    """What a snapshot holds besides its manifest."""
+
+    user_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    user_vec: npt.NDArray[np.float32]
+    item_vec: npt.NDArray[np.float32]
+    base: npt.NDArray[np.float32]
+    hist_indptr: npt.NDArray[np.int64]
+    hist_items: npt.NDArray[np.int32]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class SnapshotStore:
+    """Versions on a (shared) filesystem directory.
+
+    Args:
+        root: the store directory (created on first publish).
+        keep: how many newest versions to keep (the live one and the rollback target are
+            always kept).
+    """
+
+    def __init__(self, root: Path | str, keep: int = 5) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.root = Path(root)
+        self.keep = keep
+
+    # -- reading -----------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Published versions, oldest first (half-written ``.tmp-*`` directories excluded)."""
+        if not self.root.is_dir():
+            return []
+        found = [p.name for p in self.root.iterdir() if p.is_dir() and _VERSION.match(p.name)]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def _pointer(self) -> dict[str, Any]:
+        path = self.root / "LIVE"
+        if not path.exists():
+            return {"version": None, "previous": []}
+        try:
+            data = json.loads(path.read_text())
+            return {"version": data["version"], "previous": list(data.get("previous", []))}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SnapshotError(f"{path} is unreadable ({exc}); fix or remove it, then run "
+                                "`lsi models promote VERSION`") from exc  # fmt: skip
+
+    def live(self) -> str | None:
+        """The live version, or ``None`` before the first promotion."""
+        v = self._pointer()["version"]
+        return str(v) if v is not None else None
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        path = self.root / version / "manifest.json"
+        try:
+            return dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise SnapshotError(f"no snapshot {version} in {self.root}; `lsi models list` "
+                                "shows the versions there") from None  # fmt: skip
+        except (OSError, ValueError) as exc:
+            raise SnapshotError(f"snapshot {version} has an unreadable manifest: {exc}") from exc
+
+    def uri(self, version: str) -> str:
+        return str((self.root / version).resolve())
+
+    def load_arrays(self, version: str) -> tuple[dict[str, Any], SnapshotArrays]:
+        manifest = self.manifest(version)
+        return manifest, load_dir(self.root / version, manifest)
+
+    def load(self, version: str | None = None) -> LongTermModel | None:
+        """The serving model of ``version`` (default: the live one; ``None`` if none)."""
+        version = version or self.live()
+        if version is None:
+            return None
+        manifest, a = self.load_arrays(version)
+        return LongTermModel(version, a.user_ids, a.item_ids, a.user_vec, a.item_vec,
+                             a.hist_indptr, a.hist_items, manifest)  # fmt: skip
+
+    # -- writing -----------------------------------------------------------------------
+    def next_version(self) -> str:
+        vs = self.versions()
+        return f"v{(int(vs[-1][1:]) + 1 if vs else 1):06d}"
+
+    def publish(self, arrays: SnapshotArrays, manifest: dict[str, Any]) -> str:
+        """Write a new version atomically and return its name (does not promote it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clean_tmp()
+        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            version = self.next_version()
+            man = dict(manifest)
+            man.update(
+                format=FORMAT,
+                version=version,
+                created_at=man.get("created_at", time.time()),
+                n_users=len(arrays.user_ids),
+                n_items=len(arrays.item_ids),
+                dim=int(arrays.user_vec.shape[1]),
+            )
+            _write_file(tmp / "ids.json", json.dumps(
+                {"users": list(arrays.user_ids), "items": list(arrays.item_ids)}).encode())  # fmt: skip
+            with open(tmp / "arrays.npz", "wb") as f:
+                np.savez(f, **{k: getattr(arrays, k) for k in ARRAYS})
+                f.flush()
+                os.fsync(f.fileno())
+            _write_file(tmp / "manifest.json", (json.dumps(man, indent=2) + "\n").encode())
+            _fsync_dir(tmp)
+            os.rename(tmp, self.root / version)  # atomic; fails if the name was taken
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return version
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` live (the old live one becomes the rollback target)."""
+        self.manifest(version)  # exists and readable
+        load_dir(self.root / version, self.manifest(version))  # and loadable
+        ptr = self._pointer()
+        if ptr["version"] == version:
+            return
+        previous = ptr["previous"] + ([ptr["version"]] if ptr["version"] else [])
+        self._write_pointer(version, previous[-self.keep :])
+        self.prune()
+
+    def rollback(self) -> str:
+        """Make the previous live version live again; returns it."""
+        ptr = self._pointer()
+        previous = [v for v in ptr["previous"] if (self.root / v).is_dir()]
+        if not previous:
+            raise SnapshotError("nothing to roll back to: no earlier live version is kept")
+        target = str(previous.pop())
+        self._write_pointer(target, previous)
+        return target
+
+    def prune(self) -> list[str]:
+        """Delete versions beyond the newest ``keep`` (never the live one or the rollback
+        target); returns the deleted names."""
+        ptr = self._pointer()
+        protect = {ptr["version"], *(ptr["previous"][-1:])}
+        vs = self.versions()
+        doomed = [v for v in vs[: max(0, len(vs) - self.keep)] if v not in protect]
+        for v in doomed:
+            shutil.rmtree(self.root / v, ignore_errors=True)
+        return doomed
+
+    def _write_pointer(self, version: str, previous: list[str]) -> None:
+        tmp = self.root / f".LIVE.{uuid.uuid4().hex}"
+        _write_file(tmp, json.dumps({"version": version, "previous": previous}).encode())
+        os.replace(tmp, self.root / "LIVE")
+        _fsync_dir(self.root)
+
+    def _clean_tmp(self) -> None:
+        for p in self.root.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(p)
+
+    def describe(self) -> Iterator[dict[str, Any]]:
+        """One row per version for ``lsi models list``."""
+        live = self.live()
+        for v in self.versions():
+            try:
+                m = self.manifest(v)
+            except SnapshotError as exc:
+                yield {"version": v, "live": v == live, "error": str(exc)}
+                continue
+            yield {"version": v, "live": v == live, **m}
+
+
+def load_dir(path: Path, manifest: dict[str, Any]) -> SnapshotArrays:
+    """Read and check one snapshot directory."""
+    version = manifest.get("version", path.name)
+    if manifest.get("format") != FORMAT:
+        raise SnapshotError(f"snapshot {version} has format {manifest.get('format')!r}; this "
+                            f"lsi reads format {FORMAT}")  # fmt: skip
+    try:
+        ids = json.loads((path / "ids.json").read_text())
+        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ARRAYS}
+    except (OSError, ValueError, KeyError) as exc:
+        raise SnapshotError(f"snapshot {version} is unreadable: {exc}") from exc
+    out = SnapshotArrays(tuple(ids["users"]), tuple(ids["items"]), **arrays)
+    if (out.user_vec.shape[0] != len(out.user_ids) or out.item_vec.shape[0] != len(out.item_ids)
+            or out.user_vec.shape[0] != manifest.get("n_users")):  # fmt: skip
+        raise SnapshotError(f"snapshot {version}: arrays do not match its ids/manifest")
+    return out

@@ -1,0 +1,364 @@
+"""The refresh job: read the interaction log, train, validate, publish, announce.
+
+One refresh (:meth:`RefreshJob.run_once`):
+
+1. read ``lsi.interactions`` from the start up to its current end offsets (the *watermark*,
+   recorded in the snapshot's manifest); the topic is the interaction log (kept forever);
+2. hold out the newest interaction of up to ``refresh_valid_cases`` users
+   (:func:`models.train.holdout_last`);
+3. warm-start from the live snapshot (same ids keep their rows, new ids are appended) and
+   train (:func:`models.train.train_long_term`), CUDA when present;
+4. validate the candidate *and* the live snapshot on the same held-out cases;
+5. publish the candidate as a new immutable version (always, so it can be inspected or
+   promoted by hand), and promote it unless its NDCG@10 is below the live one's by more than
+   ``promote_margin`` (relative); a promoted version is announced on ``lsi.models``.
+
+:func:`run_forever` is ``lsi refresh --every``: it refreshes at start, then on the schedule,
+after ``after_events`` new interactions, or when the online hit rate drifts
+(:class:`lsi.drift.HitRateMonitor` over ``lsi.recommendations`` and ``lsi.interactions``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from lsi.config import Settings
+from lsi.drift import HitRateMonitor
+from lsi.errors import LsiError
+from lsi.metrics import RefreshMetrics
+from lsi.records import Event
+from lsi.snapshots import SnapshotArrays, SnapshotStore
+from models.train import Log, TrainConfig, WarmStart, holdout_last, train_long_term, validate
+
+__all__ = ["RefreshJob", "RefreshOutcome", "announce", "read_log", "run_forever"]
+
+log = logging.getLogger(__name__)
+
+Watermark = dict[str, dict[str, int]]  # topic -> partition -> next offset
+
+
+@dataclass
+class RefreshOutcome:
+    """What one refresh did."""
+
+    trigger: str
+    outcome: str  # promoted | rejected | empty
+    version: str | None = None
+    live_before: str | None = None
+    validation: dict[str, float] = field(default_factory=dict)
+    live_validation: dict[str, float] | None = None
+    watermark: Watermark = field(default_factory=dict)
+    events: int = 0
+    edges: int = 0
+    seconds: float = 0.0
+    train_seconds: float = 0.0
+    device: str = ""
+    warm_from: str = ""
+
+    def summary(self) -> str:
+        if self.outcome == "empty":
+            return "refresh: the interaction log is empty; nothing to train on yet"
+        ndcg = self.validation.get("ndcg@10", 0.0)
+        live = "" if self.live_validation is None else (
+            f" (live {self.live_before}: {self.live_validation.get('ndcg@10', 0.0):.4f})")  # fmt: skip
+        start = f"warm from {self.warm_from}" if self.warm_from else "cold start"
+        return (f"refresh [{self.trigger}]: {self.version} {self.outcome}; validation NDCG@10 "
+                f"{ndcg:.4f}{live}; {self.events:,} events, {self.edges:,} edges, {start}, "
+                f"trained {self.train_seconds:.1f} s on {self.device}, total {self.seconds:.1f} s")  # fmt: skip
+
+
+def read_log(settings: Settings, progress: Callable[[int], None] | None = None
+             ) -> tuple[Log, Watermark]:  # fmt: skip
+    """Every interaction in ``lsi.interactions`` up to its end offsets now."""
+    from kafka import TopicPartition
+
+    from lsi.kafka_io import client_errors, consumer
+
+    topic = settings.interactions_topic
+    users: list[str] = []
+    items: list[str] = []
+    ts: list[float] = []
+    strength: list[float] = []
+    with client_errors(settings):
+        c = consumer(settings, consumer_timeout_ms=2000, max_partition_fetch_bytes=8 << 20)
+        try:
+            parts = c.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return Log([], [], np.zeros(0), np.zeros(0, np.float32)), {topic: {}}
+            c.assign(tps)
+            end = c.end_offsets(tps)
+            c.seek_to_beginning(*tps)
+            pending = {tp for tp in tps if end[tp] > c.position(tp)}
+            while pending:
+                batch = c.poll(timeout_ms=1000, max_records=50_000)
+                for tp, records in batch.items():
+                    for r in records:
+                        if r.offset >= end[tp]:
+                            break
+                        e = Event.from_trusted(json.loads(r.value))
+                        users.append(e.user_id)
+                        items.append(e.item_id)
+                        ts.append(e.ts)
+                        strength.append(e.strength)
+                    if progress is not None:
+                        progress(len(records))
+                pending = {tp for tp in pending if c.position(tp) < end[tp]}
+            mark = {topic: {str(tp.partition): int(end[tp]) for tp in tps}}
+        finally:
+            c.close()
+    return Log(users, items, np.asarray(ts, dtype=np.float64),
+               np.asarray(strength, dtype=np.float32)), mark  # fmt: skip
+
+
+def announce(settings: Settings, store: SnapshotStore, version: str) -> None:
+    """Tell every worker that ``version`` is live (``lsi.models``, key ``live``)."""
+    from lsi.kafka_io import client_errors, ensure_topics, producer
+
+    m = store.manifest(version)
+    record = {
+        "version": version,
+        "uri": store.uri(version),
+        "created_at": m.get("created_at"),
+        "data_watermark": m.get("data_watermark", {}),
+        "metrics": m.get("validation", {}),
+        "announced_at": time.time(),
+    }
+    ensure_topics(settings)
+    prod = producer(settings)
+    with client_errors(settings):
+        prod.send(settings.models_topic, key=b"live", value=json.dumps(record).encode()).get(30)
+        prod.close()
+
+
+class RefreshJob:
+    """Refreshes against one snapshot store.
+
+    Args:
+        settings: topics, store location, margin, device.
+        cfg: training hyper-parameters (``device`` is taken from ``settings``).
+        metrics: where to count (a private registry if omitted).
+        announce_to_workers: publish promoted versions on ``lsi.models``.
+        progress: show a progress bar (tqdm) while reading and training.
+    """
+
+    def __init__(self, settings: Settings, cfg: TrainConfig | None = None,
+                 metrics: RefreshMetrics | None = None, *, announce_to_workers: bool = True,
+                 progress: bool = False) -> None:  # fmt: skip
+        from prometheus_client import CollectorRegistry
+
+        self.settings = settings
+        self.cfg = replace(cfg or TrainConfig(), device=settings.refresh_device,
+                           half_life_days=settings.refresh_half_life_days)  # fmt: skip
+        self.store = SnapshotStore(settings.models_dir, keep=settings.models_keep)
+        self.metrics = metrics or RefreshMetrics(CollectorRegistry())
+        self.announce_to_workers = announce_to_workers
+        self.progress = progress
+        self._sync_live_metric()
+
+    def _sync_live_metric(self) -> None:
+        live = self.store.live()
+        created = self.store.manifest(live).get("created_at", 0.0) if live else 0.0
+        self.metrics.snapshot_created.set(float(created or 0.0))
+
+    def run_once(self, trigger: str = "manual", data: tuple[Log, Watermark] | None = None
+                 ) -> RefreshOutcome:  # fmt: skip
+        """One refresh; ``data`` replaces reading the topic (tests, benchmarks)."""
+        m = self.metrics
+        t0 = time.perf_counter()
+        try:
+            out = self._run(trigger, data)
+        except BaseException:
+            m.failures.inc()
+            m.runs.labels(trigger=trigger, outcome="failed").inc()
+            raise
+        out.seconds = time.perf_counter() - t0
+        m.runs.labels(trigger=trigger, outcome=out.outcome).inc()
+        if out.outcome != "empty":
+            m.duration.observe(out.seconds)
+            m.last_success.set(time.time())
+            m.edges.set(out.edges)
+        m.events.set(out.events)
+        self._sync_live_metric()
+        return out
+
+    def _run(self, trigger: str, data: tuple[Log, Watermark] | None) -> RefreshOutcome:
+        s = self.settings
+        if data is None:
+            data = self._read()
+        full, watermark = data
+        out = RefreshOutcome(trigger=trigger, outcome="empty", watermark=watermark,
+                             events=len(full))  # fmt: skip
+        if len(full) == 0 or not (full.strength > 0).any():
+            return out
+        train_rows, valid_rows = holdout_last(full, s.refresh_valid_cases, seed=0)
+        live_version = self.store.live()
+        warm: WarmStart | None = None
+        live_model = None
+        if live_version is not None:
+            manifest, arrays = self.store.load_arrays(live_version)
+            live_model = self.store.load(live_version)
+            if arrays.base.shape[1] == self.cfg.dim:
+                warm = WarmStart(arrays.user_ids, arrays.item_ids, arrays.base, live_version)
+        trained = train_long_term(full.take(train_rows), self.cfg, warm, self._bar())
+        candidate = trained.model("candidate")
+        val = validate(candidate, full, valid_rows)
+        live_val = validate(live_model, full, valid_rows) if live_model is not None else None
+        margin = s.promote_margin
+        worse = live_val is not None and val["ndcg@10"] < live_val["ndcg@10"] * (1.0 - margin)
+        manifest = {
+            "created_at": time.time(),
+            "model": "weighted-lightgcn",
+            "trigger": trigger,
+            "data_watermark": watermark,
+            "events": len(full),
+            "edges": trained.n_edges,
+            "warm_from": trained.warm_from,
+            "new_users": trained.new_users,
+            "new_items": trained.new_items,
+            "training": {
+                "seconds": round(trained.seconds, 3),
+                "device": trained.device,
+                "epochs": trained.epochs,
+                "final_loss": trained.losses[-1] if trained.losses else None,
+                "peak_memory_bytes": trained.peak_memory_bytes,
+                "config": trained.config,
+            },
+            "validation": val,
+            "live_validation": {"version": live_version, **live_val} if live_val else None,
+            "promotion": {"promoted": not worse, "margin": margin},
+        }
+        arrays_out = SnapshotArrays(trained.user_ids, trained.item_ids, trained.user_vec,
+                                    trained.item_vec, trained.base, trained.hist_indptr,
+                                    trained.hist_items)  # fmt: skip
+        version = self.store.publish(arrays_out, manifest)
+        self.metrics.validation_ndcg.labels(model="candidate").set(val["ndcg@10"])
+        if live_val is not None:
+            self.metrics.validation_ndcg.labels(model="live").set(live_val["ndcg@10"])
+        out.version = version
+        out.live_before = live_version
+        out.validation = val
+        out.live_validation = live_val
+        out.edges = trained.n_edges
+        out.train_seconds = trained.seconds
+        out.device = trained.device
+        out.warm_from = trained.warm_from
+        if worse:
+            out.outcome = "rejected"
+            self.metrics.rejected.inc()
+            log.warning("refresh: %s not promoted: validation NDCG@10 %.4f < live %s %.4f "
+                        "by more than %.0f%%", version, val["ndcg@10"], live_version,
+                        live_val["ndcg@10"] if live_val else 0.0, margin * 100)  # fmt: skip
+            return out
+        self.store.promote(version)
+        if self.announce_to_workers:
+            announce(s, self.store, version)
+        out.outcome = "promoted"
+        return out
+
+    def _read(self) -> tuple[Log, Watermark]:
+        if not self.progress:
+            return read_log(self.settings)
+        from tqdm import tqdm
+
+        with tqdm(unit="ev", desc="read interaction log", leave=False) as bar:
+            return read_log(self.settings, bar.update)
+
+    def _bar(self) -> Callable[[int, int, float], None] | None:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        state: dict[str, Any] = {}
+
+        def step(epoch: int, epochs: int, loss: float) -> None:
+            bar = state.get("bar")
+            if bar is None:
+                bar = state["bar"] = tqdm(total=epochs, unit="epoch", desc="train", leave=False)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1)
+            if epoch == epochs:
+                bar.close()
+
+        return step
+
+
+def run_forever(
+    job: RefreshJob,
+    *,
+    every_s: float | None,
+    after_events: int | None,
+    drift: bool,
+    stop: threading.Event,
+    report: Callable[[str], None] = print,
+) -> None:
+    """Refresh now, then whenever the schedule, the new-interaction count or drift says so,
+    until ``stop`` is set. A failed refresh is reported and counted; the loop goes on."""
+    from kafka import TopicPartition
+
+    from lsi.kafka_io import client_errors, consumer, ensure_topics
+
+    s = job.settings
+    ensure_topics(s)
+    monitor = HitRateMonitor()
+    topics = (s.interactions_topic, s.recommendations_topic)
+    with client_errors(s):
+        c = consumer(s, consumer_timeout_ms=1000)
+    try:
+        with client_errors(s):
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in sorted(c.partitions_for_topic(t) or ())
+            ]
+            c.assign(tps)
+            c.seek_to_end(*tps)
+        trigger: str | None = "start"
+        last = time.monotonic()
+        new = 0
+        while not stop.is_set():
+            if trigger is not None:
+                try:
+                    report(job.run_once(trigger).summary())
+                except LsiError as exc:
+                    report(f"refresh [{trigger}] failed: {exc}")
+                except Exception as exc:  # keep the loop alive; the metric counts it
+                    log.exception("refresh failed")
+                    report(f"refresh [{trigger}] failed: {exc!r}")
+                last, new, trigger = time.monotonic(), 0, None
+                monitor.reset()
+                job.metrics.new_interactions.set(0)
+            with client_errors(s):
+                batch = c.poll(timeout_ms=500, max_records=10_000)
+            for tp, records in batch.items():
+                for r in records:
+                    try:
+                        data = json.loads(r.value)
+                        if tp.topic == s.interactions_topic:
+                            new += 1
+                            monitor.interaction(data["user_id"], data["item_id"])
+                        else:
+                            monitor.recommendation(
+                                data["user_id"], [i["item_id"] for i in data["items"]]
+                            )
+                    except (ValueError, KeyError, TypeError):
+                        continue  # not ours to validate; the workers own these topics
+            job.metrics.new_interactions.set(new)
+            job.metrics.online_hit_rate.set(monitor.hit_rate)
+            if drift and monitor.drifted:
+                job.metrics.drifts.inc()
+                trigger = "drift"
+            elif after_events is not None and new >= after_events:
+                trigger = "events"
+            elif every_s is not None and time.monotonic() - last >= every_s:
+                trigger = "schedule"
+    finally:
+        c.close()

@@ -1,0 +1,346 @@
+"""Training the long-term model: graph building, warm start, the BPR loop, validation.
+
+The refresh job (:mod:`models.refresh`), the benchmarks and the offline evaluation all train
+through :func:`train_long_term`, so the model they measure is the one workers serve.
+
+Graph. Interactions ``(user, item, type strength, ts)`` with positive strength become
+undirected user–item edges of weight ``strength · 2^{-(now - ts)/h}``
+(:func:`models.lightgcn.edge_weights`; repeated pairs add up). The normalised adjacency
+:math:`D^{-1/2} A D^{-1/2}` is built once per refresh (:func:`normalized_adjacency`) so each
+propagation is three sparse-dense products, ``[N, N] @ [N, d]``.
+
+Loss. BPR (:func:`models.lightgcn.bpr_loss`): each step draws a batch of observed pairs
+``(u, i)`` uniformly and one uniformly random item ``j`` per pair, propagates the whole graph
+and minimises :math:`-\\log\\sigma(\\langle X_u, X_i\\rangle - \\langle X_u, X_j\\rangle)` plus
+L2 on the layer-0 rows the batch touched. An epoch is ``ceil(E / batch)`` steps, each costing
+:math:`O(E d)`; the batch grows with the graph (``max_steps_per_epoch``) so an epoch stays
+:math:`O(E d)` overall, which is what makes refresh time linear in the edges.
+
+Warm start. Given the live model's ids and layer-0 embeddings, rows keep their ids and
+values; ids new since then are appended with fresh :math:`\\mathcal N(0, 0.1^2)` rows.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from lsi.evaluation.metrics import DEFAULT_KS
+from lsi.longterm import LongTermModel
+from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights, normalized_adjacency
+
+__all__ = [
+    "Log",
+    "TrainConfig",
+    "Trained",
+    "WarmStart",
+    "holdout_last",
+    "pick_device",
+    "train_long_term",
+    "validate",
+]
+
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Hyper-parameters of a refresh (chosen on the ``--phase valid`` split, never on test).
+
+    Attributes:
+        dim: embedding size ``d``.
+        layers: propagation layers ``L``.
+        epochs: epochs of a cold start.
+        warm_epochs: epochs when warm-starting from the live snapshot.
+        batch_size: observed pairs per step (at least; see ``max_steps_per_epoch``).
+        max_steps_per_epoch: the batch grows so an epoch has at most this many steps.
+        lr: Adam learning rate.
+        l2: L2 weight on the touched layer-0 rows, per pair.
+        half_life_days: edge time-decay half-life ``h``.
+        seed: RNG seed (initialisation and sampling).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    """
+
+    dim: int = 64
+    layers: int = 2
+    epochs: int = 30
+    warm_epochs: int = 8
+    batch_size: int = 8192
+    max_steps_per_epoch: int = 24
+    lr: float = 0.03
+    l2: float = 1e-4
+    half_life_days: float = 365.0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if min(self.dim, self.epochs, self.batch_size, self.max_steps_per_epoch) < 1:
+            raise ValueError("dim, epochs, batch_size and max_steps_per_epoch must be positive")
+        if self.layers < 0 or self.warm_epochs < 0 or self.lr <= 0 or self.half_life_days <= 0:
+            raise ValueError("layers/warm_epochs must be >= 0, lr and half_life_days > 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Interactions to learn, as parallel arrays (raw string ids).
+
+    ``strength`` is the implicit-feedback strength (:attr:`lsi.records.Event.strength`);
+    rows with ``strength <= 0`` (skips) add no edge.
+    """
+
+    users: Sequence[str]
+    items: Sequence[str]
+    ts: npt.NDArray[np.float64]
+    strength: npt.NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        n = len(self.users)
+        if not (len(self.items) == n == self.ts.shape[0] == self.strength.shape[0]):
+            raise ValueError("users, items, ts and strength must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def take(self, rows: npt.NDArray[np.int64]) -> Log:
+        r = rows.tolist()
+        return Log([self.users[j] for j in r], [self.items[j] for j in r], self.ts[rows],
+                   self.strength[rows])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WarmStart:
+    """What a refresh continues from: the live snapshot's ids and layer-0 rows ``[U+I, d]``."""
+
+    user_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    base: npt.NDArray[np.float32]
+    version: str = ""
+
+
+@dataclass
+class Trained:
+    """A trained long-term model and how it was made."""
+
+    user_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    base: npt.NDArray[np.float32]  # layer-0 rows [U+I, d] (warm-start input of the next refresh)
+    user_vec: npt.NDArray[np.float32]
+    item_vec: npt.NDArray[np.float32]
+    hist_indptr: npt.NDArray[np.int64]
+    hist_items: npt.NDArray[np.int32]
+    n_edges: int
+    epochs: int
+    seconds: float
+    device: str
+    peak_memory_bytes: int
+    losses: list[float] = field(default_factory=list)
+    warm_from: str = ""
+    new_users: int = 0
+    new_items: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, version: str, manifest: dict[str, Any] | None = None) -> LongTermModel:
+        return LongTermModel(version, self.user_ids, self.item_ids, self.user_vec,
+                             self.item_vec, self.hist_indptr, self.hist_items,
+                             manifest or {})  # fmt: skip
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but torch sees no CUDA device")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _index(
+    ids: Sequence[str], known: tuple[str, ...]
+) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
+    """Dense rows for ``ids``: known ids keep their row, new ones are appended in order."""
+    index = {k: j for j, k in enumerate(known)}
+    order = list(known)
+    rows = np.empty(len(ids), dtype=np.int64)
+    for n, k in enumerate(ids):
+        j = index.get(k)
+        if j is None:
+            j = index[k] = len(order)
+            order.append(k)
+        rows[n] = j
+    return tuple(order), rows
+
+
+def train_long_term(
+    log: Log,
+    cfg: TrainConfig = TrainConfig(),
+    warm: WarmStart | None = None,
+    progress: Progress | None = None,
+) -> Trained:
+    """Train (or warm-start) the weighted LightGCN on ``log``; returns vectors and history.
+
+    ``progress(epoch, epochs, loss)`` is called after every epoch.
+    """
+    t0 = time.perf_counter()
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    keep = log.strength > 0
+    user_ids, u_rows = _index(log.users, warm.user_ids if warm else ())
+    item_ids, i_rows = _index(log.items, warm.item_ids if warm else ())
+    n_u, n_i = len(user_ids), len(item_ids)
+    u_rows, i_rows = u_rows[keep], i_rows[keep]
+    if u_rows.size == 0:
+        raise ValueError("no positive interactions to learn from")
+
+    # edges: one per distinct (user, item), weights summed over repeats
+    pair = u_rows * n_i + i_rows
+    now = float(log.ts.max())
+    w_all = edge_weights(torch.from_numpy(log.strength[keep].astype(np.float64)),
+                         torch.from_numpy(log.ts[keep]), now,
+                         cfg.half_life_days * 86400.0).numpy()  # fmt: skip
+    uniq, inv = np.unique(pair, return_inverse=True)
+    w = np.bincount(inv, weights=w_all, minlength=uniq.shape[0]).astype(np.float32)
+    eu = torch.from_numpy(uniq // n_i)
+    ei = torch.from_numpy(uniq % n_i)
+    edge_index = WeightedLightGCN.bipartite_edges(eu, ei, n_u)
+    ww = torch.from_numpy(np.concatenate([w, w]))
+    adj = normalized_adjacency(edge_index, ww, n_u + n_i).to(device)
+
+    torch.manual_seed(cfg.seed)
+    model = WeightedLightGCN(n_u, n_i, cfg.dim, cfg.layers)
+    new_users = new_items = 0
+    if warm is not None:
+        if warm.base.shape[1] != cfg.dim:
+            raise ValueError(f"warm start has dim {warm.base.shape[1]}, config has {cfg.dim}")
+        wu, wi = len(warm.user_ids), len(warm.item_ids)
+        with torch.no_grad():
+            base = torch.from_numpy(np.ascontiguousarray(warm.base, dtype=np.float32))
+            model.embedding.weight[:wu] = base[:wu]
+            model.embedding.weight[n_u : n_u + wi] = base[wu : wu + wi]
+        new_users, new_items = n_u - wu, n_i - wi
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    epochs = cfg.warm_epochs if warm is not None else cfg.epochs
+
+    n_edges = int(uniq.shape[0])
+    batch = max(cfg.batch_size, math.ceil(n_edges / cfg.max_steps_per_epoch))
+    steps = math.ceil(n_edges / batch)
+    pos_u = eu.to(device)
+    pos_i = ei.to(device)
+    losses: list[float] = []
+    model.train()
+    for epoch in range(epochs):
+        perm = torch.randperm(n_edges, generator=gen).to(device)
+        neg_all = torch.randint(0, n_i, (n_edges,), generator=gen).to(device)
+        total = 0.0
+        for s in range(steps):
+            idx = perm[s * batch : (s + 1) * batch]
+            u, i, j = pos_u[idx], pos_i[idx], neg_all[idx]
+            emb = model.get_embedding(adj)
+            xu, xi, xj = emb[u], emb[n_u + i], emb[n_u + j]
+            loss = bpr_loss((xu * xi).sum(1), (xu * xj).sum(1))
+            if cfg.l2 > 0:
+                w0 = model.embedding.weight
+                reg = w0[u].pow(2).sum() + w0[n_u + i].pow(2).sum() + w0[n_u + j].pow(2).sum()
+                loss = loss + cfg.l2 * reg / (2 * idx.shape[0])
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            total += float(loss.detach()) * idx.shape[0]
+        losses.append(total / n_edges)
+        if progress is not None:
+            progress(epoch + 1, epochs, losses[-1])
+
+    model.eval()
+    with torch.no_grad():
+        emb_np = model.get_embedding(adj).float().cpu().numpy()
+        base_np = model.embedding.weight.detach().float().cpu().numpy()
+    # per-user history (distinct training items), CSR by user row
+    order = np.argsort(uniq // n_i, kind="stable")
+    hist_u = (uniq // n_i)[order]
+    hist_items = (uniq % n_i)[order].astype(np.int32)
+    indptr = np.zeros(n_u + 1, dtype=np.int64)
+    np.cumsum(np.bincount(hist_u, minlength=n_u), out=indptr[1:])
+    if device.type == "cuda":
+        peak = int(torch.cuda.max_memory_allocated(device))
+    else:
+        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    return Trained(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        base=base_np,
+        user_vec=np.ascontiguousarray(emb_np[:n_u]),
+        item_vec=np.ascontiguousarray(emb_np[n_u:]),
+        hist_indptr=indptr,
+        hist_items=hist_items,
+        n_edges=n_edges,
+        epochs=epochs,
+        seconds=time.perf_counter() - t0,
+        device=str(device),
+        peak_memory_bytes=peak,
+        losses=losses,
+        warm_from=warm.version if warm else "",
+        new_users=new_users,
+        new_items=new_items,
+        config=asdict(cfg),
+    )
+
+
+def holdout_last(
+    log: Log, max_cases: int = 2000, seed: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Split ``log`` into training rows and validation rows: the newest positive interaction
+    of up to ``max_cases`` random users with at least 3 positive interactions.
+
+    Returns ``(train_rows, valid_rows)``; validation items the user also has earlier are
+    kept as cases (the model excludes history, so they are simply hard misses).
+    """
+    n = len(log)
+    pos = np.flatnonzero(log.strength > 0)
+    last: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for r in pos[np.argsort(log.ts[pos], kind="stable")].tolist():
+        u = log.users[r]
+        last[u] = r
+        count[u] = count.get(u, 0) + 1
+    eligible = sorted(u for u, c in count.items() if c >= 3)
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(len(eligible))[:max_cases]
+    valid = np.array(sorted(last[eligible[j]] for j in chosen.tolist()), dtype=np.int64)
+    mask = np.ones(n, dtype=bool)
+    mask[valid] = False
+    return np.flatnonzero(mask).astype(np.int64), valid
+
+
+def validate(model: LongTermModel, log: Log, rows: npt.NDArray[np.int64]) -> dict[str, float]:
+    """NDCG@K / HR@K of ``model`` on the cases ``rows`` of ``log`` (full ranking, history
+    excluded, with :meth:`LongTermModel.scores`: the serving code). A case whose user or item
+    the model does not know counts as a miss."""
+    gains = {k: [] for k in DEFAULT_KS}  # type: dict[int, list[float]]
+    hits = {k: [] for k in DEFAULT_KS}  # type: dict[int, list[float]]
+    for r in rows.tolist():
+        s = model.scores(log.users[r])
+        j = model.item_index.get(log.items[r])
+        rank = math.inf
+        if s is not None and j is not None and np.isfinite(s[j]):
+            rank = float((s > s[j]).sum())
+        for k in DEFAULT_KS:
+            hit = rank < k
+            hits[k].append(1.0 if hit else 0.0)
+            gains[k].append(1.0 / math.log2(rank + 2.0) if hit else 0.0)
+    out: dict[str, float] = {"cases": float(len(rows))}
+    for k in DEFAULT_KS:
+        out[f"ndcg@{k}"] = float(np.mean(gains[k])) if rows.size else 0.0
+        out[f"hr@{k}"] = float(np.mean(hits[k])) if rows.size else 0.0
+    return out
