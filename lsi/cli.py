@@ -28,6 +28,8 @@ def _settings(args: argparse.Namespace) -> Any:
         "web_host": getattr(args, "web_host", None),
         "data_dir": getattr(args, "data_dir", None),
         "emit_policy": getattr(args, "emit_policy", None),
+        "models_dir": getattr(args, "models_dir", None),
+        "refresh_device": getattr(args, "device", None),
     }
     return Settings.from_env(**overrides)
 
@@ -177,7 +179,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(DemoOptions(dataset=args.dataset, limit=args.limit, rate=args.rate,
                                 users=args.users, exit_when_done=args.exit_when_done,
-                                keep_broker=args.keep_broker))  # fmt: skip
+                                keep_broker=args.keep_broker,
+                                refresh_after=args.refresh_after))  # fmt: skip
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -206,6 +209,103 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                 n_live=args.live, live_rate=args.rate, out=out))  # fmt: skip
         print((out / "report.md").read_text())
         print(f"report: {out}/report.json, {out}/report.md, {out}/timeline.png")
+    return 0
+
+
+# -- refresh / models ----------------------------------------------------------------------
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``1d`` → seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    raw = text.strip().lower()
+    try:
+        value = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
+    except ValueError:
+        raise LsiError(f"cannot read {text!r} as a duration; use e.g. 90s, 15m, 2h") from None
+    if value <= 0:
+        raise LsiError(f"duration must be positive, got {text!r}")
+    return value
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    import threading
+    from dataclasses import replace
+
+    from models.refresh import RefreshJob, run_forever
+    from models.train import TrainConfig
+
+    settings = _settings(args)
+    cfg = TrainConfig()
+    if args.epochs is not None:
+        cfg = replace(cfg, epochs=args.epochs, warm_epochs=args.epochs)
+    loop = args.every is not None or args.after_events is not None or args.drift
+    if not loop:
+        job = RefreshJob(settings, cfg, progress=not args.quiet)
+        print(job.run_once("manual").summary())
+        return 0
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from lsi.metrics import RefreshMetrics
+
+    registry = CollectorRegistry()
+    host = settings.web_bind or "127.0.0.1"
+    try:
+        start_http_server(settings.refresh_metrics_port, addr=host, registry=registry)
+    except OSError as exc:
+        raise LsiError(f"cannot serve metrics on {host}:{settings.refresh_metrics_port} ({exc}); "
+                       "set LSI_REFRESH_METRICS_PORT to a free port") from None  # fmt: skip
+    job = RefreshJob(settings, cfg, RefreshMetrics(registry), progress=not args.quiet)
+    every = parse_duration(args.every) if args.every is not None else None
+    print(f"lsi refresh: every {args.every or '-'}, after {args.after_events or '-'} events, "
+          f"drift {'on' if args.drift else 'off'}; store {settings.models_dir}; metrics "
+          f"http://{host}:{settings.refresh_metrics_port}/metrics", flush=True)  # fmt: skip
+    stop = threading.Event()
+    try:
+        run_forever(job, every_s=every, after_events=args.after_events, drift=args.drift,
+                    stop=stop, report=lambda line: print(line, flush=True))  # fmt: skip
+    except KeyboardInterrupt:
+        stop.set()
+        print("lsi refresh: stopped")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from lsi.snapshots import SnapshotStore
+    from models.refresh import announce
+
+    settings = _settings(args)
+    store = SnapshotStore(settings.models_dir, keep=settings.models_keep)
+    if args.action == "list":
+        rows = list(store.describe())
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        if not rows:
+            print(f"no snapshots in {settings.models_dir} yet; run `lsi refresh`")
+            return 0
+        print(f"{'version':<9} {'live':<4} {'created (UTC)':<19} {'events':>10} {'edges':>10} "
+              f"{'NDCG@10':>8} {'promoted':<8} device")  # fmt: skip
+        for r in rows:
+            if "error" in r:
+                print(f"{r['version']:<9} {'*' if r['live'] else '':<4} unreadable: {r['error']}")
+                continue
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.get("created_at", 0)))
+            ndcg = r.get("validation", {}).get("ndcg@10", float("nan"))
+            promoted = "yes" if r.get("promotion", {}).get("promoted") else "no"
+            print(f"{r['version']:<9} {'*' if r['live'] else '':<4} {created:<19} "
+                  f"{r.get('events', 0):>10,} {r.get('edges', 0):>10,} {ndcg:>8.4f} "
+                  f"{promoted:<8} {r.get('training', {}).get('device', '')}")  # fmt: skip
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            raise LsiError("promote needs a VERSION; `lsi models list` shows them")
+        store.promote(args.version)
+        version = args.version
+    else:
+        version = store.rollback()
+    print(f"{version} is live in {settings.models_dir}")
+    if not args.no_announce:
+        announce(settings, store, version)
+        print(f"announced on {settings.models_topic}; workers swap to it")
     return 0
 
 
@@ -308,6 +408,30 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--out", help="report folder (default benchmarks/results)")
     b.set_defaults(func=cmd_bench)
 
+    rf = sub.add_parser("refresh", help="train the long-term model and publish a snapshot")
+    common(rf)
+    rf.add_argument("--every", help="keep running: refresh at start and then every DURATION "
+                    "(e.g. 15m)")  # fmt: skip
+    rf.add_argument("--after-events", type=int,
+                    help="keep running: also refresh after this many new interactions")  # fmt: skip
+    rf.add_argument("--drift", action="store_true",
+                    help="keep running: also refresh when the online hit rate drifts (ADWIN)")  # fmt: skip
+    rf.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    rf.add_argument("--epochs", type=int, help="override the training epochs")
+    rf.add_argument("--models-dir", help="snapshot store (default $LSI_MODELS_DIR or var/models)")
+    rf.add_argument("--quiet", action="store_true", help="no progress bars")
+    rf.set_defaults(func=cmd_refresh)
+
+    md = sub.add_parser("models", help="list, promote or roll back model snapshots")
+    common(md)
+    md.add_argument("action", choices=["list", "promote", "rollback"])
+    md.add_argument("version", nargs="?", help="the version to promote (e.g. v000003)")
+    md.add_argument("--models-dir", help="snapshot store (default $LSI_MODELS_DIR or var/models)")
+    md.add_argument("--json", action="store_true", help="list: raw manifests")
+    md.add_argument("--no-announce", action="store_true",
+                    help="change the store only (workers pick it up at their next start)")  # fmt: skip
+    md.set_defaults(func=cmd_models)
+
     d = sub.add_parser(
         "demo", help="broker + worker + dataset replay, with live recommendations and metrics"
     )
@@ -319,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-when-done", action="store_true", help="stop after the replay is processed"
     )
     d.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
+    d.add_argument("--refresh-after", type=int, default=5000,
+                   help="retrain the long-term model after this many new interactions")  # fmt: skip
     d.set_defaults(func=cmd_demo)
     return p
 

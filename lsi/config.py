@@ -17,7 +17,7 @@ from typing import Any
 
 from lsi.engine import EMIT_POLICIES, EngineConfig
 from lsi.errors import ConfigError
-from lsi.scoring import ScoringConfig
+from lsi.scoring import SCORING_MODES, ScoringConfig
 from lsi.state import StateConfig
 from lsi.stats import StatsConfig
 from lsi.validation import Limits
@@ -59,6 +59,17 @@ class Settings:
         covis_half_life_s: half-life of co-visitation weights.
         trending_weight: share of trending in the short-term score.
         filter_seen: drop the user's recent items from their lists.
+        scorer: ``fused``, ``long_only`` or ``short_only`` (:mod:`lsi.scoring`).
+        long_weight: weight of the long-term score in ``fused`` mode.
+        models_dir: the snapshot store (shared by the refresh job and every worker).
+        models_topic: where new live versions are announced (compacted, one partition).
+        models_keep: snapshot versions kept on disk.
+        promote_margin: a candidate whose validation NDCG@10 is below the live one's by more
+            than this fraction is not promoted.
+        refresh_device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        refresh_half_life_days: time-decay half-life of the graph's edge weights.
+        refresh_valid_cases: users held out (newest interaction) to validate a refresh.
+        refresh_metrics_port: where ``lsi refresh --every`` serves ``/metrics``.
     """
 
     app_id: str = "lsi"
@@ -87,6 +98,16 @@ class Settings:
     covis_half_life_s: float = 30 * 86400.0
     trending_weight: float = 0.1
     filter_seen: bool = True
+    scorer: str = "fused"
+    long_weight: float = 0.5
+    models_dir: Path = Path("var/models")
+    models_topic: str = "lsi.models"
+    models_keep: int = 5
+    promote_margin: float = 0.05
+    refresh_device: str = "auto"
+    refresh_half_life_days: float = 365.0
+    refresh_valid_cases: int = 1000
+    refresh_metrics_port: int = 9108
 
     def __post_init__(self) -> None:
         if self.emit_policy not in EMIT_POLICIES:
@@ -96,6 +117,17 @@ class Settings:
         for name in ("partitions", "batch_max", "top_k", "max_event_bytes", "recent_n"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.scorer not in SCORING_MODES:
+            raise ConfigError(f"scorer must be one of {', '.join(SCORING_MODES)}, "
+                              f"got {self.scorer!r}")  # fmt: skip
+        if not 0.0 <= self.long_weight <= 1.0:
+            raise ConfigError(f"long_weight must be in [0, 1], got {self.long_weight}")
+        if self.refresh_device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(
+                f"refresh_device must be auto, cpu or cuda, got {self.refresh_device!r}"
+            )
+        if self.models_keep < 1 or self.promote_margin < 0:
+            raise ConfigError("models_keep must be at least 1 and promote_margin >= 0")
         if not self.brokers.strip():
             raise ConfigError("brokers must name at least one host:port")
 
@@ -166,7 +198,11 @@ class Settings:
                 pop_half_life_s=self.pop_half_life_s, covis_half_life_s=self.covis_half_life_s
             ),
             scoring=ScoringConfig(
-                top_k=self.top_k, trending_weight=self.trending_weight, filter_seen=self.filter_seen
+                top_k=self.top_k,
+                trending_weight=self.trending_weight,
+                filter_seen=self.filter_seen,
+                mode=self.scorer,
+                long_weight=self.long_weight,
             ),
             emit_policy=self.emit_policy,
             emit_interval_s=self.emit_interval_s,

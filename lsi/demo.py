@@ -1,9 +1,11 @@
 """``lsi demo``: a local broker, a worker, a dataset replay, live recommendations and metrics.
 
 Runs everything on this machine: starts (or reuses) the Kafka broker, starts one worker as a
-child process, publishes a few invalid events (to show the dead-letter path) and then the
-dataset in time order, and every two seconds prints a metrics line and the latest lists of a
-few users. Ctrl-C (or the end of the replay with ``--exit-when-done``) stops the worker and,
+child process and the model refresh job (in this process: it trains the long-term model from
+the interaction log after every ``refresh_after`` new interactions and announces each snapshot,
+which the worker swaps in), publishes a few invalid events (to show the dead-letter path) and
+then the dataset in time order, and every two seconds prints a metrics line and the latest
+lists of a few users, with their short-/long-term attribution. Ctrl-C (or the end of the replay with ``--exit-when-done``) stops the worker and,
 unless ``--keep-broker`` or it was already running, the broker.
 """
 
@@ -47,6 +49,7 @@ class DemoOptions:
     exit_when_done: bool = False
     keep_broker: bool = False
     workdir: Path = Path("var/demo")
+    refresh_after: int = 5000
 
 
 def _wait_worker(
@@ -98,11 +101,13 @@ def run_demo(opts: DemoOptions) -> int:
     print(f"[demo] Kafka {st.version} at {st.bootstrap}", flush=True)
     workdir = opts.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = Settings.from_env(brokers=st.bootstrap, data_dir=workdir / "worker")
+    settings = Settings.from_env(brokers=st.bootstrap, data_dir=workdir / "worker",
+                                 models_dir=workdir / "models")  # fmt: skip
     ensure_topics(settings)
     log = workdir / "worker.log"
     proc = start_worker(settings, log)
     replay_thread: threading.Thread | None = None
+    stop_refresh = threading.Event()
     try:
         print(f"[demo] worker pid {proc.pid}, web {settings.web_url}, log {log}", flush=True)
         _wait_worker(settings, proc, log)
@@ -115,6 +120,7 @@ def run_demo(opts: DemoOptions) -> int:
             f"[demo] sent {len(_BAD_EVENTS)} invalid events (see {settings.dlq_topic})", flush=True
         )
 
+        refresh_thread = _start_refresh(settings, opts, stop_refresh)
         result: list[ReplayReport] = []
 
         def run_replay() -> None:
@@ -124,9 +130,10 @@ def run_demo(opts: DemoOptions) -> int:
         replay_thread.start()
         print(f"[demo] replaying {opts.dataset} ({opts.limit or 'all'} events at {opts.rate:.0f}/s); "
               "Ctrl-C stops everything", flush=True)  # fmt: skip
-        _watch(settings, opts, proc, replay_thread, result)
+        _watch(settings, opts, proc, replay_thread, result, refresh_thread)
         return 0
     finally:
+        stop_refresh.set()
         print("\n[demo] stopping the worker ...", flush=True)
         stop_worker(proc)
         if not (opts.keep_broker or was_running):
@@ -134,8 +141,52 @@ def run_demo(opts: DemoOptions) -> int:
             broker.down()
 
 
+def _start_refresh(settings: Settings, opts: DemoOptions, stop: threading.Event
+                   ) -> threading.Thread:  # fmt: skip
+    """The refresh job in a thread: at start, then after every ``refresh_after`` events."""
+    from models.refresh import RefreshJob, run_forever
+
+    job = RefreshJob(settings)
+
+    def loop() -> None:
+        run_forever(job, every_s=None, after_events=opts.refresh_after, drift=False, stop=stop,
+                    report=lambda line: print(f"[refresh] {line}", flush=True))  # fmt: skip
+
+    thread = threading.Thread(target=loop, name="refresh", daemon=True)
+    thread.start()
+    print(f"[demo] model refresh: after every {opts.refresh_after} new interactions; snapshots "
+          f"in {settings.models_dir}", flush=True)  # fmt: skip
+    return thread
+
+
+def _request(settings: Settings, user: str) -> dict[str, Any] | None:
+    """``GET /recommendations/{user}/`` from the worker (``None`` if it does not answer)."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{settings.web_url}/recommendations/{urllib.parse.quote(user, safe='')}/"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return dict(json.loads(resp.read()))
+    except (OSError, ValueError):
+        return None
+
+
+def _live_model(m: MetricsSnapshot | None) -> str | None:
+    """The snapshot version the worker scores with, from its metrics (``None``: none yet)."""
+    if m is None:
+        return None
+    for (name, labels), value in m.gauges.items():
+        if name == "lsi_model_version_info" and value == 1.0:
+            version = dict(labels).get("version")
+            if version and version != "none":
+                return version
+    return None
+
+
 def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
-           replay_thread: threading.Thread, result: list[ReplayReport]) -> None:  # fmt: skip
+           replay_thread: threading.Thread, result: list[ReplayReport],
+           refresh_thread: threading.Thread) -> None:  # fmt: skip
     titles = item_titles(opts.dataset)
     cons = consumer(settings, settings.recommendations_topic, consumer_timeout_ms=200)
     latest: dict[str, dict[str, Any]] = {}
@@ -143,6 +194,7 @@ def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
     prev: MetricsSnapshot | None = None
     t_prev = time.time()
     idle_rounds = 0
+    seen_model: str | None = None
     try:
         while True:
             deadline = time.time() + 2.0
@@ -162,6 +214,15 @@ def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
                 prev, t_prev = m, now
             for user in shown:
                 print(format_recommendation(latest[user], titles, limit=5), flush=True)
+            model = _live_model(prev)
+            if model is not None and model != seen_model:
+                seen_model = model
+                print(f"[demo] the worker swapped to snapshot {model}; lists on request:",
+                      flush=True)  # fmt: skip
+                for user in shown:
+                    rec = _request(settings, user)
+                    if rec is not None:
+                        print(format_recommendation(rec, titles, limit=5), flush=True)
             if not replay_thread.is_alive():
                 if result:
                     r = result[0]
@@ -171,11 +232,16 @@ def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
                     if prev
                     else 0
                 )
-                if opts.exit_when_done and result and learned >= result[0].sent:
-                    print(f"[demo] all {result[0].sent} events processed", flush=True)
+                model = _live_model(prev)
+                if opts.exit_when_done and result and learned >= result[0].sent and model:
+                    print(f"[demo] all {result[0].sent} events processed; the worker scores "
+                          f"with snapshot {model}", flush=True)  # fmt: skip
                     return
+                if not refresh_thread.is_alive():
+                    raise LsiError("the model refresh stopped; see the [refresh] lines above")
                 idle_rounds += 1
-                if opts.exit_when_done and idle_rounds > 30:
-                    raise LsiError("the worker did not process every replayed event within 60 s")
+                if opts.exit_when_done and idle_rounds > 60:
+                    raise LsiError("the worker did not process every replayed event (or load a "
+                                   "snapshot) within 120 s; see var/demo/worker.log")  # fmt: skip
     finally:
         cons.close()

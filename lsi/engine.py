@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from lsi.longterm import LongTermModel
 from lsi.records import Event, Recommendation
 from lsi.scoring import ScoringConfig, StatsLookup, score_user
 from lsi.state import StateConfig, UserState
@@ -88,13 +89,17 @@ def recommend(
     *,
     event_ts: float | None,
     trigger: str = "event",
+    model: LongTermModel | None = None,
 ) -> Recommendation:
-    """Score one user and wrap the list as a record (does not touch the state)."""
-    res = score_user(state, lookup, trending, cfg.scoring)
+    """Score one user and wrap the list as a record (does not touch the state).
+
+    ``model_version`` is the snapshot's version when a long-term model is live, else
+    ``cfg.model_version`` (the baseline)."""
+    res = score_user(state, lookup, trending, cfg.scoring, model, user_id)
     return Recommendation(
         user_id=user_id,
         ts=now,
-        model_version=cfg.model_version,
+        model_version=model.version if model is not None else cfg.model_version,
         long_weight=res.long_weight,
         items=res.items,
         short_term=res.short_term,
@@ -115,6 +120,7 @@ def process_batch(
     cfg: EngineConfig,
     now: float,
     sources: Sequence[tuple[int, int] | None] | None = None,
+    model: LongTermModel | None = None,
 ) -> BatchResult:
     """Apply a batch of interactions and produce what the agent must write and send.
 
@@ -127,6 +133,7 @@ def process_batch(
         now: the clock used for ``ts``/``emitted_at`` (wall time live, event time offline).
         sources: per event, its ``(partition, offset)`` in ``lsi.events`` (live only), so
             re-deliveries are skipped exactly (see :meth:`UserState.learn_one`).
+        model: the live long-term snapshot (one version for the whole batch), or ``None``.
     """
     out = BatchResult()
     pairs: list[tuple[Event, list[str]]] = []
@@ -155,14 +162,14 @@ def process_batch(
                         out.hits[k] += 1
         newest[user] = max(newest.get(user, 0.0), event.ts)
         if cfg.emit_policy == "event":
-            _emit(out, user, state, lookup, trending, cfg, now, event.ts)
+            _emit(out, user, state, lookup, trending, cfg, now, event.ts, model)
 
     if cfg.emit_policy in ("batch", "interval"):
         for user, ts in newest.items():
             state = out.states[user]
             if cfg.emit_policy == "interval" and now - state.last_emit < cfg.emit_interval_s:
                 continue
-            _emit(out, user, state, lookup, trending, cfg, now, ts)
+            _emit(out, user, state, lookup, trending, cfg, now, ts, model)
     out.deltas = batch_deltas(pairs, cfg.stats)
     return out
 
@@ -176,7 +183,8 @@ def _emit(
     cfg: EngineConfig,
     now: float,
     event_ts: float,
+    model: LongTermModel | None,
 ) -> None:
-    rec = recommend(user, state, lookup, trending, cfg, now, event_ts=event_ts)
+    rec = recommend(user, state, lookup, trending, cfg, now, event_ts=event_ts, model=model)
     state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
     out.recommendations.append(rec)

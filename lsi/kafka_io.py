@@ -56,6 +56,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.recommendations_topic,
         settings.dlq_topic,
         settings.item_deltas_topic,
+        settings.models_topic,
     ]
 
 
@@ -90,17 +91,25 @@ def ensure_topics(
             compacted = set(changelog_names(settings)) if changelogs else set()
             missing = [t for t in [*wanted, *sorted(compacted)] if t not in existing]
             if missing:
-                new = [
-                    NewTopic(t, settings.partitions, 1,
-                             topic_configs={"cleanup.policy": "compact"} if t in compacted else {})
-                    for t in missing
-                ]  # fmt: skip
+                new = [_new_topic(settings, t, t in compacted) for t in missing]
                 # another worker or tool may create them at the same moment
                 with suppress(TopicAlreadyExistsError):
                     admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
             return missing
         finally:
             admin.close()
+
+
+def _new_topic(settings: Settings, name: str, compacted: bool) -> NewTopic:
+    """The interaction log is kept forever (the refresh job trains on all of it); model
+    announcements are one compacted partition (the newest per key is what a worker needs)."""
+    if name == settings.models_topic:
+        return NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"})
+    if name == settings.interactions_topic:
+        return NewTopic(name, settings.partitions, 1, topic_configs={"retention.ms": "-1",
+                                                                     "retention.bytes": "-1"})  # fmt: skip
+    configs = {"cleanup.policy": "compact"} if compacted else {}
+    return NewTopic(name, settings.partitions, 1, topic_configs=configs)
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:

@@ -6,12 +6,14 @@ catalogue (names, labels, meaning) is this class; ``docs/operations.md`` lists i
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from lsi.records import EVENT_TYPES
 from lsi.validation import REASONS
 
-__all__ = ["LATENCY_BUCKETS", "WorkerMetrics"]
+__all__ = ["LATENCY_BUCKETS", "RefreshMetrics", "WorkerMetrics"]
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -39,6 +41,13 @@ class WorkerMetrics:
             top-K. Hit rate @K = hits / evaluated.
         errors: ``lsi_errors_total{agent,kind}``: unexpected failures caught by an agent.
         info: ``lsi_worker_info{version,...}``.
+        model_version: ``lsi_model_version_info{version}``: 1 for the snapshot this worker
+            scores with (``none`` before the first).
+        model_created: ``lsi_model_created_timestamp_seconds``: its creation time (age =
+            ``time() - this``).
+        model_swaps: ``lsi_model_swaps_total``: live snapshot changes applied.
+        model_load_failures: ``lsi_model_load_failures_total``: announced snapshots that could
+            not be loaded (the worker keeps the previous one).
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -90,6 +99,24 @@ class WorkerMetrics:
             registry=registry,
         )  # fmt: skip
         self.info = Info("lsi_worker", "Worker build and configuration.", registry=registry)
+        self.model_version = Gauge(
+            "lsi_model_version_info", "1 for the model snapshot this worker scores with.",
+            ["version"], registry=registry,
+        )  # fmt: skip
+        self.model_created = Gauge(
+            "lsi_model_created_timestamp_seconds",
+            "Creation time of the snapshot this worker scores with (0: none).",
+            registry=registry,
+        )
+        self.model_swaps = Counter(
+            "lsi_model_swaps", "Live snapshot changes applied by this worker.", registry=registry
+        )
+        self.model_load_failures = Counter(
+            "lsi_model_load_failures",
+            "Announced snapshots this worker could not load (it kept the previous one).",
+            registry=registry,
+        )
+        self.model_version.labels(version="none").set(1)
         # Create the label sets users will query, so dashboards show 0 rather than nothing.
         for reason in REASONS:
             self.dlq.labels(reason=reason)
@@ -97,3 +124,75 @@ class WorkerMetrics:
             self.events.labels(agent="interest", type=etype, outcome="accepted")
         for k in (1, 5, 10, 20):
             self.online_hits.labels(k=str(k))
+
+
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+
+class RefreshMetrics:
+    """Every metric the refresh job exports (``lsi refresh --every``, port 9108).
+
+    Attributes:
+        runs: ``lsi_refresh_runs_total{trigger,outcome}``: trigger ``start``/``schedule``/
+            ``events``/``drift``/``manual``; outcome ``promoted``, ``rejected`` (validated
+            worse than live by more than the margin), ``empty`` (no data) or ``failed``.
+        failures: ``lsi_refresh_failures_total``: refreshes that raised.
+        rejected: ``lsi_refresh_rejected_total``: candidates not promoted.
+        duration: ``lsi_refresh_duration_seconds``: read + train + validate + publish.
+        last_success: ``lsi_refresh_last_success_timestamp_seconds``.
+        snapshot_created: ``lsi_snapshot_created_timestamp_seconds``: the live snapshot's
+            creation time; ``lsi_snapshot_age_seconds`` is derived from it at scrape time.
+        validation_ndcg: ``lsi_refresh_validation_ndcg_at_10{model}``: NDCG@10 of the
+            ``candidate`` and of the ``live`` snapshot on the same held-out cases.
+        edges / events: ``lsi_refresh_graph_edges``, ``lsi_refresh_log_events``: size of the
+            last training graph and of the interaction log read.
+        new_interactions: ``lsi_refresh_new_interactions``: interactions since the last refresh.
+        online_hit_rate: ``lsi_refresh_online_hit_rate``: ADWIN's current estimate of the
+            online hit rate @10; ``lsi_refresh_drift_total`` counts detected shifts.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.runs = Counter("lsi_refresh_runs", "Refresh runs by trigger and outcome.",
+                            ["trigger", "outcome"], registry=registry)  # fmt: skip
+        self.failures = Counter("lsi_refresh_failures", "Refreshes that failed.",
+                                registry=registry)  # fmt: skip
+        self.rejected = Counter("lsi_refresh_rejected",
+                                "Candidates validated worse than live by more than the margin.",
+                                registry=registry)  # fmt: skip
+        self.duration = Histogram("lsi_refresh_duration_seconds",
+                                  "Refresh wall time: read, train, validate, publish.",
+                                  buckets=DURATION_BUCKETS, registry=registry)  # fmt: skip
+        self.last_success = Gauge("lsi_refresh_last_success_timestamp_seconds",
+                                  "End of the last successful refresh.",
+                                  registry=registry)  # fmt: skip
+        self.snapshot_created = Gauge("lsi_snapshot_created_timestamp_seconds",
+                                      "Creation time of the live snapshot (0: none).",
+                                      registry=registry)  # fmt: skip
+        age = Gauge("lsi_snapshot_age_seconds", "Age of the live snapshot (0: none).",
+                    registry=registry)  # fmt: skip
+        age.set_function(self._age)
+        self.validation_ndcg = Gauge("lsi_refresh_validation_ndcg_at_10",
+                                     "NDCG@10 on the refresh's held-out cases.", ["model"],
+                                     registry=registry)  # fmt: skip
+        self.edges = Gauge("lsi_refresh_graph_edges", "Edges of the last training graph.",
+                           registry=registry)  # fmt: skip
+        self.events = Gauge("lsi_refresh_log_events", "Interactions read for the last refresh.",
+                            registry=registry)  # fmt: skip
+        self.new_interactions = Gauge("lsi_refresh_new_interactions",
+                                      "Interactions seen since the last refresh.",
+                                      registry=registry)  # fmt: skip
+        self.online_hit_rate = Gauge("lsi_refresh_online_hit_rate",
+                                     "ADWIN estimate of the online hit rate @10.",
+                                     registry=registry)  # fmt: skip
+        self.drifts = Counter("lsi_refresh_drift", "Online hit-rate shifts detected (ADWIN).",
+                              registry=registry)  # fmt: skip
+        for trigger in ("start", "schedule", "events", "drift", "manual"):
+            for outcome in ("promoted", "rejected", "empty", "failed"):
+                self.runs.labels(trigger=trigger, outcome=outcome)
+        for model in ("candidate", "live"):
+            self.validation_ndcg.labels(model=model)
+
+    def _age(self) -> float:
+        created = self.snapshot_created._value.get()
+        return max(0.0, time.time() - created) if created > 0 else 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,6 +63,14 @@ class MetricsSnapshot:
 
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float]
     histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]]
+    gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+
+    def value(self, name: str, **match: str) -> float | None:
+        """The gauge ``name`` whose labels include ``match`` (``None`` if absent)."""
+        for (metric, labels), value in self.gauges.items():
+            if metric == name and all((k, v) in labels for k, v in match.items()):
+                return value
+        return None
 
     def total(self, name: str, **match: str) -> float:
         out = 0.0
@@ -83,6 +91,7 @@ class MetricsSnapshot:
 def parse_metrics(text: str) -> MetricsSnapshot:
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
+    gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name.endswith("_total"):
@@ -93,4 +102,6 @@ def parse_metrics(text: str) -> MetricsSnapshot:
                 bound = float(labels.pop("le"))
                 hkey = (sample.name[: -len("_bucket")], tuple(sorted(labels.items())))
                 histograms.setdefault(hkey, []).append((bound, sample.value))
-    return MetricsSnapshot(counters, histograms)
+            elif family.type in ("gauge", "info"):
+                gauges[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return MetricsSnapshot(counters, histograms, gauges)

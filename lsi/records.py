@@ -147,7 +147,8 @@ class Recommendation:
         short_term: the short-term source's own top list.
         long_term: the long-term source's own top list (empty without a long-term model).
         source: what produced the list: ``covisit`` (from the user's recent items),
-            ``trending`` (cold start) or a model name.
+            ``trending`` (cold start), ``fused`` (long-term snapshot and short-term
+            path) or ``long_term`` (the snapshot alone, ``LSI_SCORER=long_only``).
         event_ts: event time of the newest event behind the list (``None`` on request).
         emitted_at: wall-clock time the record was sent.
         trigger: ``event`` (emitted by the stream) or ``request`` (HTTP).

@@ -21,6 +21,7 @@ from lsi.metrics import WorkerMetrics
 from streams.ingest import Ingest
 from streams.interest import Interest
 from streams.item_stats import ItemStatsAgent
+from streams.models import ModelWatcher
 from streams.tables import Tables
 from streams.topics import Topics
 from streams.web import register_views
@@ -40,6 +41,7 @@ class Pipeline:
     ingest: Ingest
     interest: Interest
     item_stats: ItemStatsAgent
+    models: ModelWatcher
 
 
 def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> Pipeline:
@@ -72,7 +74,10 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
     topics = Topics.declare(app, settings)
     tables = Tables.declare(app, settings)
     ingest = Ingest(settings, topics, tables, metrics)
-    interest = Interest(settings, topics, tables, metrics)
+    models = ModelWatcher(settings, metrics)
+    models.load_initial()
+    models.register(app)
+    interest = Interest(settings, topics, tables, metrics, models)
     item_stats = ItemStatsAgent(settings, topics, tables, metrics)
     for part in (ingest, interest, item_stats):
         part.register(app)
@@ -80,7 +85,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
     _widen_producer_buffer(app, settings)
     _rewind_uncommitted(app, {settings.events_topic, settings.interactions_topic,
                               settings.item_deltas_topic})  # fmt: skip
-    return Pipeline(app, settings, topics, tables, metrics, ingest, interest, item_stats)
+    return Pipeline(app, settings, topics, tables, metrics, ingest, interest, item_stats, models)
 
 
 def _widen_producer_buffer(app: Any, settings: Settings) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from lsi.config import Settings
 from lsi.engine import EngineConfig, process_batch, recommend
+from lsi.longterm import LongTermModel
 from lsi.metrics import WorkerMetrics
 from lsi.records import Event, Recommendation
 from lsi.state import UserState
@@ -26,6 +27,7 @@ from lsi.stats import ItemDelta, ItemStats, Trending, encode_bundle, merge_trend
 from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
 from streams.ingest import SOURCE_HEADER
+from streams.models import ModelWatcher
 from streams.tables import Tables
 from streams.topics import Topics
 
@@ -39,8 +41,10 @@ class Interest:
 
     name = "interest"
 
-    def __init__(self, settings: Settings, topics: Topics, tables: Tables, metrics: WorkerMetrics):
+    def __init__(self, settings: Settings, topics: Topics, tables: Tables, metrics: WorkerMetrics,
+                 models: ModelWatcher | None = None):  # fmt: skip
         self.settings = settings
+        self.models = models
         self.topics = topics
         self.tables = tables
         self.metrics = metrics
@@ -83,9 +87,14 @@ class Interest:
         """Score a user on request (``GET /recommendations/{user}``); changes nothing."""
         state = self.load_state(user) or UserState()
         rec = recommend(user, state, self.stats_lookup(), self.trending(), self.engine,
-                        time.time(), event_ts=None, trigger="request")  # fmt: skip
+                        time.time(), event_ts=None, trigger="request",
+                        model=self.live_model())  # fmt: skip
         self.metrics.recommendations.labels(trigger="request").inc()
         return rec
+
+    def live_model(self) -> LongTermModel | None:
+        """The snapshot to score with now (read once per batch)."""
+        return self.models.current if self.models is not None else None
 
     def _delta_bundles(self, deltas: dict[str, ItemDelta]) -> list[Outgoing]:
         """One message per item-deltas partition, keyed so murmur2 lands it there.
@@ -125,7 +134,7 @@ class Interest:
                           ev.message.partition, ev.message.offset, exc)  # fmt: skip
         now = time.time()
         result = process_batch(events, self.load_state, self.stats_lookup(), self.trending(),
-                               self.engine, now, origins)  # fmt: skip
+                               self.engine, now, origins, model=self.live_model())  # fmt: skip
 
         out: list[Outgoing] = [
             (self.topics.recommendations, rec.user_id.encode(), rec.to_json(), None)

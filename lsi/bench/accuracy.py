@@ -16,8 +16,14 @@ Protocols (``lsi.evaluation.splits``):
   :class:`lsi.evaluation.streaming.StreamingModel`, one event per batch); it holds 20 items,
   so every model's prequential ranks are cut at 20 and MRR is MRR@20.
 
-Models: ``mostpop``, ``recent_pop``, ``covisit``, ``biased_mf`` (``lsi.evaluation.baselines``)
-and ``streaming`` (the scorer the workers run). Deterministic models run once; ``biased_mf``
+Models: ``mostpop``, ``recent_pop``, ``covisit``, ``biased_mf`` (``lsi.evaluation.baselines``),
+``streaming`` (the scorer the workers run, short-term baseline) and ``long_only`` (the
+long-term snapshot alone: :func:`models.train.train_long_term`, the refresh job's training,
+ranked by :meth:`lsi.longterm.LongTermModel.scores`, which the scorer's ``long_only`` mode
+serves; the user's training items are excluded, as served). Under ``prequential``,
+``long_only`` is the live path in ``long_only`` mode with a warm-started refresh every
+``refresh_every`` events; before the first snapshot, and for users or items it does not know,
+the scorer serves the short-term path, exactly as a worker would. Deterministic models run once; ``biased_mf``
 runs ``--seeds`` times and reports the mean and standard deviation. Per-case metric arrays
 are kept for paired comparisons against ``streaming``.
 """
@@ -28,7 +34,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +54,17 @@ from lsi.evaluation.metrics import (
     top_k,
 )
 from lsi.evaluation.splits import loo_split, temporal_split
-from lsi.evaluation.streaming import NOT_EVALUATED, StreamingModel
-from lsi.records import EVENT_TYPES, Event
+from lsi.evaluation.streaming import EVENT_ENGINE, NOT_EVALUATED, StreamingModel
+from lsi.records import EVENT_TYPES, TYPE_WEIGHTS, Event
+from models.train import Log, TrainConfig, WarmStart, train_long_term
 
 __all__ = ["MODELS", "PROTOCOLS", "AccuracyOptions", "run_accuracy_bench"]
 
-MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming")
+MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming", "long_only")
 PROTOCOLS = ("loo", "temporal", "prequential")
-#: report names reserved for the learned models (long-term GNN, sequence encoder, fused)
-LATER = ("long_only", "short_only", "fused")
-SEEDED = frozenset({"biased_mf"})
+#: report names reserved for the sequence encoder and the fused scorer (issue 5)
+LATER = ("short_only", "fused")
+SEEDED = frozenset({"biased_mf", "long_only"})
 PREQ_CUTOFF = 20
 
 #: Published full-ranking anchors (shared/datasets/README.md), protocol ``loo``.
@@ -85,6 +92,7 @@ class AccuracyOptions:
     filter_seen: bool = False
     limit: int | None = None
     phase: str = "test"
+    refresh_every: int = 100_000
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -94,8 +102,8 @@ class AccuracyOptions:
         later = [m for m in self.models if m in LATER]
         if later:
             raise LsiError(
-                f"{', '.join(later)}: not built yet (the long-term model and the fused scorer "
-                "arrive with issues 4 and 5); available: " + ", ".join(MODELS)
+                f"{', '.join(later)}: not built yet (the sequence encoder and the fused scorer "
+                "arrive with issue 5); available: " + ", ".join(MODELS)
             )
         unknown = [m for m in self.models if m not in MODELS]
         if unknown:
@@ -165,7 +173,24 @@ def _loo_once(data: Interactions, split: Any, rows: npt.NDArray[np.int64], name:
     test = split.valid if phase == "valid" else split.test
     n_items = split.n_items
     t0 = time.perf_counter()
-    if name == "streaming":
+    extra: dict[str, Any] = {}
+    if name == "long_only":
+        trained = train_long_term(_log(data, rows), replace(TrainConfig(), seed=seed))
+        lt = trained.model(f"eval-{seed}")
+        # dense item j of the split -> the model's row (-1: never in training)
+        rows_of_item = np.array([lt.item_index.get(str(int(raw)), -1) for raw in split.items.raw])
+        known = rows_of_item >= 0
+        users_raw_lt = split.users.raw
+        extra = {"history_excluded": True, "edges": trained.n_edges,
+                 "device": trained.device, "epochs": trained.epochs}  # fmt: skip
+
+        def score(u: int) -> npt.NDArray[np.float32]:
+            out = np.full(n_items, -np.inf, dtype=np.float32)
+            s = lt.scores(str(int(users_raw_lt[u])))
+            if s is not None:
+                out[known] = s[rows_of_item[known]]
+            return out
+    elif name == "streaming":
         model = StreamingModel()
         model.learn((_event(data, int(r), "loo") for r in rows), batch_size=500)
         item_index = {str(int(raw)): j for j, raw in enumerate(split.items.raw)}
@@ -203,25 +228,60 @@ def _loo_once(data: Interactions, split: Any, rows: npt.NDArray[np.int64], name:
     metrics = summarize(per_case)
     for k in DEFAULT_KS:
         metrics[f"coverage@{k}"] = coverage_at_k(topk[:, :k], n_items)
-    return _Run(per_case, metrics, train_s, eval_s, {"cases": len(users)})
+    return _Run(per_case, metrics, train_s, eval_s, {"cases": len(users), **extra})
 
 
 # -- prequential ---------------------------------------------------------------------------
+def _log(data: Interactions, rows: npt.NDArray[np.int64]) -> Log:
+    """Rows of ``data`` as the refresh job reads them: string ids and event strength."""
+    weights = np.array([TYPE_WEIGHTS[t] for t in EVENT_TYPES], dtype=np.float32)[data.types[rows]]
+    if data.weights is not None:
+        w = data.weights[rows]
+        weights = weights * np.where(np.isnan(w), 1.0, w).astype(np.float32)
+    return Log([str(u) for u in data.users[rows].tolist()],
+               [str(i) for i in data.items[rows].tolist()], data.ts[rows].astype(np.float64),
+               weights.astype(np.float32))  # fmt: skip
+
+
+def _prequential_long_only(
+    data: Interactions, order: npt.NDArray[np.int64], seed: int, refresh_every: int
+) -> tuple[npt.NDArray[np.int32], dict[str, Any]]:
+    """The live path in ``long_only`` mode, refreshed (warm) every ``refresh_every`` events."""
+    engine = replace(EVENT_ENGINE, scoring=replace(EVENT_ENGINE.scoring, mode="long_only"))
+    model = StreamingModel(engine)
+    parts: list[npt.NDArray[np.int32]] = []
+    warm: WarmStart | None = None
+    cfg = replace(TrainConfig(), seed=seed)
+    refreshes: list[float] = []
+    for start in range(0, order.shape[0], refresh_every):
+        chunk = order[start : start + refresh_every]
+        res = model.prequential((_event(data, int(r), "pq") for r in chunk), batch_size=1)
+        parts.append(res.ranks)
+        if start + refresh_every >= order.shape[0]:
+            break
+        trained = train_long_term(_log(data, order[: start + refresh_every]), cfg, warm)
+        refreshes.append(round(trained.seconds, 2))
+        warm = WarmStart(trained.user_ids, trained.item_ids, trained.base, f"pq{start}")
+        model.long_model = trained.model(f"pq{len(refreshes)}")
+    return np.concatenate(parts), {"refresh_every": refresh_every, "refresh_s": refreshes}
+
+
 def _prequential_once(
-    data: Interactions, order: npt.NDArray[np.int64], name: str, seed: int
-) -> _Run:
+    data: Interactions, order: npt.NDArray[np.int64], name: str, seed: int,
+    refresh_every: int = 100_000,
+) -> _Run:  # fmt: skip
     t0 = time.perf_counter()
-    if name == "streaming":
-        model = StreamingModel()
-        res = model.prequential((_event(data, int(r), "pq") for r in order), batch_size=1)
-        judged = res.ranks[res.ranks != NOT_EVALUATED].astype(np.float64)
+    if name in ("streaming", "long_only"):
+        extra_lt: dict[str, Any] = {}
+        if name == "streaming":
+            all_ranks = StreamingModel().prequential(
+                (_event(data, int(r), "pq") for r in order), batch_size=1).ranks  # fmt: skip
+        else:
+            all_ranks, extra_lt = _prequential_long_only(data, order, seed, refresh_every)
+        judged = all_ranks[all_ranks != NOT_EVALUATED].astype(np.float64)
         ranks = np.where(judged >= 0, judged, float(PREQ_CUTOFF))
         shown_items: set[int] = set()  # coverage from the lists: not tracked per event here
-        extra = {
-            "events": res.n_events,
-            "evaluated": int(judged.size),
-            "events_per_s": round(res.events_per_s, 1),
-        }
+        extra = {"events": int(all_ranks.shape[0]), "evaluated": int(judged.size), **extra_lt}
     else:
         uids = {u: j for j, u in enumerate(np.unique(data.users).tolist())}
         iids = {i: j for j, i in enumerate(np.unique(data.items).tolist())}
@@ -271,7 +331,7 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
             order = order[: opts.limit]
 
         def once(name: str, seed: int) -> _Run:
-            return _prequential_once(data, order, name, seed)
+            return _prequential_once(data, order, name, seed, opts.refresh_every)
 
     for name in opts.models:
         seeds = range(opts.seeds) if name in SEEDED else range(1)
@@ -292,14 +352,17 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         models[name] = entry
         per_case_first[name] = runs[0].per_case
 
-    if "streaming" in per_case_first:
-        ref = per_case_first["streaming"]
+    # paired bootstrap of per-case NDCG@10: each reference model against every other one
+    for ref_name in ("streaming", "long_only"):
+        if ref_name not in per_case_first:
+            continue
+        ref = per_case_first[ref_name]
         for name, per_case in per_case_first.items():
-            if name == "streaming" or per_case["ndcg@10"].shape != ref["ndcg@10"].shape:
+            if name == ref_name or per_case["ndcg@10"].shape != ref["ndcg@10"].shape:
                 continue
             diff, lo, hi, p = paired_bootstrap(ref["ndcg@10"], per_case["ndcg@10"])
-            models[name]["vs_streaming_ndcg@10"] = {
-                "streaming_minus_model": diff,
+            models[name][f"vs_{ref_name}_ndcg@10"] = {
+                f"{ref_name}_minus_model": diff,
                 "ci95": [lo, hi],
                 "p": p,
             }

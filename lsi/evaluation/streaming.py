@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsi.engine import HIT_KS, BatchResult, EngineConfig, process_batch
+from lsi.longterm import LongTermModel
 from lsi.partitioning import partition_of
 from lsi.records import Event
 from lsi.scoring import score_user
@@ -140,6 +141,9 @@ class StreamingModel:
         self._merged = True
         self._partition: dict[str, int] = {}
         self._learn_engine = replace(engine, emit_policy="request")
+        #: the live long-term snapshot, as a worker's model watcher holds it (swap freely
+        #: between batches)
+        self.long_model: LongTermModel | None = None
         self._n_learned = 0
 
     @property
@@ -161,7 +165,8 @@ class StreamingModel:
         engine = engine or self.engine
         trending = self._trending if engine.emit_policy == "request" else self.trending
         now = max(e.ts for e in events)
-        result = process_batch(events, self.states.get, self.stats.get, trending, engine, now)
+        result = process_batch(events, self.states.get, self.stats.get, trending, engine, now,
+                               model=self.long_model)  # fmt: skip
         if self.wire:
             for user, state in result.states.items():
                 self.states[user] = UserState.from_bytes(state.to_bytes())
@@ -333,7 +338,7 @@ class StreamingModel:
         """
         state = self.states.get(user_id) or UserState()
         cfg = replace(self.engine.scoring, top_k=max(n_items, len(self.stats), 1))
-        res = score_user(state, self.stats.get, self.trending, cfg)
+        res = score_user(state, self.stats.get, self.trending, cfg, self.long_model, user_id)
         out = np.zeros(n_items, dtype=np.float32)
         for rec in res.items:
             j = item_index.get(rec.item_id)

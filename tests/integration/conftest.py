@@ -87,6 +87,8 @@ def lsi_settings(kafka: str, tmp_path: Path) -> Settings:
         recommendations_topic=f"{prefix}.recommendations",
         dlq_topic=f"{prefix}.events.dlq",
         item_deltas_topic=f"{prefix}.item-deltas",
+        models_topic=f"{prefix}.models",
+        models_dir=tmp_path / "models",
         session_timeout_s=10.0,
     )
     ensure_topics(settings)

@@ -76,6 +76,8 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
         "--rate",
         "1000",
         "--exit-when-done",
+        "--refresh-after",
+        "500",
         env=env,
         cwd=tmp_path,
         timeout=240,
@@ -85,7 +87,9 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     assert "sent 3 invalid events" in out
     assert "[metrics]" in out and "dlq   3" in out
     assert "short-term" in out and "model baseline-covisit" in out
-    assert "all 1500 events processed" in out
+    assert "all 1500 events processed; the worker scores with snapshot v0000" in out
+    assert "[refresh] refresh [" in out and "v000001 promoted" in out
+    assert "swapped to snapshot v0000" in out and "fused" in out and "model v0000" in out
     assert "stopping Kafka" in out
 
     after = lsi("kafka", "status", env=env, cwd=tmp_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lsi.bench.accuracy import MODELS, AccuracyOptions, run_accuracy_bench
+from lsi.bench.accuracy import MODELS, SEEDED, AccuracyOptions, run_accuracy_bench
 from lsi.errors import LsiError
 
 KS = (5, 10, 20)
@@ -37,7 +37,8 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
 ) -> None:
     log = synthetic_log(tmp_path / "ring.csv")
     out = tmp_path / "results"
-    report = run_accuracy_bench(AccuracyOptions(dataset=str(log), protocol=protocol, seeds=2, out=out),
+    report = run_accuracy_bench(AccuracyOptions(dataset=str(log), protocol=protocol, seeds=2,
+                                                out=out, refresh_every=400),
                                 log=lambda _: None)  # fmt: skip
     on_disk = json.loads((out / f"ring-{protocol}.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
@@ -53,7 +54,7 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
                 assert 0.0 <= m[f"{metric}@{k}"] <= 1.0, (name, metric, k)
         assert 0.0 <= m["mrr"] <= 1.0
         assert set(m["std"]) >= {"hr@10", "ndcg@10", "mrr"}
-        assert m["seeds"] == (2 if name == "biased_mf" else 1)
+        assert m["seeds"] == (2 if name in SEEDED else 1)
         assert m["train_s"] >= 0 and m["eval_s"] >= 0
         if protocol != "prequential":
             assert 0.0 < m["coverage@10"] <= 1.0
@@ -61,6 +62,15 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         # the ring is learnable: sequence-aware scorers beat popularity
         assert on_disk["models"]["covisit"]["hr@10"] > on_disk["models"]["mostpop"]["hr@10"]
         assert on_disk["models"]["streaming"]["hr@10"] > on_disk["models"]["mostpop"]["hr@10"]
+        # the long-term model ranks by the snapshot alone, the user's own items excluded
+        assert on_disk["models"]["long_only"]["history_excluded"] is True
+        if protocol == "loo":
+            lo, mp = on_disk["models"]["long_only"], on_disk["models"]["mostpop"]
+            assert lo["hr@10"] > mp["hr@10"]
+    else:
+        # warm refreshes happened during the replay (one per 400 events but the last chunk)
+        n = on_disk["events"]
+        assert len(on_disk["models"]["long_only"]["refresh_s"]) == (n - 1) // 400
 
 
 def test_unknown_models_and_protocols_are_refused() -> None:

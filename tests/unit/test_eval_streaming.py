@@ -48,12 +48,14 @@ class Spy:
         self.results: list[BatchResult] = []
         self.model: StreamingModel | None = None  # if set, note whether it passed its tables
 
-    def __call__(self, events, load, lookup, trending, cfg, now, sources=None):  # type: ignore[no-untyped-def]
+    def __call__(self, events, load, lookup, trending, cfg, now, sources=None, model=None):  # type: ignore[no-untyped-def]
         self.calls.append(dict(events=list(events), load=load, lookup=lookup,
-                               trending=trending, cfg=cfg, now=now, sources=sources))  # fmt: skip
+                               trending=trending, cfg=cfg, now=now, sources=sources,
+                               long_model=model))  # fmt: skip
         if self.model is not None:
             self.calls[-1]["current_trending"] = trending is self.model.trending
-        result = lsi.engine.process_batch(events, load, lookup, trending, cfg, now, sources)
+        result = lsi.engine.process_batch(events, load, lookup, trending, cfg, now, sources,
+                                          model=model)  # fmt: skip
         self.results.append(result)
         return result
 

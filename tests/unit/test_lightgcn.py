@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights
+from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights, normalized_adjacency
 
 
 def test_propagation_equals_the_normalised_adjacency_computation() -> None:
@@ -53,3 +53,25 @@ def test_bpr_training_separates_observed_from_unobserved_items() -> None:
     u, i = model(edge_index)
     scores = u @ i.T
     assert scores[0, :2].min() > scores[0, 2:].max() and scores[1, 2:].min() > scores[1, :2].max()
+
+
+def test_precomputed_normalized_adjacency_gives_the_same_propagation() -> None:
+    torch.manual_seed(1)
+    users = torch.tensor([0, 1, 1, 2, 3])
+    items = torch.tensor([1, 0, 2, 2, 1])
+    w = torch.tensor([1.0, 2.0, 0.5, 4.0, 1.5])
+    model = WeightedLightGCN(num_users=4, num_items=3, dim=5, num_layers=3)
+    edge_index = WeightedLightGCN.bipartite_edges(users, items, 4)
+    ww = torch.cat([w, w])
+    adj = normalized_adjacency(edge_index, ww, 7)
+    assert torch.allclose(model.get_embedding(adj), model.get_embedding(edge_index, ww), atol=1e-6)
+    with torch.no_grad():  # the LGConv path
+        assert torch.allclose(model.get_embedding(adj), model.get_embedding(edge_index, ww),
+                              atol=1e-6)  # fmt: skip
+    # the symmetric backward gives the gradient autograd computes through LGConv
+    target = torch.randn(7, 5)
+    (model.get_embedding(adj) * target).sum().backward()
+    fast = model.embedding.weight.grad.clone()
+    model.embedding.weight.grad = None
+    (model.get_embedding(edge_index, ww) * target).sum().backward()
+    assert torch.allclose(fast, model.embedding.weight.grad, atol=1e-6)
