@@ -197,12 +197,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
                                seeds=args.seeds, out=Path(args.out or "benchmarks/results"),
                                filter_seen=args.filter_seen, limit=args.limit,
-                               phase=args.phase)  # fmt: skip
+                               phase=args.phase, refresh_every=args.refresh_every,
+                               merge=args.merge)  # fmt: skip
         run_accuracy_bench(opts)
         suffix = "-valid" if opts.phase == "valid" else ""
         stem = opts.out / f"{Path(opts.dataset).name.split('.')[0]}-{opts.protocol}{suffix}"
         print(stem.with_suffix(".md").read_text())
         print(f"report: {stem}.json, {stem}.md, {stem}.png")
+    if args.bench == "refresh":
+        from dataclasses import replace
+
+        from lsi.bench.refresh import RefreshBenchOptions, run_refresh_bench
+        from models.train import TrainConfig
+
+        cfg = TrainConfig()
+        for flag in ("epochs", "warm_epochs", "dim"):
+            if getattr(args, flag) is not None:
+                cfg = replace(cfg, **{flag: getattr(args, flag)})
+        try:
+            edges = tuple(int(e) for e in args.scaling_edges.split(",") if e.strip())
+        except ValueError:
+            raise LsiError("--scaling-edges takes comma-separated integers, e.g. "
+                           "1000000,2000000") from None  # fmt: skip
+        ropts = RefreshBenchOptions(dataset=args.dataset, out=Path(args.out or "benchmarks/results"),
+                                    device=args.device, scaling_edges=edges,
+                                    scaling_epochs=args.scaling_epochs,
+                                    new_fraction=args.new_fraction, valid_cases=args.valid_cases,
+                                    cfg=cfg, seed=args.seed)  # fmt: skip
+        run_refresh_bench(ropts)
+        stem = ropts.out / f"refresh-{Path(args.dataset).name.split('.')[0]}"
+        print(stem.with_suffix(".md").read_text())
+        print(f"report: {stem}.json, {stem}.md, {stem}-scaling.png")
     if args.bench == "pipeline":
         out = Path(args.out or f"benchmarks/results/pipeline-{args.dataset}")
         run_pipeline_bench(PipelineBenchOptions(dataset=args.dataset, n_backlog=args.backlog,
@@ -406,6 +431,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="valid: learn training only and rank the validation items (for tuning)",
     )
     ba.add_argument("--out", help="report folder (default benchmarks/results)")
+    ba.add_argument("--refresh-every", type=int, default=100_000,
+                    help="prequential long_only: warm refresh every N events")  # fmt: skip
+    ba.add_argument("--merge", action="store_true",
+                    help="keep rows of models not run from the report already in --out")  # fmt: skip
+    br = bsub.add_parser("refresh", help="long-term model refresh: cold, warm, scaling curve")
+    br.add_argument("--dataset", default="ml-1m")
+    br.add_argument("--out", help="report folder (default benchmarks/results)")
+    br.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    br.add_argument("--scaling-edges", default="1000000,2000000,5000000,10000000",
+                    help="synthetic graph sizes (comma-separated edges)")  # fmt: skip
+    br.add_argument("--scaling-epochs", type=int, default=1, help="epochs timed per size")
+    br.add_argument("--new-fraction", type=float, default=0.01,
+                    help="newest share of the log that arrives before the warm refresh")  # fmt: skip
+    br.add_argument("--valid-cases", type=int, default=1000)
+    br.add_argument("--epochs", type=int, help="cold epochs (default: the refresh job's)")
+    br.add_argument("--warm-epochs", type=int, help="warm epochs (default: the refresh job's)")
+    br.add_argument("--dim", type=int, help="embedding size (default: the refresh job's)")
+    br.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_bench)
 
     rf = sub.add_parser("refresh", help="train the long-term model and publish a snapshot")

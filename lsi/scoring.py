@@ -156,7 +156,10 @@ def score_user(
             if item not in pool:
                 pool[item] = full(item)
     fused = {k: w * lv + (1.0 - w) * scores.get(k, 0.0) for k, lv in pool.items()}
-    top = heapq.nlargest(cfg.top_k, fused.items(), key=lambda kv: (kv[1], kv[0]))
+    if w == 1.0:  # the snapshot's own order (ties by catalogue row, as LongTermModel.top)
+        top = [(k, fused[k]) for k, _ in cand[: cfg.top_k]]
+    else:
+        top = heapq.nlargest(cfg.top_k, fused.items(), key=lambda kv: (kv[1], kv[0]))
     return ScoreResult(
         items=tuple(RecItem(k, v, pool[k], scores.get(k, 0.0)) for k, v in top),
         short_term=short_term,

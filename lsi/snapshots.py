@@ -23,6 +23,7 @@ import re
 import shutil
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ __all__ = ["SnapshotArrays", "SnapshotError", "SnapshotStore"]
 FORMAT = 1
 _VERSION = re.compile(r"^v(\d{6,})$")
 ARRAYS = ("user_vec", "item_vec", "base", "hist_indptr", "hist_items")
+
+
+_ELSEWHERE = "promote another version (`lsi models list`) or run `lsi models rollback`"
 
 
 class SnapshotError(LsiError):
@@ -104,7 +108,7 @@ class SnapshotStore:
             data = json.loads(path.read_text())
             return {"version": data["version"], "previous": list(data.get("previous", []))}
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SnapshotError(f"{path} is unreadable ({exc}); fix or remove it, then run "
+            raise SnapshotError(f"{path} is unreadable ({exc}); remove it, then run "
                                 "`lsi models promote VERSION`") from exc  # fmt: skip
 
     def live(self) -> str | None:
@@ -115,12 +119,17 @@ class SnapshotStore:
     def manifest(self, version: str) -> dict[str, Any]:
         path = self.root / version / "manifest.json"
         try:
-            return dict(json.loads(path.read_text()))
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             raise SnapshotError(f"no snapshot {version} in {self.root}; `lsi models list` "
                                 "shows the versions there") from None  # fmt: skip
         except (OSError, ValueError) as exc:
-            raise SnapshotError(f"snapshot {version} has an unreadable manifest: {exc}") from exc
+            raise SnapshotError(f"snapshot {version} has an unreadable manifest: {exc}; "
+                                f"{_ELSEWHERE}") from exc  # fmt: skip
+        if not isinstance(data, dict):
+            raise SnapshotError(f"snapshot {version} has a manifest that is not an object; "
+                                f"{_ELSEWHERE}")  # fmt: skip
+        return data
 
     def uri(self, version: str) -> str:
         return str((self.root / version).resolve())
@@ -135,8 +144,11 @@ class SnapshotStore:
         if version is None:
             return None
         manifest, a = self.load_arrays(version)
-        return LongTermModel(version, a.user_ids, a.item_ids, a.user_vec, a.item_vec,
-                             a.hist_indptr, a.hist_items, manifest)  # fmt: skip
+        try:
+            return LongTermModel(version, a.user_ids, a.item_ids, a.user_vec, a.item_vec,
+                                 a.hist_indptr, a.hist_items, manifest)  # fmt: skip
+        except ValueError as exc:
+            raise SnapshotError(f"{exc}; {_ELSEWHERE}") from exc
 
     # -- writing -----------------------------------------------------------------------
     def next_version(self) -> str:
@@ -177,8 +189,7 @@ class SnapshotStore:
 
     def promote(self, version: str) -> None:
         """Make ``version`` live (the old live one becomes the rollback target)."""
-        self.manifest(version)  # exists and readable
-        load_dir(self.root / version, self.manifest(version))  # and loadable
+        self.load(version)  # exists, readable and servable
         ptr = self._pointer()
         if ptr["version"] == version:
             return
@@ -209,14 +220,22 @@ class SnapshotStore:
 
     def _write_pointer(self, version: str, previous: list[str]) -> None:
         tmp = self.root / f".LIVE.{uuid.uuid4().hex}"
-        _write_file(tmp, json.dumps({"version": version, "previous": previous}).encode())
-        os.replace(tmp, self.root / "LIVE")
+        try:
+            _write_file(tmp, json.dumps({"version": version, "previous": previous}).encode())
+            os.replace(tmp, self.root / "LIVE")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         _fsync_dir(self.root)
 
     def _clean_tmp(self) -> None:
         for p in self.root.glob(".tmp-*"):
             with contextlib.suppress(OSError):
                 shutil.rmtree(p)
+        for p in self.root.glob(".LIVE.*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
     def describe(self) -> Iterator[dict[str, Any]]:
         """One row per version for ``lsi models list``."""
@@ -238,12 +257,16 @@ def load_dir(path: Path, manifest: dict[str, Any]) -> SnapshotArrays:
                             f"lsi reads format {FORMAT}")  # fmt: skip
     try:
         ids = json.loads((path / "ids.json").read_text())
-        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+        # open it ourselves: np.load leaks its handle when the zip is corrupt
+        with open(path / "arrays.npz", "rb") as fh, np.load(fh, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ARRAYS}
-    except (OSError, ValueError, KeyError) as exc:
-        raise SnapshotError(f"snapshot {version} is unreadable: {exc}") from exc
-    out = SnapshotArrays(tuple(ids["users"]), tuple(ids["items"]), **arrays)
-    if (out.user_vec.shape[0] != len(out.user_ids) or out.item_vec.shape[0] != len(out.item_ids)
-            or out.user_vec.shape[0] != manifest.get("n_users")):  # fmt: skip
-        raise SnapshotError(f"snapshot {version}: arrays do not match its ids/manifest")
+        out = SnapshotArrays(tuple(ids["users"]), tuple(ids["items"]), **arrays)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise SnapshotError(f"snapshot {version} is unreadable: {exc}; {_ELSEWHERE}") from exc
+    n_u, n_i = len(out.user_ids), len(out.item_ids)
+    if (out.user_vec.shape[0] != n_u or out.item_vec.shape[0] != n_i
+            or n_u != manifest.get("n_users") or out.base.shape[0] != n_u + n_i
+            or out.hist_indptr.shape != (n_u + 1,)):  # fmt: skip
+        raise SnapshotError(f"snapshot {version}: arrays do not match its ids/manifest; "
+                            f"{_ELSEWHERE}")  # fmt: skip
     return out

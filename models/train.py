@@ -33,8 +33,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lsi.datasets import Interactions
 from lsi.evaluation.metrics import DEFAULT_KS
 from lsi.longterm import LongTermModel
+from lsi.records import EVENT_TYPES, TYPE_WEIGHTS
 from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights, normalized_adjacency
 
 __all__ = [
@@ -110,6 +112,22 @@ class Log:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    @classmethod
+    def from_interactions(cls, data: Interactions, rows: npt.NDArray[np.int64] | None = None
+                          ) -> Log:  # fmt: skip
+        """Rows of a dataset as the refresh job would read them from the topic: string ids,
+        strength ``TYPE_WEIGHTS[type] · weight`` (:attr:`lsi.records.Event.strength`; a
+        missing weight is 1). ``rows`` default: all, in time order."""
+        if rows is None:
+            rows = data.time_order()
+        table = np.array([TYPE_WEIGHTS[t] for t in EVENT_TYPES], dtype=np.float32)
+        strength = table[data.types[rows].astype(np.int64)]
+        if data.weights is not None:
+            w = data.weights[rows]
+            strength = strength * np.where(np.isnan(w), 1.0, w).astype(np.float32)
+        return cls(data.users[rows].astype(str).tolist(), data.items[rows].astype(str).tolist(),
+                   data.ts[rows].astype(np.float64), strength.astype(np.float32))  # fmt: skip
 
     def take(self, rows: npt.NDArray[np.int64]) -> Log:
         r = rows.tolist()

@@ -55,7 +55,7 @@ from lsi.evaluation.metrics import (
 )
 from lsi.evaluation.splits import loo_split, temporal_split
 from lsi.evaluation.streaming import EVENT_ENGINE, NOT_EVALUATED, StreamingModel
-from lsi.records import EVENT_TYPES, TYPE_WEIGHTS, Event
+from lsi.records import EVENT_TYPES, Event
 from models.train import Log, TrainConfig, WarmStart, train_long_term
 
 __all__ = ["MODELS", "PROTOCOLS", "AccuracyOptions", "run_accuracy_bench"]
@@ -93,6 +93,7 @@ class AccuracyOptions:
     limit: int | None = None
     phase: str = "test"
     refresh_every: int = 100_000
+    merge: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -233,14 +234,8 @@ def _loo_once(data: Interactions, split: Any, rows: npt.NDArray[np.int64], name:
 
 # -- prequential ---------------------------------------------------------------------------
 def _log(data: Interactions, rows: npt.NDArray[np.int64]) -> Log:
-    """Rows of ``data`` as the refresh job reads them: string ids and event strength."""
-    weights = np.array([TYPE_WEIGHTS[t] for t in EVENT_TYPES], dtype=np.float32)[data.types[rows]]
-    if data.weights is not None:
-        w = data.weights[rows]
-        weights = weights * np.where(np.isnan(w), 1.0, w).astype(np.float32)
-    return Log([str(u) for u in data.users[rows].tolist()],
-               [str(i) for i in data.items[rows].tolist()], data.ts[rows].astype(np.float64),
-               weights.astype(np.float32))  # fmt: skip
+    """Rows of ``data`` as the refresh job reads them (:meth:`Log.from_interactions`)."""
+    return Log.from_interactions(data, rows)
 
 
 def _prequential_long_only(
@@ -367,18 +362,40 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
                 "p": p,
             }
 
+    n_events = len(data) if opts.limit is None else min(len(data), opts.limit)
+    if opts.merge:
+        _merge_earlier(opts, data.name, models, n_events)
     report: dict[str, Any] = {
         "dataset": data.name,
         "protocol": opts.protocol,
         "filter_seen": opts.filter_seen,
         "phase": opts.phase,
         "models": models,
-        "events": len(data) if opts.limit is None else min(len(data), opts.limit),
+        "events": n_events,
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "anchors": ANCHORS.get(data.name, {}) if opts.protocol == "loo" else {},
     }
     _write(opts.out, report)
     return report
+
+
+def _merge_earlier(opts: AccuracyOptions, name: str, models: dict[str, Any], n_events: int
+                   ) -> None:  # fmt: skip
+    """Keep the rows of models this run did not evaluate from the report already on disk
+    (same dataset, protocol and phase), marked ``earlier_run``; paired tests are only
+    computed within one run."""
+    suffix = "-valid" if opts.phase == "valid" else ""
+    path = opts.out / f"{name}-{opts.protocol}{suffix}.json"
+    if not path.exists():
+        return
+    earlier = json.loads(path.read_text())
+    if earlier.get("filter_seen") != opts.filter_seen or earlier.get("events") != n_events:
+        raise LsiError(f"{path} was measured under other options; run without --merge")
+    for model, entry in earlier.get("models", {}).items():
+        if model not in models:
+            entry = {k: v for k, v in entry.items() if not k.startswith("vs_")}
+            entry["earlier_run"] = True
+            models[model] = entry
 
 
 def _rows(report: dict[str, Any]) -> Iterator[str]:
@@ -394,7 +411,9 @@ def _rows(report: dict[str, Any]) -> Iterator[str]:
                 cells.append(f"{m[k]:.4f} ± {m['std'][k]:.4f}")
             else:
                 cells.append(f"{m[k]:.4f}")
-        yield f"| `{name}` | " + " | ".join(cells) + f" | {m['train_s']:.1f} | {m['eval_s']:.1f} |"
+        mark = " ¹" if m.get("earlier_run") else ""
+        yield (f"| `{name}`{mark} | " + " | ".join(cells)
+               + f" | {m['train_s']:.1f} | {m['eval_s']:.1f} |")  # fmt: skip
     for name, a in report["anchors"].items():
         cells = [f"{a[k]:.4f}" if k in a else "–" for k in metrics]
         yield f"| {name} (published) | " + " | ".join(cells) + " | | |"
@@ -417,6 +436,15 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         "",
         *_rows(report),
         "",
+        *(
+            [
+                "¹ from an earlier run of the same command and data (`--merge`); deterministic "
+                "models give the same numbers again.",
+                "",
+            ]
+            if any(m.get("earlier_run") for m in report["models"].values())
+            else []
+        ),
         f"Reproduce: `lsi bench accuracy --dataset {report['dataset']} --protocol {report['protocol']}"
         f" --models {','.join(report['models'])}{' --filter-seen' if report['filter_seen'] else ''}`",
         "",

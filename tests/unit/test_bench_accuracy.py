@@ -96,3 +96,20 @@ def test_the_validation_phase_is_reported_apart_and_never_sees_the_test_items(
     assert valid["models"]["mostpop"]["cases"] == test["models"]["mostpop"]["cases"]
     with pytest.raises(LsiError, match="no validation phase"):
         AccuracyOptions(protocol="prequential", phase="valid")
+
+
+def test_merge_keeps_the_rows_of_models_not_rerun_and_marks_them(tmp_path: Path) -> None:
+    log = synthetic_log(tmp_path / "ring.csv")
+    out = tmp_path / "results"
+    quiet = {"log": lambda _: None}
+    run_accuracy_bench(AccuracyOptions(dataset=str(log), models=("mostpop", "covisit"), seeds=1,
+                                       out=out), **quiet)  # fmt: skip
+    report = run_accuracy_bench(AccuracyOptions(dataset=str(log), models=("covisit",), seeds=1,
+                                                out=out, merge=True), **quiet)  # fmt: skip
+    assert set(report["models"]) == {"mostpop", "covisit"}
+    assert report["models"]["mostpop"]["earlier_run"] is True
+    assert "earlier_run" not in report["models"]["covisit"]
+    assert "¹ from an earlier run" in (out / "ring-loo.md").read_text()
+    with pytest.raises(LsiError, match="other options"):
+        run_accuracy_bench(AccuracyOptions(dataset=str(log), models=("covisit",), seeds=1, out=out,
+                                           merge=True, filter_seen=True), **quiet)  # fmt: skip
