@@ -438,6 +438,15 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         "",
         *(
             [
+                "`long_only` excludes each user's training items from its candidates, as the "
+                "scorer serves it (the snapshot carries every user's history).",
+                "",
+            ]
+            if "long_only" in report["models"]
+            else []
+        ),
+        *(
+            [
                 "¹ from an earlier run of the same command and data (`--merge`); deterministic "
                 "models give the same numbers again.",
                 "",
