@@ -95,20 +95,31 @@ class ModelWatcher:
 
         @app.task
         async def follow_models() -> None:
-            from aiokafka import AIOKafkaConsumer, TopicPartition
+            while True:  # a broker hiccup must not end the watch: reconnect and re-read
+                try:
+                    await self._follow(settings)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.error("models: following %s failed (%r); retrying in 5 s",
+                              settings.models_topic, exc)  # fmt: skip
+                    await asyncio.sleep(5.0)
 
-            consumer = AIOKafkaConsumer(bootstrap_servers=settings.brokers, group_id=None,
-                                        enable_auto_commit=False,
-                                        auto_offset_reset="earliest")  # fmt: skip
-            await consumer.start()
-            try:
-                tp = TopicPartition(settings.models_topic, 0)
-                consumer.assign([tp])
-                await consumer.seek_to_beginning(tp)
-                while True:
-                    batch = await consumer.getmany(timeout_ms=1000)
-                    records = [r for rs in batch.values() for r in rs]
-                    if records:  # only the newest announcement matters
-                        await self.apply(records[-1].value)
-            finally:
-                await consumer.stop()
+    async def _follow(self, settings: Settings) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.brokers, group_id=None,
+                                    enable_auto_commit=False,
+                                    auto_offset_reset="earliest")  # fmt: skip
+        await consumer.start()
+        try:
+            tp = TopicPartition(settings.models_topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                records = [r for rs in batch.values() for r in rs]
+                if records:  # only the newest announcement matters
+                    await self.apply(records[-1].value)
+        finally:
+            await consumer.stop()

@@ -1,0 +1,87 @@
+"""The worker's model watcher: load the live snapshot at start, swap on announcements, keep the
+old one when a new one cannot be loaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from lsi.config import Settings
+from lsi.metrics import WorkerMetrics
+from lsi.snapshots import SnapshotArrays, SnapshotStore
+from streams.models import ModelWatcher
+
+
+def publish(store: SnapshotStore, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    arrays = SnapshotArrays(("u1", "u2"), ("a", "b", "c"),
+                            rng.standard_normal((2, 4)).astype(np.float32),
+                            rng.standard_normal((3, 4)).astype(np.float32),
+                            rng.standard_normal((5, 4)).astype(np.float32),
+                            np.array([0, 1, 1], np.int64), np.array([2], np.int32))  # fmt: skip
+    return store.publish(arrays, {"created_at": 1000.0 + seed})
+
+
+def watcher(tmp_path: Path) -> tuple[ModelWatcher, SnapshotStore, CollectorRegistry]:
+    registry = CollectorRegistry()
+    settings = Settings.from_env({}, models_dir=tmp_path / "models")
+    return (
+        ModelWatcher(settings, WorkerMetrics(registry)),
+        SnapshotStore(tmp_path / "models"),
+        registry,
+    )
+
+
+def announcement(store: SnapshotStore, version: str) -> bytes:
+    return json.dumps({"version": version, "uri": store.uri(version)}).encode()
+
+
+async def test_start_loads_live_and_announcements_swap(tmp_path: Path) -> None:
+    w, store, reg = watcher(tmp_path)
+    w.load_initial()
+    assert w.current is None
+    assert reg.get_sample_value("lsi_model_version_info", {"version": "none"}) == 1.0
+    v1 = publish(store, 1)
+    store.promote(v1)
+    w.load_initial()
+    assert w.current is not None and w.current.version == v1
+    assert reg.get_sample_value("lsi_model_created_timestamp_seconds") == 1001.0
+    v2 = publish(store, 2)
+    await w.apply(announcement(store, v2))
+    assert w.current.version == v2
+    assert reg.get_sample_value("lsi_model_version_info", {"version": v2}) == 1.0
+    assert reg.get_sample_value("lsi_model_version_info", {"version": v1}) is None
+    assert reg.get_sample_value("lsi_model_swaps_total") == 1.0
+    before = w.current
+    await w.apply(announcement(store, v2))  # the same version again: nothing to do
+    assert w.current is before and reg.get_sample_value("lsi_model_swaps_total") == 1.0
+
+
+async def test_bad_announcements_are_counted_and_the_old_model_stays(tmp_path: Path) -> None:
+    w, store, reg = watcher(tmp_path)
+    v1 = publish(store, 1)
+    store.promote(v1)
+    w.load_initial()
+    await w.apply(b"{not json")
+    await w.apply(json.dumps({"version": "v9"}).encode())  # no uri
+    await w.apply(
+        json.dumps({"version": "v000009", "uri": str(tmp_path / "nowhere" / "v9")}).encode()
+    )
+    v2 = publish(store, 2)
+    (tmp_path / "models" / v2 / "arrays.npz").write_bytes(b"PK\x03\x04 truncated")
+    await w.apply(announcement(store, v2))
+    assert w.current is not None and w.current.version == v1
+    assert reg.get_sample_value("lsi_model_load_failures_total") == 4.0
+    assert reg.get_sample_value("lsi_model_swaps_total") == 0.0
+
+
+def test_a_damaged_live_snapshot_at_start_is_counted_not_fatal(tmp_path: Path) -> None:
+    w, store, reg = watcher(tmp_path)
+    store.promote(publish(store, 1))
+    (tmp_path / "models" / "LIVE").write_text("{")
+    w.load_initial()
+    assert w.current is None
+    assert reg.get_sample_value("lsi_model_load_failures_total") == 1.0
