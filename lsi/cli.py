@@ -205,15 +205,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(stem.with_suffix(".md").read_text())
         print(f"report: {stem}.json, {stem}.md, {stem}.png")
     if args.bench == "refresh":
-        from dataclasses import replace
-
         from lsi.bench.refresh import RefreshBenchOptions, run_refresh_bench
-        from models.train import TrainConfig
 
-        cfg = TrainConfig()
-        for flag in ("epochs", "warm_epochs", "dim"):
-            if getattr(args, flag) is not None:
-                cfg = replace(cfg, **{flag: getattr(args, flag)})
+        cfg = _train_config(epochs=args.epochs, warm_epochs=args.warm_epochs, dim=args.dim)
         try:
             edges = tuple(int(e) for e in args.scaling_edges.split(",") if e.strip())
         except ValueError:
@@ -251,17 +245,25 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def cmd_refresh(args: argparse.Namespace) -> int:
-    import threading
+def _train_config(**changes: Any) -> Any:
+    """The refresh job's training configuration with ``changes`` (``None`` = keep)."""
     from dataclasses import replace
 
-    from models.refresh import RefreshJob, run_forever
     from models.train import TrainConfig
 
+    try:
+        return replace(TrainConfig(), **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as exc:
+        raise LsiError(f"{exc}; see `lsi refresh --help`") from None
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    import threading
+
+    from models.refresh import RefreshJob, run_forever
+
     settings = _settings(args)
-    cfg = TrainConfig()
-    if args.epochs is not None:
-        cfg = replace(cfg, epochs=args.epochs, warm_epochs=args.epochs)
+    cfg = _train_config(epochs=args.epochs, warm_epochs=args.epochs)
     loop = args.every is not None or args.after_events is not None or args.drift
     if not loop:
         job = RefreshJob(settings, cfg, progress=not args.quiet)
@@ -308,14 +310,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"no snapshots in {settings.models_dir} yet; run `lsi refresh`")
             return 0
         print(f"{'version':<9} {'live':<4} {'created (UTC)':<19} {'events':>10} {'edges':>10} "
-              f"{'NDCG@10':>8} {'promoted':<8} device")  # fmt: skip
+              f"{'NDCG@10':>8} {'gate':<8} device")  # fmt: skip
         for r in rows:
             if "error" in r:
                 print(f"{r['version']:<9} {'*' if r['live'] else '':<4} unreadable: {r['error']}")
                 continue
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.get("created_at", 0)))
             ndcg = r.get("validation", {}).get("ndcg@10", float("nan"))
-            promoted = "yes" if r.get("promotion", {}).get("promoted") else "no"
+            promoted = "passed" if r.get("promotion", {}).get("promoted") else "failed"
             print(f"{r['version']:<9} {'*' if r['live'] else '':<4} {created:<19} "
                   f"{r.get('events', 0):>10,} {r.get('edges', 0):>10,} {ndcg:>8.4f} "
                   f"{promoted:<8} {r.get('training', {}).get('device', '')}")  # fmt: skip

@@ -126,6 +126,8 @@ class Settings:
             raise ConfigError(
                 f"refresh_device must be auto, cpu or cuda, got {self.refresh_device!r}"
             )
+        if self.refresh_half_life_days <= 0 or self.refresh_valid_cases < 1:
+            raise ConfigError("refresh_half_life_days must be > 0 and refresh_valid_cases >= 1")
         if self.models_keep < 1 or self.promote_margin < 0:
             raise ConfigError("models_keep must be at least 1 and promote_margin >= 0")
         if not self.brokers.strip():

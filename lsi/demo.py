@@ -147,14 +147,19 @@ def _start_refresh(settings: Settings, opts: DemoOptions, stop: threading.Event
     from models.refresh import RefreshJob, run_forever
 
     job = RefreshJob(settings)
+    # a short replay still gets a snapshot or two to show
+    after = min(opts.refresh_after, max(1, opts.limit // 3)) if opts.limit else opts.refresh_after
 
     def loop() -> None:
-        run_forever(job, every_s=None, after_events=opts.refresh_after, drift=False, stop=stop,
-                    report=lambda line: print(f"[refresh] {line}", flush=True))  # fmt: skip
+        try:
+            run_forever(job, every_s=None, after_events=after, drift=False, stop=stop,
+                        report=lambda line: print(f"[refresh] {line}", flush=True))  # fmt: skip
+        except LsiError as exc:
+            print(f"[refresh] stopped: {exc}", flush=True)
 
     thread = threading.Thread(target=loop, name="refresh", daemon=True)
     thread.start()
-    print(f"[demo] model refresh: after every {opts.refresh_after} new interactions; snapshots "
+    print(f"[demo] model refresh: after every {after} new interactions; snapshots "
           f"in {settings.models_dir}", flush=True)  # fmt: skip
     return thread
 

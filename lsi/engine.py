@@ -93,13 +93,14 @@ def recommend(
 ) -> Recommendation:
     """Score one user and wrap the list as a record (does not touch the state).
 
-    ``model_version`` is the snapshot's version when a long-term model is live, else
-    ``cfg.model_version`` (the baseline)."""
+    ``model_version`` is the snapshot's version when it took part in the list
+    (``long_weight > 0``), else ``cfg.model_version`` (the short-term baseline)."""
     res = score_user(state, lookup, trending, cfg.scoring, model, user_id)
+    scored_by = model.version if model is not None and res.long_weight > 0 else None
     return Recommendation(
         user_id=user_id,
         ts=now,
-        model_version=model.version if model is not None else cfg.model_version,
+        model_version=scored_by or cfg.model_version,
         long_weight=res.long_weight,
         items=res.items,
         short_term=res.short_term,

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "EVENT_TYPES",
+    "SOURCE_HEADER",
     "TYPE_CODES",
     "TYPE_WEIGHTS",
     "Event",
@@ -21,6 +22,10 @@ __all__ = [
     "Recommendation",
     "ScoredItem",
 ]
+
+#: Header of a forwarded interaction: ``<partition>:<offset>`` of its event in ``lsi.events``
+#: (set by ingest; lets later stages recognise a re-delivered copy).
+SOURCE_HEADER = "lsi-src"
 
 #: Event types a client may send, in a fixed order (the order is the wire-free integer code
 #: that per-user state stores).

@@ -12,11 +12,15 @@ Publishing writes a version into a hidden ``.tmp-*`` directory, fsyncs every fil
 whole one, and the live version untouched. ``LIVE`` is replaced the same way (write aside,
 ``os.replace``). ``previous`` is the stack of earlier live versions that ``rollback`` pops.
 Versions beyond the newest ``keep`` are pruned, never the live one or the rollback target.
+Every change (publish, promote, rollback, prune) holds an exclusive ``flock`` on ``.lock``, so
+a refresh job and a person running ``lsi models`` at the same time cannot lose each other's
+change or remove each other's half-written version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -151,13 +155,33 @@ class SnapshotStore:
             raise SnapshotError(f"{exc}; {_ELSEWHERE}") from exc
 
     # -- writing -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive lock on the store (one writer at a time); OS errors → SnapshotError."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / ".lock", "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        except OSError as exc:
+            raise SnapshotError(f"cannot write the model store {self.root}: {exc}; check the "
+                                "path (LSI_MODELS_DIR) and its permissions") from exc  # fmt: skip
+
     def next_version(self) -> str:
         vs = self.versions()
         return f"v{(int(vs[-1][1:]) + 1 if vs else 1):06d}"
 
     def publish(self, arrays: SnapshotArrays, manifest: dict[str, Any]) -> str:
         """Write a new version atomically and return its name (does not promote it)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            version = self._publish(arrays, manifest)
+            self._prune()
+        return version
+
+    def _publish(self, arrays: SnapshotArrays, manifest: dict[str, Any]) -> str:
         self._clean_tmp()
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
@@ -189,27 +213,37 @@ class SnapshotStore:
 
     def promote(self, version: str) -> None:
         """Make ``version`` live (the old live one becomes the rollback target)."""
+        with self._locked():
+            self._promote(version)
+
+    def _promote(self, version: str) -> None:
         self.load(version)  # exists, readable and servable
         ptr = self._pointer()
         if ptr["version"] == version:
             return
         previous = ptr["previous"] + ([ptr["version"]] if ptr["version"] else [])
         self._write_pointer(version, previous[-self.keep :])
-        self.prune()
+        self._prune()
 
     def rollback(self) -> str:
         """Make the previous live version live again; returns it."""
-        ptr = self._pointer()
-        previous = [v for v in ptr["previous"] if (self.root / v).is_dir()]
-        if not previous:
-            raise SnapshotError("nothing to roll back to: no earlier live version is kept")
-        target = str(previous.pop())
-        self._write_pointer(target, previous)
-        return target
+        with self._locked():
+            ptr = self._pointer()
+            previous = [v for v in ptr["previous"] if (self.root / v).is_dir()]
+            if not previous:
+                raise SnapshotError("nothing to roll back to: no earlier live version is kept")
+            target = str(previous.pop())
+            self.load(target)  # still servable
+            self._write_pointer(target, previous)
+            return target
 
     def prune(self) -> list[str]:
         """Delete versions beyond the newest ``keep`` (never the live one or the rollback
         target); returns the deleted names."""
+        with self._locked():
+            return self._prune()
+
+    def _prune(self) -> list[str]:
         ptr = self._pointer()
         protect = {ptr["version"], *(ptr["previous"][-1:])}
         vs = self.versions()
@@ -264,9 +298,14 @@ def load_dir(path: Path, manifest: dict[str, Any]) -> SnapshotArrays:
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise SnapshotError(f"snapshot {version} is unreadable: {exc}; {_ELSEWHERE}") from exc
     n_u, n_i = len(out.user_ids), len(out.item_ids)
+    ptr, hist = out.hist_indptr, out.hist_items
     if (out.user_vec.shape[0] != n_u or out.item_vec.shape[0] != n_i
             or n_u != manifest.get("n_users") or out.base.shape[0] != n_u + n_i
-            or out.hist_indptr.shape != (n_u + 1,)):  # fmt: skip
+            or ptr.shape != (n_u + 1,) or (ptr.size and (ptr[0] != 0 or ptr[-1] != hist.size))
+            or (np.diff(ptr) < 0).any()
+            or (hist.size and (hist.min() < 0 or hist.max() >= n_i))):  # fmt: skip
         raise SnapshotError(f"snapshot {version}: arrays do not match its ids/manifest; "
                             f"{_ELSEWHERE}")  # fmt: skip
+    if not (np.isfinite(out.user_vec).all() and np.isfinite(out.item_vec).all()):
+        raise SnapshotError(f"snapshot {version} has non-finite vectors; {_ELSEWHERE}")
     return out

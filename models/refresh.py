@@ -32,11 +32,20 @@ import numpy as np
 
 from lsi.config import Settings
 from lsi.drift import HitRateMonitor
-from lsi.errors import LsiError
+from lsi.errors import ConfigError, LsiError
 from lsi.metrics import RefreshMetrics
-from lsi.records import Event
+from lsi.records import SOURCE_HEADER, Event
 from lsi.snapshots import SnapshotArrays, SnapshotStore
-from models.train import Log, TrainConfig, WarmStart, holdout_last, train_long_term, validate
+from models.train import (
+    Log,
+    TrainConfig,
+    WarmStart,
+    add_history,
+    holdout_last,
+    pick_device,
+    train_long_term,
+    validate,
+)
 
 __all__ = ["RefreshJob", "RefreshOutcome", "announce", "read_log", "run_forever"]
 
@@ -75,18 +84,38 @@ class RefreshOutcome:
                 f"trained {self.train_seconds:.1f} s on {self.device}, total {self.seconds:.1f} s")  # fmt: skip
 
 
-def read_log(settings: Settings, progress: Callable[[int], None] | None = None
+@dataclass
+class LogStats:
+    """What :func:`read_log` skipped."""
+
+    duplicates: int = 0  # re-deliveries of one source event (same ``lsi-src`` / event id)
+    undecodable: int = 0  # records that are not interactions (stray producers)
+
+
+def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
+             stats: LogStats | None = None, timeout_s: float = 600.0
              ) -> tuple[Log, Watermark]:  # fmt: skip
-    """Every interaction in ``lsi.interactions`` up to its end offsets now."""
+    """Every interaction in ``lsi.interactions`` up to its end offsets now.
+
+    ``lsi.interactions`` is written at least once: after a crash, ingest may forward a source
+    event again. Such copies carry the same ``lsi-src`` header (source partition and offset;
+    the ``event_id`` when absent) and are learned once. Records that do not decode are skipped
+    and counted in ``stats``. Raises :class:`~lsi.errors.BrokerError` if the log cannot be
+    read to its end within ``timeout_s``.
+    """
     from kafka import TopicPartition
 
+    from lsi.errors import BrokerError
     from lsi.kafka_io import client_errors, consumer
 
+    stats = stats if stats is not None else LogStats()
     topic = settings.interactions_topic
     users: list[str] = []
     items: list[str] = []
     ts: list[float] = []
     strength: list[float] = []
+    seen: set[bytes | str] = set()
+    deadline = time.monotonic() + timeout_s
     with client_errors(settings):
         c = consumer(settings, consumer_timeout_ms=2000, max_partition_fetch_bytes=8 << 20)
         try:
@@ -98,20 +127,40 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None
             end = c.end_offsets(tps)
             c.seek_to_beginning(*tps)
             pending = {tp for tp in tps if end[tp] > c.position(tp)}
+            done = [tp for tp in tps if tp not in pending]
+            if done:
+                c.pause(*done)
             while pending:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"could not read {topic} to its end within {timeout_s:.0f} s "
+                                      f"({len(users):,} events so far); is the broker up?")  # fmt: skip
                 batch = c.poll(timeout_ms=1000, max_records=50_000)
                 for tp, records in batch.items():
+                    n = 0
                     for r in records:
                         if r.offset >= end[tp]:
                             break
-                        e = Event.from_trusted(json.loads(r.value))
+                        n += 1
+                        try:
+                            e = Event.from_trusted(json.loads(r.value))
+                        except (ValueError, KeyError, TypeError, AttributeError):
+                            stats.undecodable += 1
+                            continue
+                        key = dict(r.headers or ()).get(SOURCE_HEADER) or e.event_id
+                        if key in seen:
+                            stats.duplicates += 1
+                            continue
+                        seen.add(key)
                         users.append(e.user_id)
                         items.append(e.item_id)
                         ts.append(e.ts)
                         strength.append(e.strength)
                     if progress is not None:
-                        progress(len(records))
-                pending = {tp for tp in pending if c.position(tp) < end[tp]}
+                        progress(n)
+                finished = {tp for tp in pending if c.position(tp) >= end[tp]}
+                if finished:
+                    c.pause(*finished)
+                    pending -= finished
             mark = {topic: {str(tp.partition): int(end[tp]) for tp in tps}}
         finally:
             c.close()
@@ -134,8 +183,11 @@ def announce(settings: Settings, store: SnapshotStore, version: str) -> None:
     }
     ensure_topics(settings)
     prod = producer(settings)
-    with client_errors(settings):
-        prod.send(settings.models_topic, key=b"live", value=json.dumps(record).encode()).get(30)
+    try:
+        with client_errors(settings):
+            prod.send(settings.models_topic, key=b"live",
+                      value=json.dumps(record).encode()).get(30)  # fmt: skip
+    finally:
         prod.close()
 
 
@@ -156,8 +208,12 @@ class RefreshJob:
         from prometheus_client import CollectorRegistry
 
         self.settings = settings
-        self.cfg = replace(cfg or TrainConfig(), device=settings.refresh_device,
-                           half_life_days=settings.refresh_half_life_days)  # fmt: skip
+        try:
+            self.cfg = replace(cfg or TrainConfig(), device=settings.refresh_device,
+                               half_life_days=settings.refresh_half_life_days)  # fmt: skip
+            pick_device(self.cfg.device)  # fail now, not after reading the whole log
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(str(exc)) from None
         self.store = SnapshotStore(settings.models_dir, keep=settings.models_keep)
         self.metrics = metrics or RefreshMetrics(CollectorRegistry())
         self.announce_to_workers = announce_to_workers
@@ -199,26 +255,43 @@ class RefreshJob:
                              events=len(full))  # fmt: skip
         if len(full) == 0 or not (full.strength > 0).any():
             return out
-        train_rows, valid_rows = holdout_last(full, s.refresh_valid_cases, seed=0)
         live_version = self.store.live()
         warm: WarmStart | None = None
         live_model = None
+        live_until: float | None = None
         if live_version is not None:
-            manifest, arrays = self.store.load_arrays(live_version)
+            live_manifest, arrays = self.store.load_arrays(live_version)
             live_model = self.store.load(live_version)
+            live_until = live_manifest.get("data_max_ts")
             if arrays.base.shape[1] == self.cfg.dim:
                 warm = WarmStart(arrays.user_ids, arrays.item_ids, arrays.base, live_version)
-        trained = train_long_term(full.take(train_rows), self.cfg, warm, self._bar())
+        # Validation cases: the newest interaction of random users (a different draw each
+        # refresh). To compare with the live snapshot fairly they must be newer than anything
+        # it trained on; with too few such cases the candidate is validated alone.
+        seed = len(full)
+        train_rows, valid_rows = holdout_last(full, s.refresh_valid_cases, seed, live_until)
+        compare = live_model is not None and live_until is not None and len(valid_rows) >= 30
+        if not compare:
+            train_rows, valid_rows = holdout_last(full, s.refresh_valid_cases, seed)
+        train_log = full.take(train_rows)
+        trained = train_long_term(train_log, self.cfg, warm, self._bar())
         candidate = trained.model("candidate")
         val = validate(candidate, full, valid_rows)
-        live_val = validate(live_model, full, valid_rows) if live_model is not None else None
+        # both rank the same candidates: everything but the candidate's training history
+        live_val = (validate(live_model, full, valid_rows, exclude=candidate)
+                    if compare and live_model is not None else None)  # fmt: skip
         margin = s.promote_margin
-        worse = live_val is not None and val["ndcg@10"] < live_val["ndcg@10"] * (1.0 - margin)
+        finite = bool(np.isfinite(trained.user_vec).all() and np.isfinite(trained.item_vec).all())
+        worse = not finite or (
+            live_val is not None and val["ndcg@10"] < live_val["ndcg@10"] * (1.0 - margin)
+        )
+        add_history(trained, full)  # held-out pairs are history too: never re-offered
         manifest = {
             "created_at": time.time(),
             "model": "weighted-lightgcn",
             "trigger": trigger,
             "data_watermark": watermark,
+            "data_max_ts": float(train_log.ts.max()) if len(train_log) else None,
             "events": len(full),
             "edges": trained.n_edges,
             "warm_from": trained.warm_from,
@@ -234,7 +307,12 @@ class RefreshJob:
             },
             "validation": val,
             "live_validation": {"version": live_version, **live_val} if live_val else None,
-            "promotion": {"promoted": not worse, "margin": margin},
+            "promotion": {
+                "promoted": not worse,
+                "margin": margin,
+                "compared_with_live": live_val is not None,
+                "finite": finite,
+            },
         }
         arrays_out = SnapshotArrays(trained.user_ids, trained.item_ids, trained.user_vec,
                                     trained.item_vec, trained.base, trained.hist_indptr,
@@ -291,6 +369,22 @@ class RefreshJob:
         return step
 
 
+def _partitions(c: Any, topics: tuple[str, ...], timeout_s: float = 30.0) -> list[Any]:
+    """All partitions of ``topics`` (metadata of a just-created topic may lag a little)."""
+    from kafka import TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = {t: c.partitions_for_topic(t) or set() for t in topics}
+        if all(parts.values()):
+            return [TopicPartition(t, p) for t in topics for p in sorted(parts[t])]
+        if time.monotonic() > deadline:
+            missing = ", ".join(t for t, p in parts.items() if not p)
+            raise LsiError(f"topic(s) {missing} have no partitions after {timeout_s:.0f} s; "
+                           "is the broker healthy (`lsi kafka status`)?")  # fmt: skip
+        time.sleep(0.5)
+
+
 def run_forever(
     job: RefreshJob,
     *,
@@ -302,40 +396,49 @@ def run_forever(
 ) -> None:
     """Refresh now, then whenever the schedule, the new-interaction count or drift says so,
     until ``stop`` is set. A failed refresh is reported and counted; the loop goes on."""
-    from kafka import TopicPartition
 
     from lsi.kafka_io import client_errors, consumer, ensure_topics
 
     s = job.settings
     ensure_topics(s)
     monitor = HitRateMonitor()
-    topics = (s.interactions_topic, s.recommendations_topic)
+    # the recommendations are read only to judge hits for the drift detector
+    topics = (s.interactions_topic, *((s.recommendations_topic,) if drift else ()))
     with client_errors(s):
         c = consumer(s, consumer_timeout_ms=1000)
     try:
         with client_errors(s):
-            tps = [
-                TopicPartition(t, p)
-                for t in topics
-                for p in sorted(c.partitions_for_topic(t) or ())
-            ]
+            tps = _partitions(c, topics)
             c.assign(tps)
             c.seek_to_end(*tps)
+            for tp in tps:
+                c.position(tp)  # resolve "end" now: events arriving during the start refresh count
+        log_tps = [tp for tp in tps if tp.topic == s.interactions_topic]
         trigger: str | None = "start"
         last = time.monotonic()
         new = 0
         while not stop.is_set():
             if trigger is not None:
+                new = 0
                 try:
-                    report(job.run_once(trigger).summary())
+                    out = job.run_once(trigger)
+                    report(out.summary())
+                    # what the refresh learned is not new: count from its watermark on
+                    mark = out.watermark.get(s.interactions_topic, {})
+                    with client_errors(s):
+                        for tp in log_tps:
+                            done = mark.get(str(tp.partition))
+                            if done is not None and c.position(tp) < done:
+                                c.seek(tp, done)
+                            new += max(0, c.position(tp) - (done or c.position(tp)))
                 except LsiError as exc:
                     report(f"refresh [{trigger}] failed: {exc}")
                 except Exception as exc:  # keep the loop alive; the metric counts it
                     log.exception("refresh failed")
                     report(f"refresh [{trigger}] failed: {exc!r}")
-                last, new, trigger = time.monotonic(), 0, None
+                last, trigger = time.monotonic(), None
                 monitor.reset()
-                job.metrics.new_interactions.set(0)
+                job.metrics.new_interactions.set(new)
             with client_errors(s):
                 batch = c.poll(timeout_ms=500, max_records=10_000)
             for tp, records in batch.items():

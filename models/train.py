@@ -44,6 +44,7 @@ __all__ = [
     "TrainConfig",
     "Trained",
     "WarmStart",
+    "add_history",
     "holdout_last",
     "pick_device",
     "train_long_term",
@@ -213,19 +214,21 @@ def train_long_term(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    keep = log.strength > 0
-    user_ids, u_rows = _index(log.users, warm.user_ids if warm else ())
-    item_ids, i_rows = _index(log.items, warm.item_ids if warm else ())
+    # only positive interactions make nodes: a user or item seen only in skips stays unknown
+    # (served by the short-term path), instead of a random row that would look "known"
+    keep = np.flatnonzero(log.strength > 0).tolist()
+    user_ids, u_rows = _index([log.users[r] for r in keep], warm.user_ids if warm else ())
+    item_ids, i_rows = _index([log.items[r] for r in keep], warm.item_ids if warm else ())
     n_u, n_i = len(user_ids), len(item_ids)
-    u_rows, i_rows = u_rows[keep], i_rows[keep]
+    keep_mask = log.strength > 0
     if u_rows.size == 0:
         raise ValueError("no positive interactions to learn from")
 
     # edges: one per distinct (user, item), weights summed over repeats
     pair = u_rows * n_i + i_rows
     now = float(log.ts.max())
-    w_all = edge_weights(torch.from_numpy(log.strength[keep].astype(np.float64)),
-                         torch.from_numpy(log.ts[keep]), now,
+    w_all = edge_weights(torch.from_numpy(log.strength[keep_mask].astype(np.float64)),
+                         torch.from_numpy(log.ts[keep_mask]), now,
                          cfg.half_life_days * 86400.0).numpy()  # fmt: skip
     uniq, inv = np.unique(pair, return_inverse=True)
     w = np.bincount(inv, weights=w_all, minlength=uniq.shape[0]).astype(np.float32)
@@ -284,12 +287,7 @@ def train_long_term(
     with torch.no_grad():
         emb_np = model.get_embedding(adj).float().cpu().numpy()
         base_np = model.embedding.weight.detach().float().cpu().numpy()
-    # per-user history (distinct training items), CSR by user row
-    order = np.argsort(uniq // n_i, kind="stable")
-    hist_u = (uniq // n_i)[order]
-    hist_items = (uniq % n_i)[order].astype(np.int32)
-    indptr = np.zeros(n_u + 1, dtype=np.int64)
-    np.cumsum(np.bincount(hist_u, minlength=n_u), out=indptr[1:])
+    indptr, hist_items = _history_csr(uniq, n_u, n_i)
     if device.type == "cuda":
         peak = int(torch.cuda.max_memory_allocated(device))
     else:
@@ -315,16 +313,44 @@ def train_long_term(
     )
 
 
+def _history_csr(
+    pairs: npt.NDArray[np.int64], n_u: int, n_i: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """Sorted distinct ``user * n_i + item`` codes → per-user item rows, CSR by user row."""
+    order = np.argsort(pairs // n_i, kind="stable")
+    hist_u = (pairs // n_i)[order]
+    hist_items = (pairs % n_i)[order].astype(np.int32)
+    indptr = np.zeros(n_u + 1, dtype=np.int64)
+    np.cumsum(np.bincount(hist_u, minlength=n_u), out=indptr[1:])
+    return indptr, hist_items
+
+
+def add_history(trained: Trained, log: Log) -> None:
+    """Add ``log``'s positive (user, item) pairs that both exist in ``trained`` to its history
+    (the rows held out for validation: served lists must not offer them again)."""
+    n_u, n_i = len(trained.user_ids), len(trained.item_ids)
+    ui = {k: j for j, k in enumerate(trained.user_ids)}
+    ii = {k: j for j, k in enumerate(trained.item_ids)}
+    codes = [ui[u] * n_i + ii[i] for u, i, s in zip(log.users, log.items, log.strength.tolist(),
+                                                    strict=True)
+             if s > 0 and u in ui and i in ii]  # fmt: skip
+    rows = np.repeat(np.arange(n_u, dtype=np.int64), np.diff(trained.hist_indptr))
+    have = rows * n_i + trained.hist_items.astype(np.int64)
+    pairs = np.unique(np.concatenate([have, np.asarray(codes, dtype=np.int64)]))
+    trained.hist_indptr, trained.hist_items = _history_csr(pairs, n_u, n_i)
+
+
 def holdout_last(
-    log: Log, max_cases: int = 2000, seed: int = 0
+    log: Log, max_cases: int = 2000, seed: int = 0, after_ts: float | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Split ``log`` into training rows and validation rows: the newest positive interaction
-    of up to ``max_cases`` random users with at least 3 positive interactions.
+    of up to ``max_cases`` random users with at least 3 positive interactions (and, with
+    ``after_ts``, whose newest interaction is later than that: data an older model never saw).
 
-    Returns ``(train_rows, valid_rows)``; validation items the user also has earlier are
-    kept as cases (the model excludes history, so they are simply hard misses).
+    Returns ``(train_rows, valid_rows)``. Every earlier row of a held-out (user, item) pair
+    leaves training too, so no model has seen the pair (a model excludes its training items
+    from its lists, so a seen pair would be a forced miss).
     """
-    n = len(log)
     pos = np.flatnonzero(log.strength > 0)
     last: dict[str, int] = {}
     count: dict[str, int] = {}
@@ -332,23 +358,37 @@ def holdout_last(
         u = log.users[r]
         last[u] = r
         count[u] = count.get(u, 0) + 1
-    eligible = sorted(u for u, c in count.items() if c >= 3)
+    eligible = sorted(u for u, c in count.items()
+                      if c >= 3 and (after_ts is None or log.ts[last[u]] > after_ts))  # fmt: skip
     rng = np.random.default_rng(seed)
     chosen = rng.permutation(len(eligible))[:max_cases]
     valid = np.array(sorted(last[eligible[j]] for j in chosen.tolist()), dtype=np.int64)
-    mask = np.ones(n, dtype=bool)
-    mask[valid] = False
+    held = {(log.users[r], log.items[r]) for r in valid.tolist()}
+    mask = np.array([(u, i) not in held for u, i in zip(log.users, log.items, strict=True)],
+                    dtype=bool)  # fmt: skip
     return np.flatnonzero(mask).astype(np.int64), valid
 
 
-def validate(model: LongTermModel, log: Log, rows: npt.NDArray[np.int64]) -> dict[str, float]:
-    """NDCG@K / HR@K of ``model`` on the cases ``rows`` of ``log`` (full ranking, history
-    excluded, with :meth:`LongTermModel.scores`: the serving code). A case whose user or item
-    the model does not know counts as a miss."""
+def validate(model: LongTermModel, log: Log, rows: npt.NDArray[np.int64],
+             exclude: LongTermModel | None = None) -> dict[str, float]:  # fmt: skip
+    """NDCG@K / HR@K of ``model`` on the cases ``rows`` of ``log`` (full ranking, with
+    :meth:`LongTermModel.scores`: the serving code). A case whose user or item the model does
+    not know counts as a miss.
+
+    Excluded from the ranking: the training history of ``exclude`` (default: ``model``'s own),
+    so two models compared on the same cases (the refresh's candidate and the live snapshot)
+    rank the same candidate set."""
+    ref = exclude if exclude is not None else model
     gains = {k: [] for k in DEFAULT_KS}  # type: dict[int, list[float]]
     hits = {k: [] for k in DEFAULT_KS}  # type: dict[int, list[float]]
     for r in rows.tolist():
-        s = model.scores(log.users[r])
+        user = log.users[r]
+        s = model.scores(user, exclude_history=False)
+        if s is not None:
+            ref_row = ref.user_index.get(user)
+            if ref_row is not None:
+                seen = [model.item_index.get(ref.item_ids[j]) for j in ref.history(ref_row)]
+                s[[j for j in seen if j is not None]] = -np.inf
         j = model.item_index.get(log.items[r])
         rank = math.inf
         if s is not None and j is not None and np.isfinite(s[j]):

@@ -29,6 +29,7 @@ from typing import Any
 from lsi.config import Settings
 from lsi.errors import InvalidEvent
 from lsi.metrics import WorkerMetrics
+from lsi.records import SOURCE_HEADER
 from lsi.state import event_hash
 from lsi.validation import validate_event
 from streams.context import acting_for
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 
 #: event ids remembered per user at ingest
 SEEN_WINDOW = 64
-#: header of a forwarded interaction: ``<partition>:<offset>`` of its event in lsi.events
-SOURCE_HEADER = "lsi-src"
 
 
 def dlq_headers(message: Any, reason: str, detail: str, now: float) -> list[tuple[str, bytes]]:

@@ -21,12 +21,11 @@ from lsi.config import Settings
 from lsi.engine import EngineConfig, process_batch, recommend
 from lsi.longterm import LongTermModel
 from lsi.metrics import WorkerMetrics
-from lsi.records import Event, Recommendation
+from lsi.records import SOURCE_HEADER, Event, Recommendation
 from lsi.state import UserState
 from lsi.stats import ItemDelta, ItemStats, Trending, encode_bundle, merge_trending
 from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
-from streams.ingest import SOURCE_HEADER
 from streams.models import ModelWatcher
 from streams.tables import Tables
 from streams.topics import Topics

@@ -1,13 +1,18 @@
 """The model watcher: which long-term snapshot this worker scores with, swapped live.
 
-At start the worker loads the store's live version (``LSI_MODELS_DIR``, a directory shared
-with the refresh job). A background task then follows ``lsi.models`` (one compacted
-partition, read from the start without a consumer group, so *every* worker sees every
-announcement): for a version other than the current one it loads the snapshot in a thread
-and replaces the reference. The ``interest`` agent reads the reference once per micro-batch,
-so a batch scores with one version from start to end, no event waits for a load, and none is
-dropped. A snapshot that cannot be loaded is logged and counted; the worker keeps the
-previous one.
+The store's ``LIVE`` pointer (``LSI_MODELS_DIR``, a directory shared with the refresh job) is
+the single source of truth. The worker loads it at start; a background task then follows
+``lsi.models`` (one compacted partition, read without a consumer group, so *every* worker sees
+every announcement) and, on each announcement, and every ``POLL_S`` seconds in any case,
+re-reads ``LIVE`` in its own store. A version other than the current one is loaded in a thread
+and then replaces the reference. So an announcement only wakes workers up: a promote or rollback
+made with ``--no-announce``, or whose announcement was lost, still reaches every worker within
+``POLL_S``, and a worker never follows an announcement away from ``LIVE``.
+
+The ``interest`` agent reads the reference once per micro-batch, so a batch scores with one
+version from start to end, no event waits for a load, and none is dropped. A snapshot that
+cannot be loaded is logged and counted; the worker keeps the previous one and tries again at the
+next poll.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from pathlib import Path
+import time
 from typing import Any
 
 from lsi.config import Settings
@@ -24,18 +29,12 @@ from lsi.longterm import LongTermModel
 from lsi.metrics import WorkerMetrics
 from lsi.snapshots import SnapshotStore
 
-__all__ = ["ModelWatcher", "load_uri"]
+__all__ = ["POLL_S", "ModelWatcher"]
+
+#: how often a worker re-reads ``LIVE`` without an announcement
+POLL_S = 30.0
 
 log = logging.getLogger(__name__)
-
-
-def load_uri(uri: str) -> LongTermModel:
-    """Load the snapshot at ``uri`` (its version directory)."""
-    path = Path(uri)
-    model = SnapshotStore(path.parent).load(path.name)
-    if model is None:  # pragma: no cover - load(version) with a version never returns None
-        raise LsiError(f"no snapshot at {uri}")
-    return model
 
 
 class ModelWatcher:
@@ -45,6 +44,7 @@ class ModelWatcher:
         self.settings = settings
         self.metrics = metrics
         self.current: LongTermModel | None = None
+        self._failed_version: str | None = None
 
     def load_initial(self) -> None:
         """Load the store's live version, if any (at worker start)."""
@@ -72,23 +72,42 @@ class ModelWatcher:
                     model.n_users, model.n_items, f", was {old.version}" if old else "")  # fmt: skip
 
     async def apply(self, value: bytes) -> None:
-        """Handle one ``lsi.models`` record."""
+        """Handle one ``lsi.models`` record: a wake-up to re-read ``LIVE``."""
         try:
-            record = json.loads(value)
-            version, uri = str(record["version"]), str(record["uri"])
+            version = str(json.loads(value)["version"])
         except (ValueError, KeyError, TypeError) as exc:
-            self.metrics.model_load_failures.inc()
-            log.error("models: ignoring a malformed announcement (%r): %s", value[:200], exc)
-            return
-        if self.current is not None and self.current.version == version:
-            return
+            log.warning(
+                "models: malformed announcement (%r): %s; re-reading LIVE", value[:200], exc
+            )
+            version = "?"
+        log.info("models: %s announced", version)
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Load the store's live version if it is not the one in use."""
+        store = SnapshotStore(self.settings.models_dir)
         try:
-            model = await asyncio.get_running_loop().run_in_executor(None, load_uri, uri)
-        except (LsiError, OSError, ValueError) as exc:
-            self.metrics.model_load_failures.inc()
-            log.error("models: cannot load announced %s from %s: %s", version, uri, exc)
+            live = store.live()
+        except (LsiError, OSError) as exc:
+            self._failed(f"cannot read LIVE in {self.settings.models_dir}: {exc}")
             return
-        self.swap(model)
+        if live is None or (self.current is not None and self.current.version == live):
+            return
+        if live == self._failed_version:
+            return  # counted once; retried when LIVE changes or after a restart
+        try:
+            model = await asyncio.get_running_loop().run_in_executor(None, store.load, live)
+        except (LsiError, OSError, ValueError) as exc:
+            self._failed_version = live
+            self._failed(f"cannot load {live}: {exc}")
+            return
+        if model is not None:
+            self.swap(model)
+
+    def _failed(self, why: str) -> None:
+        self.metrics.model_load_failures.inc()
+        log.error("models: %s; keeping %s", why,
+                  self.current.version if self.current else "the short-term path")  # fmt: skip
 
     def register(self, app: Any) -> None:
         settings = self.settings
@@ -110,16 +129,19 @@ class ModelWatcher:
 
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.brokers, group_id=None,
                                     enable_auto_commit=False,
-                                    auto_offset_reset="earliest")  # fmt: skip
-        await consumer.start()
+                                    auto_offset_reset="latest")  # fmt: skip
         try:
-            tp = TopicPartition(settings.models_topic, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
+            await consumer.start()
+            consumer.assign([TopicPartition(settings.models_topic, 0)])
+            next_poll = time.monotonic() + POLL_S
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 records = [r for rs in batch.values() for r in rs]
-                if records:  # only the newest announcement matters
+                if records:  # one re-read of LIVE answers any number of announcements
                     await self.apply(records[-1].value)
+                    next_poll = time.monotonic() + POLL_S
+                elif time.monotonic() >= next_poll:
+                    await self.refresh()
+                    next_poll = time.monotonic() + POLL_S
         finally:
             await consumer.stop()

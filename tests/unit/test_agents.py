@@ -36,13 +36,13 @@ from faust.types.tuples import RecordMetadata
 import lsi
 import streams.ingest
 from lsi.config import Settings
-from lsi.records import Event
+from lsi.records import SOURCE_HEADER, Event
 from lsi.state import UserState, event_hash
 from lsi.stats import ItemDelta, ItemStats, Trending, decode_bundle, encode_bundle
 from lsi.validation import validate_event
 from streams.app import Pipeline, build_app
 from streams.context import key_for_partition, partition_of
-from streams.ingest import SEEN_WINDOW, SOURCE_HEADER
+from streams.ingest import SEEN_WINDOW
 
 PARTITIONS = 4
 EVENTS, INTERACTIONS, RECOMMENDATIONS = "lsi.events", "lsi.interactions", "lsi.recommendations"

@@ -68,7 +68,8 @@ def test_cold_warm_and_scaling_report(tmp_path: Path) -> None:
         assert phase["final_loss"] > 0
         assert phase["validation"]["cases"] == 40
         assert 0.0 <= phase["validation"]["hr@10"] <= 1.0
-    assert warm["live_validation"]["cases"] == 40
+    live = warm["live_validation"]  # only with >= 30 users whose newest event is new
+    assert live is None or (30 <= live["cases"] <= 40 and 0.0 <= live["ndcg@10"] <= 1.0)
 
     s = on_disk["scaling"]
     assert [p["edges"] for p in s["points"]] == [2000, 4000, 8000]  # sorted, exact

@@ -57,16 +57,15 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def exported_series() -> set[str]:
-    """Every series name the worker exports, read from lsi.metrics (the metric catalogue).
-
-    When the refresh job gets metrics of its own, add its catalogue here too.
-    """
+    """Every series name the worker and the refresh job export, read from lsi.metrics (the
+    metric catalogue)."""
     from prometheus_client import CollectorRegistry
 
-    from lsi.metrics import WorkerMetrics
+    from lsi.metrics import RefreshMetrics, WorkerMetrics
 
     registry = CollectorRegistry()
     WorkerMetrics(registry)
+    RefreshMetrics(registry)
     suffixes = {
         "counter": ("_total",),
         "gauge": ("",),

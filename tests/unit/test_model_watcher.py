@@ -39,7 +39,7 @@ def announcement(store: SnapshotStore, version: str) -> bytes:
     return json.dumps({"version": version, "uri": store.uri(version)}).encode()
 
 
-async def test_start_loads_live_and_announcements_swap(tmp_path: Path) -> None:
+async def test_start_loads_live_and_announcements_swap_to_live(tmp_path: Path) -> None:
     w, store, reg = watcher(tmp_path)
     w.load_initial()
     assert w.current is None
@@ -50,31 +50,36 @@ async def test_start_loads_live_and_announcements_swap(tmp_path: Path) -> None:
     assert w.current is not None and w.current.version == v1
     assert reg.get_sample_value("lsi_model_created_timestamp_seconds") == 1001.0
     v2 = publish(store, 2)
+    await w.apply(announcement(store, v2))  # announced but not live: LIVE is the truth
+    assert w.current.version == v1
+    store.promote(v2)
     await w.apply(announcement(store, v2))
     assert w.current.version == v2
     assert reg.get_sample_value("lsi_model_version_info", {"version": v2}) == 1.0
     assert reg.get_sample_value("lsi_model_version_info", {"version": v1}) is None
     assert reg.get_sample_value("lsi_model_swaps_total") == 1.0
     before = w.current
-    await w.apply(announcement(store, v2))  # the same version again: nothing to do
+    await w.apply(b"{not json")  # any record is a wake-up; LIVE has not changed
     assert w.current is before and reg.get_sample_value("lsi_model_swaps_total") == 1.0
+    store.rollback()  # e.g. `lsi models rollback --no-announce`: the periodic re-read finds it
+    await w.refresh()
+    assert w.current.version == v1 and reg.get_sample_value("lsi_model_swaps_total") == 2.0
 
 
-async def test_bad_announcements_are_counted_and_the_old_model_stays(tmp_path: Path) -> None:
+async def test_an_unloadable_live_version_is_counted_once_and_the_old_model_stays(
+    tmp_path: Path,
+) -> None:
     w, store, reg = watcher(tmp_path)
     v1 = publish(store, 1)
     store.promote(v1)
     w.load_initial()
-    await w.apply(b"{not json")
-    await w.apply(json.dumps({"version": "v9"}).encode())  # no uri
-    await w.apply(
-        json.dumps({"version": "v000009", "uri": str(tmp_path / "nowhere" / "v9")}).encode()
-    )
     v2 = publish(store, 2)
+    store.promote(v2)
     (tmp_path / "models" / v2 / "arrays.npz").write_bytes(b"PK\x03\x04 truncated")
     await w.apply(announcement(store, v2))
+    await w.refresh()  # the next poll does not count the same failure again
     assert w.current is not None and w.current.version == v1
-    assert reg.get_sample_value("lsi_model_load_failures_total") == 4.0
+    assert reg.get_sample_value("lsi_model_load_failures_total") == 1.0
     assert reg.get_sample_value("lsi_model_swaps_total") == 0.0
 
 

@@ -57,7 +57,9 @@ def test_a_first_refresh_is_promoted_with_a_complete_manifest(tmp_path: Path) ->
     assert m["events"] == len(log) and m["edges"] == out.edges > 0
     assert m["validation"]["cases"] == 60 and 0.0 < m["validation"]["ndcg@10"] <= 1.0
     assert m["training"]["device"] == "cpu" and m["training"]["epochs"] == FAST.epochs
-    assert m["promotion"] == {"promoted": True, "margin": 0.05}
+    assert m["promotion"] == {"promoted": True, "margin": 0.05, "compared_with_live": False,
+                              "finite": True}  # fmt: skip
+    assert m["data_max_ts"] <= float(log.ts.max())
     # clusters are disjoint: the model should find the held-out item's cluster
     assert m["validation"]["hr@10"] > 10 / 40 * 0.8
     metrics = j.metrics
@@ -74,9 +76,14 @@ def test_a_candidate_worse_than_live_by_more_than_the_margin_is_kept_but_not_pro
     log = clustered_log()
     mark = {"t": {"0": len(log)}}
     assert job(tmp_path).run_once("manual", data=(log, mark)).outcome == "promoted"
-    # a candidate that barely trains (tiny learning rate, one epoch, cold: new dim) vs the live one
+    # new interactions arrive (the comparison uses only data newer than the live snapshot) …
+    later = clustered_log(seed=1)
+    more = Log([*log.users, *later.users], [*log.items, *later.items],
+               np.concatenate([log.ts, later.ts + log.ts.max()]),
+               np.ones(len(log) + len(later), dtype=np.float32))  # fmt: skip
+    # … and a candidate that barely trains (tiny learning rate, one epoch, cold: new dim)
     weak = job(tmp_path, TrainConfig(dim=8, epochs=1, lr=1e-5, device="cpu"), promote_margin=0.0)
-    out = weak.run_once("schedule", data=(log, mark))
+    out = weak.run_once("schedule", data=(more, mark))
     assert out.outcome == "rejected" and out.version == "v000002"
     assert out.live_validation is not None
     assert out.validation["ndcg@10"] < out.live_validation["ndcg@10"]
@@ -151,7 +158,7 @@ def test_models_list_promote_rollback_from_the_command_line(
     listing = capsys.readouterr().out
     assert "v000001" in listing and "v000002" in listing
     live_line = next(line for line in listing.splitlines() if line.startswith("v000002"))
-    assert live_line.split()[1] == "*" and " yes " in live_line
+    assert live_line.split()[1] == "*" and " passed " in live_line
     assert main(["models", "rollback", "--no-announce", *args]) == 0
     assert "v000001 is live" in capsys.readouterr().out
     assert main(["models", "promote", "v000002", "--no-announce", *args]) == 0

@@ -82,8 +82,8 @@ def test_crashed_pointer_write_leaves_no_debris(
         real(path, data)
 
     monkeypatch.setattr(snapshots, "_write_file", die)
-    with pytest.raises(OSError):
+    with pytest.raises(SnapshotError):
         store.promote(v2)
     monkeypatch.undo()
     store.publish(arrays(), {})
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".lock"]

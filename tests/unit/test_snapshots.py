@@ -30,7 +30,8 @@ def arrays(seed: int = 0, users: int = 3, items: int = 4, d: int = 2) -> Snapsho
 
 
 def visible(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir())
+    """The store's entries, without its lock file (always there once anything was written)."""
+    return sorted(p.name for p in root.iterdir() if p.name != ".lock")
 
 
 def test_publish_numbers_versions_and_does_not_promote(tmp_path: Path) -> None:
@@ -137,10 +138,10 @@ def test_promote_refuses_an_unloadable_version(tmp_path: Path) -> None:
 
 def test_prune_keeps_newest_plus_live_and_rollback_target(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path, keep=2)
-    vs = [store.publish(arrays(s), {}) for s in range(1, 7)]  # v1..v6, publish never prunes
-    assert store.versions() == vs
-    store.promote(vs[0])  # live v1: prunes v2..v4 (not newest 2, not live)
-    assert store.versions() == [vs[0], vs[4], vs[5]]
+    vs = [store.publish(arrays(1), {})]
+    store.promote(vs[0])  # live v1
+    vs += [store.publish(arrays(s), {}) for s in range(2, 7)]  # publishing prunes too
+    assert store.versions() == [vs[0], vs[4], vs[5]], "newest 2 plus the live one"
     store.promote(vs[4])  # live v5, rollback target v1
     assert store.versions() == [vs[0], vs[4], vs[5]]
     assert store.prune() == []
@@ -155,9 +156,11 @@ def test_prune_returns_deleted_names(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path, keep=1)
     v1 = store.publish(arrays(1), {})
     store.promote(v1)
-    v2, v3 = store.publish(arrays(2), {}), store.publish(arrays(3), {})
-    assert store.prune() == [v2]  # v1 is live, v3 the newest
-    assert store.versions() == [v1, v3]
+    v2 = store.publish(arrays(2), {})
+    assert store.versions() == [v1, v2]
+    (tmp_path / "v000003").mkdir()  # a version that appeared without publish (a copy by hand)
+    assert store.prune() == [v2]  # v1 is live, v000003 the newest
+    assert store.versions() == [v1, "v000003"]
     assert store.prune() == []
 
 
@@ -199,7 +202,7 @@ def test_crash_while_writing_arrays_leaves_live_intact(
         raise OSError("No space left on device")
 
     monkeypatch.setattr(np, "savez", savez_then_die)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(SnapshotError, match="No space left"):
         store.publish(arrays(2), {})
     _assert_live_intact(store)
     assert visible(tmp_path) == ["LIVE", "v000001"]  # the half-written dir was removed
@@ -220,7 +223,7 @@ def test_crash_while_writing_manifest_leaves_live_intact(
         real(path, data)
 
     monkeypatch.setattr(snapshots, "_write_file", write_then_die)
-    with pytest.raises(OSError, match="I/O error"):
+    with pytest.raises(SnapshotError, match="I/O error"):
         store.publish(arrays(2), {})
     _assert_live_intact(store)
     assert visible(tmp_path) == ["LIVE", "v000001"]
@@ -270,7 +273,7 @@ def test_crash_while_replacing_live_keeps_the_old_pointer(
         real(path, data)
 
     monkeypatch.setattr(snapshots, "_write_file", write_then_die)
-    with pytest.raises(OSError):
+    with pytest.raises(SnapshotError):
         store.promote(v2)
     assert store.live() == "v000001"
     m = store.load()
