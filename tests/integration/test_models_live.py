@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(420)
 SCHEMA = json.loads(
     (Path(__file__).parents[2] / "lsi/schemas/recommendation.schema.json").read_text()
 )
-FIRST, SECOND = 3000, 3000
+FIRST, SECOND, THIRD = 3000, 3000, 1000
 SMALL = TrainConfig(dim=16, epochs=3, warm_epochs=2, device="cpu")
 
 
@@ -61,21 +61,32 @@ def test_a_snapshot_published_while_events_flow_is_swapped_in_and_nothing_is_los
     assert sum(marks.values()) == outcome.events, "the watermark is what it trained on"
     assert store.live() == "v000001"
 
-    m = worker.wait_metric(lambda m: accepted(m) >= FIRST + SECOND, timeout_s=180)
-    assert accepted(m) == FIRST + SECOND, "every event learned exactly once across the swap"
-    assert m.value("lsi_model_version_info", version="v000001") == 1.0
+    worker.wait_metric(lambda m: accepted(m) >= FIRST + SECOND, timeout_s=180)
+    worker.wait_metric(lambda m: m.value("lsi_model_version_info", version="v000001") == 1.0,
+                       timeout_s=60)  # fmt: skip
+    # a third slice, all of it scored after the swap
+    replay(s, data, limit=THIRD, start=FIRST + SECOND, run_id="m")
+    m = worker.wait_metric(lambda m: accepted(m) >= FIRST + SECOND + THIRD, timeout_s=180)
+    assert accepted(m) == FIRST + SECOND + THIRD, "every event learned exactly once"
     assert m.total("lsi_model_load_failures_total") == 0
 
-    users = {e.user_id for e, _ in events_of(data, "m", SECOND, FIRST)}
+    snapshot = store.load("v000001")
+    assert snapshot is not None
+    users = {e.user_id for e, _ in events_of(data, "m", THIRD, FIRST + SECOND)}
+    known = {u for u in users if snapshot.knows(u)}
+    assert known, "the second slice has users the snapshot learned"
     recs = consume(s, s.recommendations_topic,
-                   lambda r: users <= {json.loads(x.value)["user_id"] for x in r
-                                       if json.loads(x.value)["model_version"] == "v000001"},
+                   lambda r: users <= {json.loads(x.value)["user_id"] for x in r}
+                   and known <= {json.loads(x.value)["user_id"] for x in r
+                                 if json.loads(x.value)["model_version"] == "v000001"},
                    timeout_s=120)  # fmt: skip
     versions = set()
     for r in recs:
         rec = json.loads(r.value)
         jsonschema.validate(rec, SCHEMA)
         versions.add(rec["model_version"])
+        # the snapshot's version exactly on the lists it took part in
+        assert (rec["model_version"] == "v000001") == (rec["long_weight"] > 0)
         if rec["model_version"] == "v000001" and rec["source"] == "fused":
             assert rec["long_weight"] == 0.5 and rec["long_term"]
             for item in rec["items"]:
@@ -86,6 +97,9 @@ def test_a_snapshot_published_while_events_flow_is_swapped_in_and_nothing_is_los
     assert "v000001" in versions
     fused = [json.loads(r.value) for r in recs if json.loads(r.value)["source"] == "fused"]
     assert fused, "users the snapshot knows get fused lists"
+    asked = worker.get(f"/recommendations/{sorted(known)[0]}/")  # on request, the same scorer
+    assert asked["model_version"] == "v000001" and asked["trigger"] == "request"
+    assert asked["long_term"] and asked["long_weight"] == 0.5
 
     # a second refresh warm-starts from the live one; promote (if the margin held it back) and
     # roll back by hand, each announced to the worker
