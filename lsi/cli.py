@@ -495,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    # PyTorch Geometric calls torch.jit.script at import, which torch 2.15 deprecates: noise
+    # for a user of the command line, not something they can act on
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated",
+                            category=FutureWarning)  # fmt: skip
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
