@@ -35,7 +35,7 @@ class HitRateMonitor:
         self.delta = delta
         self.max_users = max_users
         self.min_trials = min_trials
-        self._lists: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lists: OrderedDict[str, tuple[frozenset[str], float]] = OrderedDict()
         self.reset()
 
     def reset(self) -> None:
@@ -45,16 +45,23 @@ class HitRateMonitor:
         self.hits = 0
         self.drifted = False
 
-    def recommendation(self, user: str, items: Sequence[str]) -> None:
-        self._lists[user] = frozenset(items[: self.k])
+    def recommendation(self, user: str, items: Sequence[str], event_ts: float | None = None
+                       ) -> None:  # fmt: skip
+        """The list last shown to ``user``, built from their events up to ``event_ts``."""
+        self._lists[user] = (frozenset(items[: self.k]),
+                             float("-inf") if event_ts is None else event_ts)  # fmt: skip
         self._lists.move_to_end(user)
         while len(self._lists) > self.max_users:
             self._lists.popitem(last=False)
 
-    def interaction(self, user: str, item: str) -> bool | None:
-        """Judge one interaction; ``None`` if its user has no list yet."""
-        shown = self._lists.get(user)
-        if shown is None:
+    def interaction(self, user: str, item: str, ts: float | None = None) -> bool | None:
+        """Judge one interaction; ``None`` if its user has no list yet, or if the list was
+        built from this very event or a later one (``ts <= event_ts``: read out of order)."""
+        entry = self._lists.get(user)
+        if entry is None:
+            return None
+        shown, built_until = entry
+        if ts is not None and ts <= built_until:
             return None
         hit = item in shown
         self.trials += 1

@@ -447,11 +447,11 @@ def run_forever(
                         data = json.loads(r.value)
                         if tp.topic == s.interactions_topic:
                             new += 1
-                            monitor.interaction(data["user_id"], data["item_id"])
+                            monitor.interaction(data["user_id"], data["item_id"], data.get("ts"))
                         else:
-                            monitor.recommendation(
-                                data["user_id"], [i["item_id"] for i in data["items"]]
-                            )
+                            monitor.recommendation(data["user_id"],
+                                                   [i["item_id"] for i in data["items"]],
+                                                   data.get("event_ts"))  # fmt: skip
                     except (ValueError, KeyError, TypeError):
                         continue  # not ours to validate; the workers own these topics
             job.metrics.new_interactions.set(new)

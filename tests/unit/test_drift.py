@@ -87,3 +87,13 @@ def test_reset_starts_a_new_window() -> None:
     # the lists shown before the refresh still judge the next interactions
     assert mon.interaction("u", "hit") is True
     assert (mon.trials, mon.hits, mon.hit_rate) == (1, 1, 1.0)
+
+
+def test_a_list_built_from_the_event_itself_does_not_judge_it() -> None:
+    """The refresh job reads two topics; a list emitted after an event may be read first."""
+    m = HitRateMonitor(k=5)
+    m.recommendation("u", ["a", "b"], event_ts=100.0)  # built from events up to t=100
+    assert m.interaction("u", "z", ts=100.0) is None  # that event: not judged
+    assert m.interaction("u", "z", ts=90.0) is None  # an older one, read late: not judged
+    assert m.interaction("u", "a", ts=101.0) is True
+    assert m.trials == 1
