@@ -136,6 +136,8 @@ class _Run:
     train_s: float
     eval_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    #: prequential: the event index of each case (models judge slightly different events)
+    case_ids: npt.NDArray[np.int64] | None = None
 
 
 def _metric_names(
@@ -273,6 +275,7 @@ def _prequential_once(
                 (_event(data, int(r), "pq") for r in order), batch_size=1).ranks  # fmt: skip
         else:
             all_ranks, extra_lt = _prequential_long_only(data, order, seed, refresh_every)
+        case_ids = np.flatnonzero(all_ranks != NOT_EVALUATED).astype(np.int64)
         judged = all_ranks[all_ranks != NOT_EVALUATED].astype(np.float64)
         ranks = np.where(judged >= 0, judged, float(PREQ_CUTOFF))
         shown_items: set[int] = set()  # coverage from the lists: not tracked per event here
@@ -284,10 +287,12 @@ def _prequential_once(
         base = _baseline(name, n_items, seed)
         seen_user: set[int] = set()
         out: list[float] = []
+        judged_at: list[int] = []
         shown_items = set()
-        for r in order.tolist():
+        for n, r in enumerate(order.tolist()):
             u, i, t = uids[int(data.users[r])], iids[int(data.items[r])], float(data.ts[r])
             if u in seen_user:  # judged only once the user has a history, like the live path
+                judged_at.append(n)
                 s = base.score_all(u)
                 st = s[i]
                 rank = float((s > st).sum()) + float((s == st).sum() - 1) / 2.0
@@ -296,6 +301,7 @@ def _prequential_once(
             base.learn_one(u, i, t)
             seen_user.add(u)
         ranks = np.array(out, dtype=np.float64)
+        case_ids = np.array(judged_at, dtype=np.int64)
         extra = {"events": int(order.shape[0]), "evaluated": int(ranks.size)}
     elapsed = time.perf_counter() - t0
     extra["events_per_s"] = round(order.shape[0] / elapsed, 1) if elapsed > 0 else 0.0
@@ -305,7 +311,7 @@ def _prequential_once(
     metrics = summarize(per_case)
     if shown_items:
         metrics["coverage@20"] = len(shown_items) / max(1, len(np.unique(data.items)))
-    return _Run(per_case, metrics, elapsed, 0.0, extra)
+    return _Run(per_case, metrics, elapsed, 0.0, extra, case_ids)
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -314,6 +320,7 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
     data = load(opts.dataset)
     models: dict[str, Any] = {}
     per_case_first: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    case_ids_first: dict[str, npt.NDArray[np.int64] | None] = {}
     if opts.protocol in ("loo", "temporal"):
         rows_of = _loo_rows if opts.protocol == "loo" else _temporal_rows
         split, rows = rows_of(data, opts.phase)
@@ -346,20 +353,29 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         entry.update(runs[0].extra)
         models[name] = entry
         per_case_first[name] = runs[0].per_case
+        case_ids_first[name] = runs[0].case_ids
 
     # paired bootstrap of per-case NDCG@10: each reference model against every other one
     for ref_name in ("streaming", "long_only"):
         if ref_name not in per_case_first:
             continue
-        ref = per_case_first[ref_name]
+        ref = per_case_first[ref_name]["ndcg@10"]
         for name, per_case in per_case_first.items():
-            if name == ref_name or per_case["ndcg@10"].shape != ref["ndcg@10"].shape:
+            if name == ref_name:
                 continue
-            diff, lo, hi, p = paired_bootstrap(ref["ndcg@10"], per_case["ndcg@10"])
+            a, b = ref, per_case["ndcg@10"]
+            ids_ref, ids = case_ids_first[ref_name], case_ids_first[name]
+            if ids_ref is not None and ids is not None:  # pair on the events both judged
+                _, ia, ib = np.intersect1d(ids_ref, ids, assume_unique=True, return_indices=True)
+                a, b = a[ia], b[ib]
+            elif a.shape != b.shape:
+                continue
+            diff, lo, hi, p = paired_bootstrap(a, b)
             models[name][f"vs_{ref_name}_ndcg@10"] = {
                 f"{ref_name}_minus_model": diff,
                 "ci95": [lo, hi],
                 "p": p,
+                "cases": int(a.shape[0]),
             }
 
     n_events = len(data) if opts.limit is None else min(len(data), opts.limit)

@@ -71,6 +71,10 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         # warm refreshes happened during the replay (one per 400 events but the last chunk)
         n = on_disk["events"]
         assert len(on_disk["models"]["long_only"]["refresh_s"]) == (n - 1) // 400
+        # paired on the events both judged, though the models judge slightly different sets
+        for name in ("mostpop", "covisit", "streaming"):
+            pair = on_disk["models"][name]["vs_long_only_ndcg@10"]
+            assert 0 < pair["cases"] <= on_disk["models"][name]["evaluated"]
 
 
 def test_unknown_models_and_protocols_are_refused() -> None:
