@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LongTermModel"]
+__all__ = ["LongTermModel", "top_rows"]
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -116,9 +116,15 @@ class LongTermModel:
         if exclude:
             rows = [self.item_index[x] for x in exclude if x in self.item_index]
             s[rows] = -np.inf
-        k = min(k, s.shape[0])
-        if k <= 0:
-            return []
-        part = np.argpartition(-s, k - 1)[:k]
-        order = part[np.lexsort((part, -s[part]))]
+        order = top_rows(s, k)
         return [(self.item_ids[j], float(s[j])) for j in order.tolist() if np.isfinite(s[j])]
+
+
+def top_rows(s: FloatArray, k: int) -> IntArray:
+    """Rows of the ``k`` highest scores, best first, ties by row (exact, by partial sort)."""
+    k = min(k, s.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-s, k - 1)[:k]
+    order: IntArray = part[np.lexsort((part, -s[part]))]
+    return order

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsi.longterm import LongTermModel
+from lsi.longterm import LongTermModel, top_rows
 from lsi.records import EVENT_TYPES, TYPE_WEIGHTS, RecItem, ScoredItem
 from lsi.state import UserState
 from lsi.stats import ItemStats, Trending
@@ -185,8 +185,7 @@ def _long_scores(
     n = min(n, finite)
     if n <= 0:
         return None
-    part = np.argpartition(-s, n - 1)[:n]
-    order = part[np.lexsort((part, -s[part]))]
+    order = top_rows(s, n)
     hi, lo = float(s[order[0]]), float(s[order[-1]])
     span = hi - lo if hi > lo else 1.0
     ids = model.item_ids

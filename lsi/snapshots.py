@@ -65,6 +65,15 @@ class SnapshotArrays:
     hist_indptr: npt.NDArray[np.int64]
     hist_items: npt.NDArray[np.int32]
 
+    def model(self, version: str, manifest: dict[str, Any]) -> LongTermModel:
+        """The serving model over these arrays (no copy)."""
+        try:
+            return LongTermModel(version, self.user_ids, self.item_ids, self.user_vec,
+                                 self.item_vec, self.hist_indptr, self.hist_items,
+                                 manifest)  # fmt: skip
+        except ValueError as exc:
+            raise SnapshotError(f"{exc}; {_ELSEWHERE}") from exc
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -147,12 +156,8 @@ class SnapshotStore:
         version = version or self.live()
         if version is None:
             return None
-        manifest, a = self.load_arrays(version)
-        try:
-            return LongTermModel(version, a.user_ids, a.item_ids, a.user_vec, a.item_vec,
-                                 a.hist_indptr, a.hist_items, manifest)  # fmt: skip
-        except ValueError as exc:
-            raise SnapshotError(f"{exc}; {_ELSEWHERE}") from exc
+        manifest, arrays = self.load_arrays(version)
+        return arrays.model(version, manifest)
 
     # -- writing -----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -260,8 +260,8 @@ class RefreshJob:
         live_model = None
         live_until: float | None = None
         if live_version is not None:
-            live_manifest, arrays = self.store.load_arrays(live_version)
-            live_model = self.store.load(live_version)
+            live_manifest, arrays = self.store.load_arrays(live_version)  # read once
+            live_model = arrays.model(live_version, live_manifest)
             live_until = live_manifest.get("data_max_ts")
             if arrays.base.shape[1] == self.cfg.dim:
                 warm = WarmStart(arrays.user_ids, arrays.item_ids, arrays.base, live_version)

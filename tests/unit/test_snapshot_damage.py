@@ -64,26 +64,3 @@ def test_promote_refuses_a_version_whose_model_cannot_be_built(tmp_path: Path) -
     with pytest.raises(SnapshotError):
         store.promote(v)
     assert store.live() is None
-
-
-def test_crashed_pointer_write_leaves_no_debris(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import lsi.snapshots as snapshots
-
-    store = live(tmp_path)
-    v2 = store.publish(arrays(), {})
-    real = snapshots._write_file
-
-    def die(path: Path, data: bytes) -> None:
-        if path.name.startswith(".LIVE"):
-            path.write_bytes(data[:3])
-            raise OSError("I/O error")
-        real(path, data)
-
-    monkeypatch.setattr(snapshots, "_write_file", die)
-    with pytest.raises(SnapshotError):
-        store.promote(v2)
-    monkeypatch.undo()
-    store.publish(arrays(), {})
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".lock"]

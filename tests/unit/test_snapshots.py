@@ -278,6 +278,9 @@ def test_crash_while_replacing_live_keeps_the_old_pointer(
     assert store.live() == "v000001"
     m = store.load()
     assert m is not None and m.version == "v000001"
+    monkeypatch.undo()
+    store.publish(arrays(3), {})  # no pointer debris left behind, only the store's lock
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".lock"]
 
 
 # -- unreadable files ------------------------------------------------------------------
