@@ -189,16 +189,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from lsi.bench import PipelineBenchOptions, run_pipeline_bench
 
     if args.bench == "accuracy":
-        from lsi.bench.accuracy import MODELS, AccuracyOptions, run_accuracy_bench
+        from lsi.bench.accuracy import DEFAULT_MODELS, AccuracyOptions, run_accuracy_bench
+        from models.train_sequence import SequenceConfig
 
         models = (
-            tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else MODELS
+            tuple(m.strip() for m in args.models.split(",") if m.strip())
+            if args.models
+            else DEFAULT_MODELS
         )
+        try:
+            seq = SequenceConfig(max_len=args.max_len, dropout=args.dropout, epochs=args.epochs,
+                                 max_train_s=args.train_budget, device=args.device)  # fmt: skip
+        except ValueError as exc:
+            raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
                                seeds=args.seeds, out=Path(args.out or "benchmarks/results"),
                                filter_seen=args.filter_seen, limit=args.limit,
                                phase=args.phase, refresh_every=args.refresh_every,
-                               merge=args.merge)  # fmt: skip
+                               merge=args.merge, sequence=seq, jobs=args.jobs)  # fmt: skip
         run_accuracy_bench(opts)
         suffix = "-valid" if opts.phase == "valid" else ""
         stem = opts.out / f"{Path(opts.dataset).name.split('.')[0]}-{opts.protocol}{suffix}"
@@ -223,9 +231,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(stem.with_suffix(".md").read_text())
         print(f"report: {stem}.json, {stem}.md, {stem}-scaling.png")
     if args.bench == "pipeline":
-        out = Path(args.out or f"benchmarks/results/pipeline-{args.dataset}")
+        default = f"benchmarks/results/pipeline-{args.dataset}{'-model' if args.model else ''}"
+        out = Path(args.out or default)
         run_pipeline_bench(PipelineBenchOptions(dataset=args.dataset, n_backlog=args.backlog,
-                                                n_live=args.live, live_rate=args.rate, out=out))  # fmt: skip
+                                                n_live=args.live, live_rate=args.rate, out=out,
+                                                model=args.model,
+                                                train_budget_s=args.train_budget,
+                                                max_len=args.max_len))  # fmt: skip
         print((out / "report.md").read_text())
         print(f"report: {out}/report.json, {out}/report.md, {out}/timeline.png")
     return 0
@@ -413,13 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--live", type=int, default=5000, help="events replayed live afterwards")
     bp.add_argument("--rate", type=float, default=500.0, help="live replay rate, events/s")
     bp.add_argument("--out", help="report folder (default benchmarks/results/pipeline-DATASET)")
+    bp.add_argument("--model", action="store_true",
+                    help="serve a snapshot with the fused scorer, trained on the backlog first")  # fmt: skip
+    bp.add_argument("--train-budget", type=float, default=120.0,
+                    help="--model: seconds of encoder training")  # fmt: skip
+    bp.add_argument("--max-len", type=int, default=200, help="--model: the encoder's window")
     ba = bsub.add_parser(
         "accuracy", help="quality under loo / prequential, full ranking, baselines"
     )
     ba.add_argument("--dataset", default="ml-1m")
     ba.add_argument("--protocol", default="loo", choices=["loo", "temporal", "prequential"])
     ba.add_argument(
-        "--models", help="comma-separated: mostpop,recent_pop,covisit,biased_mf,streaming"
+        "--models",
+        help="comma-separated, from mostpop,recent_pop,covisit,biased_mf,streaming,fused,"
+        "short_only,long_only and the ablations fixed_weight,fused_gru,short_only_gru,"
+        "fused_contrastive (default: all but the ablations)",
     )
     ba.add_argument("--seeds", type=int, default=3, help="runs of each seeded model")
     ba.add_argument(
@@ -434,7 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ba.add_argument("--out", help="report folder (default benchmarks/results)")
     ba.add_argument("--refresh-every", type=int, default=100_000,
-                    help="prequential long_only: warm refresh every N events")  # fmt: skip
+                    help="prequential fused/short_only/long_only: warm refresh every N events")  # fmt: skip
+    ba.add_argument("--max-len", type=int, default=200, help="the encoder's window")
+    ba.add_argument("--dropout", type=float, default=0.2, help="the encoder's dropout")
+    ba.add_argument("--epochs", type=int, default=200, help="most encoder epochs (early stopping)")
+    ba.add_argument("--train-budget", type=float,
+                    help="stop each encoder training after this many seconds")  # fmt: skip
+    ba.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ba.add_argument("--jobs", type=int, default=1,
+                    help="seeds of the fused scorer trained in parallel processes")  # fmt: skip
     ba.add_argument("--merge", action="store_true",
                     help="keep rows of models not run from the report already in --out")  # fmt: skip
     br = bsub.add_parser("refresh", help="long-term model refresh: cold, warm, scaling curve")

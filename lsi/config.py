@@ -70,6 +70,14 @@ class Settings:
         refresh_half_life_days: time-decay half-life of the graph's edge weights.
         refresh_valid_cases: users held out (newest interaction) to validate a refresh.
         refresh_metrics_port: where ``lsi refresh --every`` serves ``/metrics``.
+        refresh_sequence: train the short-term encoder and the gate with the long-term model
+            (off: snapshots carry the long-term vectors only, and the statistics scorer
+            serves the short-term side).
+        sequence_encoder: ``attention`` or ``gru``.
+        sequence_max_len: the encoder's window (at most ``recent_n``).
+        sequence_epochs: most epochs of a cold encoder training (early stopping).
+        sequence_budget_s: most seconds of encoder training per refresh (the best weights
+            so far are kept).
     """
 
     app_id: str = "lsi"
@@ -92,7 +100,7 @@ class Settings:
     top_k: int = 20
     max_event_bytes: int = 16 * 1024
     max_future_s: float = 300.0
-    recent_n: int = 50
+    recent_n: int = 200
     session_gap_s: float = 1800.0
     pop_half_life_s: float = 3 * 86400.0
     covis_half_life_s: float = 30 * 86400.0
@@ -106,8 +114,13 @@ class Settings:
     promote_margin: float = 0.05
     refresh_device: str = "auto"
     refresh_half_life_days: float = 365.0
-    refresh_valid_cases: int = 1000
+    refresh_valid_cases: int = 5000
     refresh_metrics_port: int = 9108
+    refresh_sequence: bool = True
+    sequence_encoder: str = "attention"
+    sequence_max_len: int = 200
+    sequence_epochs: int = 200
+    sequence_budget_s: float = 900.0
 
     def __post_init__(self) -> None:
         if self.emit_policy not in EMIT_POLICIES:
@@ -128,6 +141,12 @@ class Settings:
             )
         if self.refresh_half_life_days <= 0 or self.refresh_valid_cases < 1:
             raise ConfigError("refresh_half_life_days must be > 0 and refresh_valid_cases >= 1")
+        if self.sequence_encoder not in ("attention", "gru"):
+            raise ConfigError(f"sequence_encoder must be attention or gru, got "
+                              f"{self.sequence_encoder!r}")  # fmt: skip
+        if not 1 <= self.sequence_max_len <= self.recent_n or self.sequence_epochs < 1:
+            raise ConfigError(f"sequence_max_len must be in [1, recent_n={self.recent_n}] and "
+                              "sequence_epochs >= 1")  # fmt: skip
         if self.models_keep < 1 or self.promote_margin < 0:
             raise ConfigError("models_keep must be at least 1 and promote_margin >= 0")
         if not self.brokers.strip():

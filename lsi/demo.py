@@ -12,6 +12,7 @@ unless ``--keep-broker`` or it was already running, the broker.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -101,8 +102,10 @@ def run_demo(opts: DemoOptions) -> int:
     print(f"[demo] Kafka {st.version} at {st.bootstrap}", flush=True)
     workdir = opts.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    # the demo's refreshes keep the encoder's training short (LSI_SEQUENCE_BUDGET_S)
+    budget = float(os.environ.get("LSI_SEQUENCE_BUDGET_S", "60"))
     settings = Settings.from_env(brokers=st.bootstrap, data_dir=workdir / "worker",
-                                 models_dir=workdir / "models")  # fmt: skip
+                                 models_dir=workdir / "models", sequence_budget_s=budget)  # fmt: skip
     ensure_topics(settings)
     log = workdir / "worker.log"
     proc = start_worker(settings, log)

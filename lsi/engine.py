@@ -23,13 +23,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from lsi.fusion import SeqLists, SeqRequest
 from lsi.longterm import LongTermModel
 from lsi.records import Event, Recommendation
 from lsi.scoring import ScoringConfig, StatsLookup, score_user
 from lsi.state import StateConfig, UserState
 from lsi.stats import ItemDelta, StatsConfig, Trending, batch_deltas
 
-__all__ = ["EMIT_POLICIES", "BatchResult", "EngineConfig", "process_batch", "recommend"]
+__all__ = [
+    "EMIT_POLICIES",
+    "BatchResult",
+    "EngineConfig",
+    "process_batch",
+    "recommend",
+    "recommend_many",
+]
 
 EMIT_POLICIES = ("event", "batch", "interval", "request")
 HIT_KS = (1, 5, 10, 20)
@@ -91,26 +99,51 @@ def recommend(
     trigger: str = "event",
     model: LongTermModel | None = None,
 ) -> Recommendation:
-    """Score one user and wrap the list as a record (does not touch the state).
+    """Score one user and wrap the list as a record (does not touch the state)."""
+    return recommend_many([(user_id, state, event_ts)], lookup, trending, cfg, now,
+                          trigger=trigger, model=model)[0]  # fmt: skip
 
-    ``model_version`` is the snapshot's version when it took part in the list
-    (``long_weight > 0``), else ``cfg.model_version`` (the short-term baseline)."""
-    res = score_user(state, lookup, trending, cfg.scoring, model, user_id)
-    scored_by = model.version if model is not None and res.long_weight > 0 else None
-    return Recommendation(
-        user_id=user_id,
-        ts=now,
-        model_version=scored_by or cfg.model_version,
-        long_weight=res.long_weight,
-        items=res.items,
-        short_term=res.short_term,
-        long_term=res.long_term,
-        source=res.source,
-        event_ts=event_ts,
-        emitted_at=now,
-        trigger=trigger,
-        history_size=state.n_events,
-    )
+
+def recommend_many(
+    pending: Sequence[tuple[str, UserState, float | None]],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    *,
+    trigger: str = "event",
+    model: LongTermModel | None = None,
+) -> list[Recommendation]:
+    """Score users ``(user, state, event_ts)`` and wrap each list as a record.
+
+    With a snapshot that carries the fused scorer (``model.sequence``), all users go through
+    one forward pass (:meth:`lsi.fusion.SequenceModel.recommend`); a user whose recent items
+    the encoder does not know, or any user without such a snapshot, is scored by
+    :func:`lsi.scoring.score_user` (co-visitation, trending, the long-term vectors).
+    ``model_version`` is the snapshot's version when it took part in the list, else
+    ``cfg.model_version`` (the short-term baseline)."""
+    seq = model.sequence if model is not None else None
+    fused: list[SeqLists | None] = [None] * len(pending)
+    if seq is not None and pending:
+        reqs = [SeqRequest.from_state(u, st) for u, st, _ in pending]
+        fused = seq.recommend(reqs, model, cfg.scoring.top_k, cfg.scoring.mode)
+    out: list[Recommendation] = []
+    for (user_id, state, event_ts), lists in zip(pending, fused, strict=True):
+        if lists is not None and model is not None:
+            items, short_term, long_term = lists.items, lists.short_term, lists.long_term
+            weight, source, version = lists.long_weight, lists.source, model.version
+        else:
+            res = score_user(state, lookup, trending, cfg.scoring, model, user_id)
+            items, short_term, long_term = res.items, res.short_term, res.long_term
+            weight, source = res.long_weight, res.source
+            scored_by = model.version if model is not None and res.long_weight > 0 else None
+            version = scored_by or cfg.model_version
+        out.append(Recommendation(
+            user_id=user_id, ts=now, model_version=version, long_weight=weight, items=items,
+            short_term=short_term, long_term=long_term, source=source, event_ts=event_ts,
+            emitted_at=now, trigger=trigger, history_size=state.n_events,
+        ))  # fmt: skip
+    return out
 
 
 def process_batch(
@@ -163,29 +196,30 @@ def process_batch(
                         out.hits[k] += 1
         newest[user] = max(newest.get(user, 0.0), event.ts)
         if cfg.emit_policy == "event":
-            _emit(out, user, state, lookup, trending, cfg, now, event.ts, model)
+            _emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model)
 
     if cfg.emit_policy in ("batch", "interval"):
+        pending = []
         for user, ts in newest.items():
             state = out.states[user]
             if cfg.emit_policy == "interval" and now - state.last_emit < cfg.emit_interval_s:
                 continue
-            _emit(out, user, state, lookup, trending, cfg, now, ts, model)
+            pending.append((user, state, ts))
+        _emit(out, pending, lookup, trending, cfg, now, model)
     out.deltas = batch_deltas(pairs, cfg.stats)
     return out
 
 
 def _emit(
     out: BatchResult,
-    user: str,
-    state: UserState,
+    pending: Sequence[tuple[str, UserState, float | None]],
     lookup: StatsLookup,
     trending: Trending,
     cfg: EngineConfig,
     now: float,
-    event_ts: float,
     model: LongTermModel | None,
 ) -> None:
-    rec = recommend(user, state, lookup, trending, cfg, now, event_ts=event_ts, model=model)
-    state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
-    out.recommendations.append(rec)
+    recs = recommend_many(pending, lookup, trending, cfg, now, model=model)
+    for (_, state, _), rec in zip(pending, recs, strict=True):
+        state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
+        out.recommendations.append(rec)

@@ -49,6 +49,8 @@ class LongTermModel:
             ``hist_items[hist_indptr[u]:hist_indptr[u+1]]``.
         hist_items: int32 ``[nnz]`` item rows.
         manifest: the snapshot's manifest (metrics, watermark, …).
+        sequence: the short-term encoder and gate trained with these vectors
+            (:class:`lsi.fusion.SequenceModel`), or ``None`` (the statistics scorer serves).
     """
 
     version: str
@@ -59,6 +61,8 @@ class LongTermModel:
     hist_indptr: IntArray
     hist_items: npt.NDArray[np.int32]
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: the snapshot's fused scorer (:class:`lsi.fusion.SequenceModel`), if it has one
+    sequence: Any = None
     user_index: dict[str, int] = field(init=False, repr=False)
     item_index: dict[str, int] = field(init=False, repr=False)
 

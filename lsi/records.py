@@ -122,7 +122,11 @@ class ScoredItem:
 class RecItem:
     """An item of the fused list with its attribution.
 
-    ``score = long_weight * long_score + (1 - long_weight) * short_score``.
+    With the fused scorer (a snapshot with the encoder, :mod:`lsi.fusion`) ``score`` is the
+    item's fused probability and ``long_score`` / ``short_score`` are its probabilities under
+    the long-term and the short-term source alone. With the statistics scorer
+    (:mod:`lsi.scoring`) ``score = long_weight * long_score + (1 - long_weight) *
+    short_score`` over rescaled scores.
     """
 
     item_id: str
@@ -153,7 +157,9 @@ class Recommendation:
         long_term: the long-term source's own top list (empty without a long-term model).
         source: what produced the list: ``covisit`` (from the user's recent items),
             ``trending`` (cold start), ``fused`` (long-term snapshot and short-term
-            path) or ``long_term`` (the snapshot alone, ``LSI_SCORER=long_only``).
+            path), ``long_term`` (the snapshot alone, ``LSI_SCORER=long_only``) or
+            ``short_term`` (the snapshot's sequence encoder alone: ``LSI_SCORER=short_only``,
+            or a user the snapshot's long-term part does not know yet).
         event_ts: event time of the newest event behind the list (``None`` on request).
         emitted_at: wall-clock time the record was sent.
         trigger: ``event`` (emitted by the stream) or ``request`` (HTTP).

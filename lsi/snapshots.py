@@ -5,6 +5,8 @@ Layout under the store's root (``LSI_MODELS_DIR``)::
     v000001/manifest.json     version, created_at, data watermark, metrics, shapes
     v000001/ids.json          user and item ids (row order of the arrays)
     v000001/arrays.npz        user_vec, item_vec, base, hist_indptr, hist_items (no pickles)
+    v000001/sequence.pt       the fused scorer's weights (a tensor dict, read weights-only)
+    v000001/sequence.json     its item catalogue, configuration and training metrics
     LIVE                      {"version": "v000002", "previous": ["v000001"]}
 
 Publishing writes a version into a hidden ``.tmp-*`` directory, fsyncs every file, then
@@ -23,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pickle
 import re
 import shutil
 import time
@@ -64,13 +67,15 @@ class SnapshotArrays:
     base: npt.NDArray[np.float32]
     hist_indptr: npt.NDArray[np.int64]
     hist_items: npt.NDArray[np.int32]
+    #: the fused scorer (:class:`lsi.fusion.SequenceModel`) trained with these vectors
+    sequence: Any = None
 
     def model(self, version: str, manifest: dict[str, Any]) -> LongTermModel:
         """The serving model over these arrays (no copy)."""
         try:
             return LongTermModel(version, self.user_ids, self.item_ids, self.user_vec,
                                  self.item_vec, self.hist_indptr, self.hist_items,
-                                 manifest)  # fmt: skip
+                                 manifest, self.sequence)  # fmt: skip
         except ValueError as exc:
             raise SnapshotError(f"{exc}; {_ELSEWHERE}") from exc
 
@@ -207,6 +212,10 @@ class SnapshotStore:
                 np.savez(f, **{k: getattr(arrays, k) for k in ARRAYS})
                 f.flush()
                 os.fsync(f.fileno())
+            if arrays.sequence is not None:
+                weights, desc = arrays.sequence.to_bytes()
+                _write_file(tmp / "sequence.pt", weights)
+                _write_file(tmp / "sequence.json", desc)
             _write_file(tmp / "manifest.json", (json.dumps(man, indent=2) + "\n").encode())
             _fsync_dir(tmp)
             os.rename(tmp, self.root / version)  # atomic; fails if the name was taken
@@ -299,8 +308,17 @@ def load_dir(path: Path, manifest: dict[str, Any]) -> SnapshotArrays:
         # open it ourselves: np.load leaks its handle when the zip is corrupt
         with open(path / "arrays.npz", "rb") as fh, np.load(fh, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ARRAYS}
-        out = SnapshotArrays(tuple(ids["users"]), tuple(ids["items"]), **arrays)
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        sequence = None
+        if (manifest.get("sequence") is not None or (path / "sequence.json").exists()
+                or (path / "sequence.pt").exists()):  # fmt: skip
+            from lsi.fusion import SequenceModel  # torch: only when a snapshot has an encoder
+
+            sequence = SequenceModel.from_bytes((path / "sequence.pt").read_bytes(),
+                                                (path / "sequence.json").read_bytes())  # fmt: skip
+        out = SnapshotArrays(tuple(ids["users"]), tuple(ids["items"]), **arrays,
+                             sequence=sequence)  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as exc:  # fmt: skip
         raise SnapshotError(f"snapshot {version} is unreadable: {exc}; {_ELSEWHERE}") from exc
     n_u, n_i = len(out.user_ids), len(out.item_ids)
     ptr, hist = out.hist_indptr, out.hist_items

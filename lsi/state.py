@@ -40,7 +40,7 @@ class StateConfig:
         applied_n: source offsets remembered per source partition (re-delivery detection).
     """
 
-    recent_n: int = 50
+    recent_n: int = 200
     seen_ids: int = 32
     session_gap_s: float = 1800.0
     type_half_life_s: float = 86400.0

@@ -34,7 +34,7 @@ from lsi.config import Settings
 from lsi.drift import HitRateMonitor
 from lsi.errors import ConfigError, LsiError
 from lsi.metrics import RefreshMetrics
-from lsi.records import SOURCE_HEADER, Event
+from lsi.records import SOURCE_HEADER, TYPE_CODES, Event
 from lsi.snapshots import SnapshotArrays, SnapshotStore
 from models.train import (
     Log,
@@ -46,6 +46,7 @@ from models.train import (
     train_long_term,
     validate,
 )
+from models.train_sequence import SequenceConfig, train_sequence
 
 __all__ = ["RefreshJob", "RefreshOutcome", "announce", "read_log", "run_forever"]
 
@@ -71,6 +72,7 @@ class RefreshOutcome:
     train_seconds: float = 0.0
     device: str = ""
     warm_from: str = ""
+    sequence: dict[str, Any] | None = None  # the encoder and gate's training and validation
 
     def summary(self) -> str:
         if self.outcome == "empty":
@@ -79,9 +81,19 @@ class RefreshOutcome:
         live = "" if self.live_validation is None else (
             f" (live {self.live_before}: {self.live_validation.get('ndcg@10', 0.0):.4f})")  # fmt: skip
         start = f"warm from {self.warm_from}" if self.warm_from else "cold start"
-        return (f"refresh [{self.trigger}]: {self.version} {self.outcome}; validation NDCG@10 "
+        line = (f"refresh [{self.trigger}]: {self.version} {self.outcome}; validation NDCG@10 "
                 f"{ndcg:.4f}{live}; {self.events:,} events, {self.edges:,} edges, {start}, "
                 f"trained {self.train_seconds:.1f} s on {self.device}, total {self.seconds:.1f} s")  # fmt: skip
+        seq = self.sequence
+        if seq:
+            val = seq.get("validation", {})
+            nd = {k: val.get(k, {}).get("ndcg@10") for k in ("fused", "short_only", "long_only")}
+            w = val.get("long_weight", {}).get("mean")
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in nd.items() if v is not None)
+            line += (f"\n  encoder ({seq['encoder']}): {seq['epochs']} epochs (best "
+                     f"{seq['best_epoch']}) in {seq['seconds']:.1f} s; calibration NDCG@10 "
+                     f"{scores}" + (f"; mean long_weight {w:.2f}" if w is not None else ""))  # fmt: skip
+        return line
 
 
 @dataclass
@@ -114,6 +126,7 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
     items: list[str] = []
     ts: list[float] = []
     strength: list[float] = []
+    codes: list[int] = []
     seen: set[bytes | str] = set()
     deadline = time.monotonic() + timeout_s
     with client_errors(settings):
@@ -155,6 +168,7 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
                         items.append(e.item_id)
                         ts.append(e.ts)
                         strength.append(e.strength)
+                        codes.append(TYPE_CODES[e.type])
                     if progress is not None:
                         progress(n)
                 finished = {tp for tp in pending if c.position(tp) >= end[tp]}
@@ -165,7 +179,7 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
         finally:
             c.close()
     return Log(users, items, np.asarray(ts, dtype=np.float64),
-               np.asarray(strength, dtype=np.float32)), mark  # fmt: skip
+               np.asarray(strength, dtype=np.float32), np.asarray(codes, dtype=np.int8)), mark  # fmt: skip
 
 
 def announce(settings: Settings, store: SnapshotStore, version: str) -> None:
@@ -277,6 +291,18 @@ class RefreshJob:
         trained = train_long_term(train_log, self.cfg, warm, self._bar())
         candidate = trained.model("candidate")
         val = validate(candidate, full, valid_rows)
+        seq = None
+        if s.refresh_sequence:
+            # the held-out cases calibrate the gate: neither source has seen them
+            live_seq = live_model.sequence if live_model is not None else None
+            if live_seq is not None and (
+                live_seq.config.get("encoder") != s.sequence_encoder
+                or live_seq.config.get("max_len") != s.sequence_max_len
+            ):
+                live_seq = None  # the shape changed: train from scratch
+            seq = train_sequence(full, valid_rows, candidate,
+                                 self._seq_cfg(), live_seq, self._bar("encoder"),
+                                 live_version or "")  # fmt: skip
         # both rank the same candidates: everything but the candidate's training history
         live_val = (validate(live_model, full, valid_rows, exclude=candidate)
                     if compare and live_model is not None else None)  # fmt: skip
@@ -307,6 +333,18 @@ class RefreshJob:
             },
             "validation": val,
             "live_validation": {"version": live_version, **live_val} if live_val else None,
+            "sequence": None
+            if seq is None
+            else {
+                "encoder": seq.model.config["encoder"],
+                "seconds": round(seq.seconds, 3),
+                "gate_seconds": round(seq.gate_seconds, 3),
+                "device": seq.device,
+                "epochs": seq.epochs,
+                "best_epoch": seq.best_epoch,
+                "warm_from": seq.warm_from,
+                "validation": seq.validation,
+            },
             "promotion": {
                 "promoted": not worse,
                 "margin": margin,
@@ -316,7 +354,8 @@ class RefreshJob:
         }
         arrays_out = SnapshotArrays(trained.user_ids, trained.item_ids, trained.user_vec,
                                     trained.item_vec, trained.base, trained.hist_indptr,
-                                    trained.hist_items)  # fmt: skip
+                                    trained.hist_items,
+                                    seq.model if seq is not None else None)  # fmt: skip
         version = self.store.publish(arrays_out, manifest)
         self.metrics.validation_ndcg.labels(model="candidate").set(val["ndcg@10"])
         if live_val is not None:
@@ -329,6 +368,7 @@ class RefreshJob:
         out.train_seconds = trained.seconds
         out.device = trained.device
         out.warm_from = trained.warm_from
+        out.sequence = manifest["sequence"]
         if worse:
             out.outcome = "rejected"
             self.metrics.rejected.inc()
@@ -342,6 +382,12 @@ class RefreshJob:
         out.outcome = "promoted"
         return out
 
+    def _seq_cfg(self) -> SequenceConfig:
+        s = self.settings
+        return SequenceConfig(encoder=s.sequence_encoder, max_len=s.sequence_max_len,
+                              epochs=s.sequence_epochs, session_gap_s=s.session_gap_s,
+                              max_train_s=s.sequence_budget_s, device=self.cfg.device)  # fmt: skip
+
     def _read(self) -> tuple[Log, Watermark]:
         if not self.progress:
             return read_log(self.settings)
@@ -350,7 +396,7 @@ class RefreshJob:
         with tqdm(unit="ev", desc="read interaction log", leave=False) as bar:
             return read_log(self.settings, bar.update)
 
-    def _bar(self) -> Callable[[int, int, float], None] | None:
+    def _bar(self, desc: str = "train") -> Callable[[int, int, float], None] | None:
         if not self.progress:
             return None
         from tqdm import tqdm
@@ -360,7 +406,7 @@ class RefreshJob:
         def step(epoch: int, epochs: int, loss: float) -> None:
             bar = state.get("bar")
             if bar is None:
-                bar = state["bar"] = tqdm(total=epochs, unit="epoch", desc="train", leave=False)
+                bar = state["bar"] = tqdm(total=epochs, unit="epoch", desc=desc, leave=False)
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
             if epoch == epochs:

@@ -10,10 +10,13 @@ Embedding of position ``t``:
 
 .. math::
 
-    h^{(0)}_t = E_{item}[x_t] + E_{pos}[t] + E_{type}[c_t] + E_{gap}[\\beta(\\Delta_t)],
+    h^{(0)}_t = E_{item}[x_t] + E_{pos}[p_t] + E_{type}[c_t] + E_{gap}[\\beta(\\Delta_t)],
     \\qquad \\beta(\\Delta) = \\min(G - 1, \\lfloor \\log_2(1 + \\Delta / 60) \\rfloor)
 
-(gaps bucketed on a log scale of minutes). Item rows ``1…I`` share their space with the
+(gaps bucketed on a log scale of minutes), where :math:`p_t` counts the real events before
+``t`` in the window: positions start at the window's first event, so left padding and the
+batch tensor's length never change a row's result, and the prefix of a window is scored
+exactly as that prefix alone would be. Item rows ``1…I`` share their space with the
 long-term model's item vectors when ``dim`` matches, so both sources score with inner products.
 
 :class:`CausalSelfAttentionEncoder` (SASRec-style): ``L`` pre-norm Transformer blocks with a
@@ -35,15 +38,22 @@ negative-sampled losses (gSASRec's finding that BCE with one negative under-trai
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "CausalSelfAttentionEncoder",
+    "FusedLogProbs",
     "GRUEncoder",
     "LongShortGate",
+    "LongShortScorer",
+    "fuse",
     "gap_buckets",
+    "make_encoder",
     "next_item_loss",
+    "short_long_contrastive",
 ]
 
 GAP_BUCKETS = 24
@@ -73,9 +83,12 @@ class _Embed(nn.Module):
         t = items.shape[1]
         if t > self.max_len:
             raise ValueError(f"sequence of {t} exceeds max_len {self.max_len}")
-        pos = torch.arange(t, device=items.device)
-        h = self.item(items) + self.pos(pos)[None] + self.etype(types) + self.gap(gap_buckets(gaps))
-        out: Tensor = self.drop(h * (items != 0).unsqueeze(-1))
+        real = items != 0
+        # positions count from the first real event, so padding (left or right) and the
+        # length of the batch tensor never change a row's result
+        pos = (torch.cumsum(real, dim=1) - 1).clamp(min=0)
+        h = self.item(items) + self.pos(pos) + self.etype(types) + self.gap(gap_buckets(gaps))
+        out: Tensor = self.drop(h * real.unsqueeze(-1))
         return out
 
 
@@ -134,8 +147,23 @@ class GRUEncoder(nn.Module):
         return self.embed.item.weight[1:]
 
     def forward(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
-        out, _ = self.gru(self.embed(items, types, gaps))
-        result: Tensor = out * (items != 0).unsqueeze(-1)
+        """Each row's recurrence starts at its first real event: the left-padded rows are
+        right-aligned, packed (the GRU never sees padding) and shifted back."""
+        b, t = items.shape
+        real = items != 0
+        lengths = real.sum(dim=1)
+        shift = (t - lengths)[:, None]
+        steps = torch.arange(t, device=items.device)[None]
+        to_right = (steps + shift) % t  # right-aligned position j reads left-padded j + shift
+        h = self.embed(items, types, gaps)
+        h_right = h.gather(1, to_right[..., None].expand(b, t, h.shape[2]))
+        packed = nn.utils.rnn.pack_padded_sequence(h_right, lengths.clamp(min=1).cpu(),
+                                                   batch_first=True, enforce_sorted=False)  # fmt: skip
+        out_p, _ = self.gru(packed)
+        out_right, _ = nn.utils.rnn.pad_packed_sequence(out_p, batch_first=True, total_length=t)
+        to_left = (steps - shift) % t
+        out = out_right.gather(1, to_left[..., None].expand(b, t, out_right.shape[2]))
+        result: Tensor = out * real.unsqueeze(-1)
         return result
 
 
@@ -170,4 +198,138 @@ def next_item_loss(states: Tensor, targets: Tensor, item_embeddings: Tensor) -> 
     if not bool(mask.any()):
         return states.sum() * 0.0
     loss: Tensor = nn.functional.cross_entropy(logits[mask], targets[mask] - 1)
+    return loss
+
+
+Encoder = CausalSelfAttentionEncoder | GRUEncoder
+
+
+def make_encoder(kind: str, num_items: int, dim: int, max_len: int, layers: int, heads: int,
+                 dropout: float) -> Encoder:  # fmt: skip
+    """``attention`` → :class:`CausalSelfAttentionEncoder`, ``gru`` → :class:`GRUEncoder`."""
+    if kind == "attention":
+        return CausalSelfAttentionEncoder(num_items, dim, max_len, layers, heads, dropout)
+    if kind == "gru":
+        return GRUEncoder(num_items, dim, max_len, 1, dropout)
+    raise ValueError(f"encoder must be attention or gru, got {kind!r}")
+
+
+class FusedLogProbs(NamedTuple):
+    """Per-item log-probabilities ``[B, I]`` of each source and of the fusion, and ``w``."""
+
+    fused: Tensor
+    short: Tensor
+    long: Tensor
+    long_weight: Tensor
+
+
+_NEG = -1e9
+
+
+def fuse(short_logits: Tensor, long_logits: Tensor, long_weight: Tensor, excluded: Tensor,
+         log_tau: Tensor) -> FusedLogProbs:  # fmt: skip
+    """The product of the two experts, weighted by the gate.
+
+    With the items the user may be offered :math:`\\mathcal C_u` (``~excluded``),
+
+    .. math::
+
+        \\log p_S(i) = \\mathrm{log\\,softmax}_{\\mathcal C_u}(\\langle S_u, e_i \\rangle), \\quad
+        \\log p_L(i) = \\mathrm{log\\,softmax}_{\\mathcal C_u}(\\tau \\langle L_u, v_i \\rangle),
+
+        \\log p(i) = \\mathrm{log\\,softmax}_{\\mathcal C_u}\\big(w_u \\log p_L(i)
+                     + (1 - w_u) \\log p_S(i)\\big)
+
+    (a geometric mixture: an item must please the source the gate trusts; :math:`w_u = 0`
+    gives the short-term list exactly, :math:`w_u = 1` the long-term one). ``tau`` (learned,
+    ``exp(log_tau)``) puts the long-term inner products on the scale of a softmax.
+
+    Args:
+        short_logits: ``[B, I]`` encoder scores :math:`\\langle S_u, e_i\\rangle`.
+        long_logits: ``[B, I]`` :math:`\\langle L_u, v_i\\rangle`; NaN where the snapshot lacks
+            the item (it gets the row's lowest long-term score).
+        long_weight: ``[B]`` :math:`w_u`, 0 for users the snapshot lacks (their long-term
+            log-probabilities are all ``-inf``).
+        excluded: ``[B, I]`` bool, items never offered (the user's seen items, padding).
+        log_tau: scalar.
+    """
+    known = torch.isfinite(long_logits) & ~excluded
+    floor = torch.where(known, long_logits, torch.full_like(long_logits, float("inf")))
+    floor = floor.min(dim=1, keepdim=True).values
+    floor = torch.where(torch.isfinite(floor), floor, torch.zeros_like(floor))
+    long_filled = torch.where(torch.isfinite(long_logits), long_logits, floor)
+    short = torch.log_softmax(short_logits.masked_fill(excluded, _NEG), dim=1)
+    long = torch.log_softmax((log_tau.exp() * long_filled).masked_fill(excluded, _NEG), dim=1)
+    w = long_weight.unsqueeze(1)
+    fused = torch.log_softmax((w * long + (1.0 - w) * short).masked_fill(excluded, _NEG), dim=1)
+    ninf = float("-inf")
+    no_long = ~torch.isfinite(long_logits).any(dim=1, keepdim=True)  # a user the snapshot lacks
+    return FusedLogProbs(fused.masked_fill(excluded, ninf), short.masked_fill(excluded, ninf),
+                         long.masked_fill(excluded | no_long, ninf), long_weight)  # fmt: skip
+
+
+class LongShortScorer(nn.Module):
+    """The short-term encoder, the gate and the long-term temperature: everything of the
+    fused model that is trained (the long-term vectors come from the GNN snapshot).
+
+    :meth:`forward` takes the window ``items``, ``types``, ``gaps`` ``[B, T]``, the long-term
+    user vectors ``long_vec`` ``[B, d_L]`` (zeros for users the snapshot lacks), the
+    long-term inner products ``long_logits`` ``[B, I]``, the gate's features ``since_last_s``,
+    ``session_len``, ``history`` ``[B]``, ``long_known`` ``[B]`` bool and ``excluded``
+    ``[B, I]``; it returns :class:`FusedLogProbs` for the window's last position.
+
+    ``gate="fixed"`` replaces the per-user gate by one learned constant
+    :math:`w = \\sigma(b)` (the ablation "fixed weight").
+    """
+
+    def __init__(self, encoder: Encoder, long_dim: int, gate_hidden: int = 32,
+                 gate: str = "learned") -> None:  # fmt: skip
+        super().__init__()
+        if gate not in ("learned", "fixed"):
+            raise ValueError(f"gate must be learned or fixed, got {gate!r}")
+        self.encoder = encoder
+        dim = encoder.item_embeddings.shape[1]
+        self.gate_kind = gate
+        self.long_proj = nn.Linear(long_dim, dim, bias=False)  # L_u into the gate's space
+        self.gate = LongShortGate(dim, gate_hidden)
+        self.fixed_logit = nn.Parameter(torch.zeros(()))  # w = σ(b) for every user ("fixed")
+        self.log_tau = nn.Parameter(torch.zeros(()))
+
+    def short_state(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
+        """:math:`S_u`: the encoder's output at each window's last position, ``[B, d]``."""
+        out: Tensor = self.encoder(items, types, gaps)[:, -1]
+        return out
+
+    def forward(self, items: Tensor, types: Tensor, gaps: Tensor, long_vec: Tensor,
+                long_logits: Tensor, since_last_s: Tensor, session_len: Tensor,
+                history: Tensor, long_known: Tensor, excluded: Tensor) -> FusedLogProbs:  # fmt: skip
+        s = self.short_state(items, types, gaps)
+        return self.head(s, long_vec, long_logits, since_last_s, session_len, history,
+                         long_known, excluded)  # fmt: skip
+
+    def head(self, short_vec: Tensor, long_vec: Tensor, long_logits: Tensor,
+             since_last_s: Tensor, session_len: Tensor, history: Tensor, long_known: Tensor,
+             excluded: Tensor) -> FusedLogProbs:  # fmt: skip
+        """Everything after the encoder (the gate is trained on this with the encoder
+        frozen)."""
+        short_logits = short_vec @ self.encoder.item_embeddings.T
+        if self.gate_kind == "fixed":
+            w = torch.sigmoid(self.fixed_logit).expand(short_vec.shape[0])
+        else:
+            w = self.gate(self.long_proj(long_vec), short_vec, since_last_s, session_len,
+                          history)  # fmt: skip
+        w = torch.where(long_known, w, torch.zeros_like(w))
+        return fuse(short_logits, long_logits, w, excluded, self.log_tau)
+
+
+def short_long_contrastive(short_vec: Tensor, recent_mean: Tensor, temperature: float = 0.1
+                           ) -> Tensor:  # fmt: skip
+    """CLSR-style self-supervision for the short-term side: InfoNCE that ties each user's
+    :math:`S_u` ``[B, d]`` to the mean embedding of their last few items ``[B, d]`` against the
+    other users of the batch,
+    :math:`-\\frac1B\\sum_b \\log \\frac{\\exp(\\cos(S_b, m_b)/t)}{\\sum_{b'} \\exp(\\cos(S_b, m_{b'})/t)}`."""
+    a = nn.functional.normalize(short_vec, dim=-1)
+    b = nn.functional.normalize(recent_mean, dim=-1)
+    logits = a @ b.T / temperature
+    loss: Tensor = nn.functional.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
     return loss

@@ -98,18 +98,28 @@ class Log:
     """Interactions to learn, as parallel arrays (raw string ids).
 
     ``strength`` is the implicit-feedback strength (:attr:`lsi.records.Event.strength`);
-    rows with ``strength <= 0`` (skips) add no edge.
+    rows with ``strength <= 0`` (skips) add no edge. ``types``: event-type codes
+    (:data:`lsi.records.EVENT_TYPES`; the sequence encoder's input), ``None`` = all ``view``.
     """
 
     users: Sequence[str]
     items: Sequence[str]
     ts: npt.NDArray[np.float64]
     strength: npt.NDArray[np.float32]
+    types: npt.NDArray[np.int8] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.users)
         if not (len(self.items) == n == self.ts.shape[0] == self.strength.shape[0]):
             raise ValueError("users, items, ts and strength must have the same length")
+        if self.types is not None and self.types.shape[0] != n:
+            raise ValueError("types must have one code per interaction")
+
+    def type_codes(self) -> npt.NDArray[np.int8]:
+        """``types``, or all zeros (``view``) when the log has none."""
+        if self.types is None:
+            return np.zeros(len(self.users), dtype=np.int8)
+        return self.types
 
     def __len__(self) -> int:
         return len(self.users)
@@ -128,12 +138,13 @@ class Log:
             w = data.weights[rows]
             strength = strength * np.where(np.isnan(w), 1.0, w).astype(np.float32)
         return cls(data.users[rows].astype(str).tolist(), data.items[rows].astype(str).tolist(),
-                   data.ts[rows].astype(np.float64), strength.astype(np.float32))  # fmt: skip
+                   data.ts[rows].astype(np.float64), strength.astype(np.float32),
+                   data.types[rows].astype(np.int8))  # fmt: skip
 
     def take(self, rows: npt.NDArray[np.int64]) -> Log:
         r = rows.tolist()
         return Log([self.users[j] for j in r], [self.items[j] for j in r], self.ts[rows],
-                   self.strength[rows])  # fmt: skip
+                   self.strength[rows], None if self.types is None else self.types[rows])  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,13 @@ import numpy.typing as npt
 from lsi.datasets import Interactions, load
 from lsi.errors import LsiError
 from lsi.evaluation.baselines import BiasedMF, CoVisit, MostPop, RecentPop, Recommender
+from lsi.evaluation.fused import (
+    gate_profile,
+    loo_requests,
+    prequential_lists,
+    score_lists,
+    train_bundle,
+)
 from lsi.evaluation.metrics import (
     DEFAULT_KS,
     case_metrics,
@@ -54,17 +61,30 @@ from lsi.evaluation.metrics import (
     top_k,
 )
 from lsi.evaluation.splits import loo_split, temporal_split
-from lsi.evaluation.streaming import EVENT_ENGINE, NOT_EVALUATED, StreamingModel
+from lsi.evaluation.streaming import NOT_EVALUATED, StreamingModel
 from lsi.records import EVENT_TYPES, Event
-from models.train import Log, TrainConfig, WarmStart, train_long_term
+from models.train import Log
+from models.train_sequence import SequenceConfig
 
 __all__ = ["MODELS", "PROTOCOLS", "AccuracyOptions", "run_accuracy_bench"]
 
-MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming", "long_only")
+#: the fused scorer and its ablations: name -> (encoder, contrastive weight, gate, list)
+SEQUENCE_MODELS: dict[str, tuple[str, float, str, str]] = {
+    "fused": ("attention", 0.0, "learned", "fused"),
+    "short_only": ("attention", 0.0, "learned", "short"),
+    "long_only": ("attention", 0.0, "learned", "long"),
+    "fixed_weight": ("attention", 0.0, "fixed", "fused"),
+    "fused_gru": ("gru", 0.0, "learned", "fused"),
+    "short_only_gru": ("gru", 0.0, "learned", "short"),
+    "fused_contrastive": ("attention", 0.1, "learned", "fused"),
+}
+MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming", *SEQUENCE_MODELS)
+#: what a plain ``lsi bench accuracy`` runs (the ablations are asked for by name)
+DEFAULT_MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming", "fused",
+                  "short_only", "long_only")  # fmt: skip
 PROTOCOLS = ("loo", "temporal", "prequential")
-#: report names reserved for the sequence encoder and the fused scorer (issue 5)
-LATER = ("short_only", "fused")
-SEEDED = frozenset({"biased_mf", "long_only"})
+LATER: tuple[str, ...] = ()
+SEEDED = frozenset({"biased_mf", *SEQUENCE_MODELS})
 PREQ_CUTOFF = 20
 
 #: Published full-ranking anchors (shared/datasets/README.md), protocol ``loo``.
@@ -86,7 +106,7 @@ ANCHORS: dict[str, dict[str, dict[str, float]]] = {
 class AccuracyOptions:
     dataset: str = "ml-1m"
     protocol: str = "loo"
-    models: tuple[str, ...] = MODELS
+    models: tuple[str, ...] = DEFAULT_MODELS
     seeds: int = 3
     out: Path = Path("benchmarks/results")
     filter_seen: bool = False
@@ -94,6 +114,8 @@ class AccuracyOptions:
     phase: str = "test"
     refresh_every: int = 100_000
     merge: bool = False
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -117,6 +139,17 @@ class AccuracyOptions:
             raise LsiError("prequential has no validation phase: tune on a --limit prefix instead")
         if self.seeds < 1:
             raise LsiError("--seeds must be at least 1")
+        if self.jobs < 1:
+            raise LsiError("--jobs must be at least 1")
+        ablations = [m for m in self.models if m in SEQUENCE_MODELS
+                     and m not in ("fused", "short_only", "long_only")]  # fmt: skip
+        if ablations and self.protocol != "loo":
+            raise LsiError(f"{', '.join(ablations)}: ablations run under --protocol loo only")
+        if self.protocol == "temporal" and any(m in SEQUENCE_MODELS for m in self.models):
+            raise LsiError(
+                "the fused scorer is evaluated under loo and prequential; drop "
+                "fused/short_only/long_only from --models for temporal"
+            )
 
 
 def _baseline(name: str, n_items: int, seed: int) -> Recommender:
@@ -177,23 +210,7 @@ def _loo_once(data: Interactions, split: Any, rows: npt.NDArray[np.int64], name:
     n_items = split.n_items
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
-    if name == "long_only":
-        trained = train_long_term(_log(data, rows), replace(TrainConfig(), seed=seed))
-        lt = trained.model(f"eval-{seed}")
-        # dense item j of the split -> the model's row (-1: never in training)
-        rows_of_item = np.array([lt.item_index.get(str(int(raw)), -1) for raw in split.items.raw])
-        known = rows_of_item >= 0
-        users_raw_lt = split.users.raw
-        extra = {"history_excluded": True, "edges": trained.n_edges,
-                 "device": trained.device, "epochs": trained.epochs}  # fmt: skip
-
-        def score(u: int) -> npt.NDArray[np.float32]:
-            out = np.full(n_items, -np.inf, dtype=np.float32)
-            s = lt.scores(str(int(users_raw_lt[u])))
-            if s is not None:
-                out[known] = s[rows_of_item[known]]
-            return out
-    elif name == "streaming":
+    if name == "streaming":
         model = StreamingModel()
         model.learn((_event(data, int(r), "loo") for r in rows), batch_size=500)
         item_index = {str(int(raw)): j for j, raw in enumerate(split.items.raw)}
@@ -240,41 +257,15 @@ def _log(data: Interactions, rows: npt.NDArray[np.int64]) -> Log:
     return Log.from_interactions(data, rows)
 
 
-def _prequential_long_only(
-    data: Interactions, order: npt.NDArray[np.int64], seed: int, refresh_every: int
-) -> tuple[npt.NDArray[np.int32], dict[str, Any]]:
-    """The live path in ``long_only`` mode, refreshed (warm) every ``refresh_every`` events."""
-    engine = replace(EVENT_ENGINE, scoring=replace(EVENT_ENGINE.scoring, mode="long_only"))
-    model = StreamingModel(engine)
-    parts: list[npt.NDArray[np.int32]] = []
-    warm: WarmStart | None = None
-    cfg = replace(TrainConfig(), seed=seed)
-    refreshes: list[float] = []
-    for start in range(0, order.shape[0], refresh_every):
-        chunk = order[start : start + refresh_every]
-        res = model.prequential((_event(data, int(r), "pq") for r in chunk), batch_size=1)
-        parts.append(res.ranks)
-        if start + refresh_every >= order.shape[0]:
-            break
-        trained = train_long_term(_log(data, order[: start + refresh_every]), cfg, warm)
-        refreshes.append(round(trained.seconds, 2))
-        warm = WarmStart(trained.user_ids, trained.item_ids, trained.base, f"pq{start}")
-        model.long_model = trained.model(f"pq{len(refreshes)}")
-    return np.concatenate(parts), {"refresh_every": refresh_every, "refresh_s": refreshes}
-
-
 def _prequential_once(
     data: Interactions, order: npt.NDArray[np.int64], name: str, seed: int,
     refresh_every: int = 100_000,
 ) -> _Run:  # fmt: skip
     t0 = time.perf_counter()
-    if name in ("streaming", "long_only"):
+    if name == "streaming":
         extra_lt: dict[str, Any] = {}
-        if name == "streaming":
-            all_ranks = StreamingModel().prequential(
-                (_event(data, int(r), "pq") for r in order), batch_size=1).ranks  # fmt: skip
-        else:
-            all_ranks, extra_lt = _prequential_long_only(data, order, seed, refresh_every)
+        all_ranks = StreamingModel().prequential(
+            (_event(data, int(r), "pq") for r in order), batch_size=1).ranks  # fmt: skip
         case_ids = np.flatnonzero(all_ranks != NOT_EVALUATED).astype(np.int64)
         judged = all_ranks[all_ranks != NOT_EVALUATED].astype(np.float64)
         ranks = np.where(judged >= 0, judged, float(PREQ_CUTOFF))
@@ -314,6 +305,112 @@ def _prequential_once(
     return _Run(per_case, metrics, elapsed, 0.0, extra, case_ids)
 
 
+# -- the fused scorer and its ablations (lsi.evaluation.fused) --------------------------------------
+def _seq_groups(names: list[str]) -> dict[tuple[str, float], list[str]]:
+    """Models that share one training: same encoder and contrastive weight."""
+    groups: dict[tuple[str, float], list[str]] = {}
+    for name in names:
+        enc, con, _, _ = SEQUENCE_MODELS[name]
+        groups.setdefault((enc, con), []).append(name)
+    return groups
+
+
+def _ranks_run(ranks: npt.NDArray[np.float64], extra: dict[str, Any], train_s: float,
+               eval_s: float, case_ids: npt.NDArray[np.int64] | None = None,
+               topk: npt.NDArray[np.int64] | None = None, n_items: int = 0) -> _Run:  # fmt: skip
+    per_case = _metric_names(case_metrics(ranks))
+    if case_ids is not None:  # prequential: lists cut at 20
+        per_case["mrr"] = np.where(ranks < PREQ_CUTOFF, 1.0 / (ranks + 1.0), 0.0)
+    metrics = summarize(per_case)
+    if topk is not None:
+        for k in DEFAULT_KS:
+            metrics[f"coverage@{k}"] = coverage_at_k(topk[:, :k], n_items)
+    return _Run(per_case, metrics, train_s, eval_s, extra, case_ids)
+
+
+def _seq_seed(opts: AccuracyOptions, names: list[str], seed: int) -> dict[str, _Run]:
+    """One seed of every requested sequence model (one training per encoder variant)."""
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    data = load(opts.dataset)
+    out: dict[str, _Run] = {}
+    if opts.protocol == "prequential":
+        order = data.time_order()
+        if opts.limit is not None:
+            order = order[: opts.limit]
+        t0 = time.perf_counter()
+        ranks, info = prequential_lists(data, order, seed, opts.sequence, opts.refresh_every,
+                                        PREQ_CUTOFF)  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        for name in names:
+            r = ranks[SEQUENCE_MODELS[name][3]]
+            case_ids = np.flatnonzero(r >= 0).astype(np.int64)
+            extra = {"events": int(order.shape[0]), "evaluated": int(case_ids.size), **info,
+                     "events_per_s": round(order.shape[0] / elapsed, 1)}  # fmt: skip
+            out[name] = _ranks_run(r[case_ids].astype(np.float64), extra, elapsed, 0.0,
+                                   case_ids)  # fmt: skip
+        return out
+    split, rows = _loo_rows(data, opts.phase)
+    test = split.valid if opts.phase == "valid" else split.test
+    log = _log(data, rows)
+    columns_of: dict[str, int] = {str(int(raw)): j for j, raw in enumerate(split.items.raw)}
+    users = [str(int(split.users.raw[u])) for u in test.users.tolist()]
+    reqs = loo_requests(log, users)
+    for (enc, con), group in _seq_groups(names).items():
+        cfg = replace(opts.sequence, encoder=enc, contrastive=con)
+        gates = ("fixed",) if "fixed_weight" in group else ()
+        t0 = time.perf_counter()
+        bundle = train_bundle(log, seed, cfg, version=f"eval-{seed}", extra_gates=gates)
+        train_s = time.perf_counter() - t0
+        for name in group:
+            kind = SEQUENCE_MODELS[name]
+            model = bundle.variants["fixed"] if kind[2] == "fixed" else bundle.served
+            seq = model.sequence
+            columns = np.array([columns_of.get(k, -1) for k in seq.item_ids], dtype=np.int64)
+            t1 = time.perf_counter()
+            parts, tops = [], []
+            seen_all = test.seen_of_cases() if opts.filter_seen else None
+            for s in range(0, len(reqs), 512):
+                scores = score_lists(model, reqs[s : s + 512], columns, split.n_items)[kind[3]]
+                excl = seen_all[s : s + 512] if seen_all else None
+                parts.append(rank_of_target(scores, test.targets[s : s + 512], excl))
+                tops.append(top_k(scores, max(DEFAULT_KS), excl))
+            extra = {"cases": len(reqs), "list": kind[3], "encoder": enc, "gate": kind[2],
+                     "contrastive": con, **bundle.info()}  # fmt: skip
+            if kind[2] == "fixed":
+                extra["calibration"] = model.sequence.metrics.get("validation", {})
+            if kind[3] == "fused":
+                extra["long_weight_profile"] = gate_profile(model, reqs)
+            out[name] = _ranks_run(np.concatenate(parts), extra, train_s,
+                                   time.perf_counter() - t1, None, np.concatenate(tops),
+                                   split.n_items)  # fmt: skip
+    return out
+
+
+def _seq_runs(opts: AccuracyOptions, names: list[str],
+              log: Callable[[str], None]) -> dict[str, list[_Run]]:  # fmt: skip
+    """Every seed of the sequence models, in ``opts.jobs`` processes."""
+    runs: dict[str, list[_Run]] = {n: [] for n in names}
+    if opts.jobs > 1 and opts.seeds > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(opts.jobs, opts.seeds),
+                                 mp_context=mp.get_context("spawn")) as pool:  # fmt: skip
+            results = list(pool.map(_seq_seed, [opts] * opts.seeds, [names] * opts.seeds,
+                                    range(opts.seeds)))  # fmt: skip
+    else:
+        results = [_seq_seed(opts, names, seed) for seed in range(opts.seeds)]
+    for seed, res in enumerate(results):
+        for name, run in res.items():
+            runs[name].append(run)
+            log(f"[bench] {opts.dataset} {opts.protocol} {name} seed {seed}: "
+                f"hr@10 {run.metrics['hr@10']:.4f} ndcg@10 {run.metrics['ndcg@10']:.4f} "
+                f"(train {run.train_s:.1f} s, eval {run.eval_s:.1f} s)")  # fmt: skip
+    return runs
+
+
 # -- the command ---------------------------------------------------------------------------
 def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate every model; write ``<dataset>-<protocol>.json`` / ``.md`` / ``.png``."""
@@ -335,15 +432,20 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         def once(name: str, seed: int) -> _Run:
             return _prequential_once(data, order, name, seed, opts.refresh_every)
 
+    seq_names = [m for m in opts.models if m in SEQUENCE_MODELS]
+    seq_runs = _seq_runs(opts, seq_names, log) if seq_names else {}
     for name in opts.models:
-        seeds = range(opts.seeds) if name in SEEDED else range(1)
-        runs = []
-        for seed in seeds:
-            run = once(name, seed)
-            runs.append(run)
-            log(f"[bench] {opts.dataset} {opts.protocol} {name} seed {seed}: "
-                f"hr@10 {run.metrics['hr@10']:.4f} ndcg@10 {run.metrics['ndcg@10']:.4f} "
-                f"(train {run.train_s:.1f} s, eval {run.eval_s:.1f} s)")  # fmt: skip
+        if name in seq_runs:
+            runs = seq_runs[name]
+        else:
+            seeds = range(opts.seeds) if name in SEEDED else range(1)
+            runs = []
+            for seed in seeds:
+                run = once(name, seed)
+                runs.append(run)
+                log(f"[bench] {opts.dataset} {opts.protocol} {name} seed {seed}: "
+                    f"hr@10 {run.metrics['hr@10']:.4f} ndcg@10 {run.metrics['ndcg@10']:.4f} "
+                    f"(train {run.train_s:.1f} s, eval {run.eval_s:.1f} s)")  # fmt: skip
         keys = list(runs[0].metrics)
         entry: dict[str, Any] = {k: float(np.mean([r.metrics[k] for r in runs])) for k in keys}
         entry["std"] = {k: float(np.std([r.metrics[k] for r in runs])) for k in keys}
@@ -356,7 +458,7 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         case_ids_first[name] = runs[0].case_ids
 
     # paired bootstrap of per-case NDCG@10: each reference model against every other one
-    for ref_name in ("streaming", "long_only"):
+    for ref_name in ("streaming", "long_only", "short_only", "fused"):
         if ref_name not in per_case_first:
             continue
         ref = per_case_first[ref_name]["ndcg@10"]
@@ -369,6 +471,8 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
                 _, ia, ib = np.intersect1d(ids_ref, ids, assume_unique=True, return_indices=True)
                 a, b = a[ia], b[ib]
             elif a.shape != b.shape:
+                continue
+            if a.shape[0] == 0:  # no case judged by both (e.g. no snapshot before the end)
                 continue
             diff, lo, hi, p = paired_bootstrap(a, b)
             models[name][f"vs_{ref_name}_ndcg@10"] = {
@@ -493,3 +597,37 @@ def _write(out: Path, report: dict[str, Any]) -> None:
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
     plt.close(fig)
+    gated = {
+        k: m["long_weight_profile"]
+        for k, m in report["models"].items()
+        if m.get("long_weight_profile", {}).get("cases")
+    }
+    if gated:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        for name, g in gated.items():
+            hist = np.asarray(g["histogram"], dtype=float)
+            axes[0].step(np.linspace(0.025, 0.975, 20), hist / max(1.0, hist.sum()), where="mid",
+                         label=name)  # fmt: skip
+            rows = g["by_session_length"]
+            axes[1].plot(range(len(rows)), [r[2] for r in rows], marker="o", label=name)
+            axes[1].set_xticks(range(len(rows)),
+                               [f"{int(r[0])}" if r[0] == r[1] else
+                                f"{int(r[0])}–{int(r[1])}" if r[1] < 1e6 else f"{int(r[0])}+"
+                                for r in rows])  # fmt: skip
+            gaps = g["by_gap_s"]
+            names = {0: "<1 min", 60: "<1 h", 3600: "<1 day", 86400: "<1 week", 604800: "≥1 week"}
+            axes[2].plot(range(len(gaps)), [r[2] for r in gaps], marker="o", label=name)
+            axes[2].set_xticks(range(len(gaps)), [names.get(int(r[0]), str(r[0])) for r in gaps])
+        axes[0].set_xlabel("long_weight")
+        axes[0].set_ylabel("share of users")
+        axes[1].set_xlabel("position in the session (events so far)")
+        axes[1].set_ylabel("mean long_weight")
+        axes[2].set_xlabel("gap before the newest event")
+        axes[2].set_ylabel("mean long_weight")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{report['dataset']} — the learned gate on the test cases")
+        fig.tight_layout()
+        fig.savefig(stem.parent / f"{stem.name}-gate.png", dpi=120)
+        plt.close(fig)

@@ -51,7 +51,10 @@ def test_a_snapshot_published_while_events_flow_is_swapped_in_and_nothing_is_los
         kwargs={"limit": SECOND, "start": FIRST, "run_id": "m", "rate": 300.0},
     )  # fmt: skip
     flowing.start()
-    outcome = RefreshJob(s, SMALL).run_once("manual")
+    # this test follows the statistics scorer over long-term vectors (test_fused_live.py
+    # follows the snapshot's encoder and gate)
+    vectors_only = s.with_(refresh_sequence=False)
+    outcome = RefreshJob(vectors_only, SMALL).run_once("manual")
     flowing.join(timeout=120)
     assert outcome.outcome == "promoted" and outcome.version == "v000001"
     assert outcome.events >= FIRST, "the refresh read the interaction log"
@@ -103,7 +106,7 @@ def test_a_snapshot_published_while_events_flow_is_swapped_in_and_nothing_is_los
 
     # a second refresh warm-starts from the live one; promote (if the margin held it back) and
     # roll back by hand, each announced to the worker
-    second = RefreshJob(s, SMALL).run_once("manual")
+    second = RefreshJob(vectors_only, SMALL).run_once("manual")
     assert second.warm_from == "v000001" and second.version == "v000002"
     monkeypatch.setenv("LSI_MODELS_TOPIC", s.models_topic)
     cli = ["--brokers", s.brokers, "--models-dir", str(s.models_dir)]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lsi.bench.accuracy import MODELS, SEEDED, AccuracyOptions, run_accuracy_bench
+from lsi.bench.accuracy import DEFAULT_MODELS, SEEDED, AccuracyOptions, run_accuracy_bench
 from lsi.errors import LsiError
+from models.train_sequence import SequenceConfig
 
 KS = (5, 10, 20)
 METRICS = ("hr", "ndcg", "recall")
@@ -31,14 +32,21 @@ def synthetic_log(path: Path, users: int = 40, items: int = 30, seed: int = 1) -
     return path
 
 
+SMALL_SEQ = SequenceConfig(dim=16, max_len=12, epochs=6, eval_every=2, gate_epochs=5,
+                           device="cpu")  # fmt: skip
+BASELINES = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming")
+
+
 @pytest.mark.parametrize("protocol", ["loo", "temporal", "prequential"])
 def test_every_model_runs_and_the_report_has_the_documented_shape(
     tmp_path: Path, protocol: str
 ) -> None:
     log = synthetic_log(tmp_path / "ring.csv")
     out = tmp_path / "results"
+    models = BASELINES if protocol == "temporal" else DEFAULT_MODELS
     report = run_accuracy_bench(AccuracyOptions(dataset=str(log), protocol=protocol, seeds=2,
-                                                out=out, refresh_every=400),
+                                                out=out, refresh_every=150, models=models,
+                                                sequence=SMALL_SEQ),
                                 log=lambda _: None)  # fmt: skip
     on_disk = json.loads((out / f"ring-{protocol}.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
@@ -47,7 +55,7 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
     ).stat().st_size > 0
     assert on_disk["dataset"] == "ring" and on_disk["protocol"] == protocol
     assert on_disk["filter_seen"] is False
-    assert set(on_disk["models"]) == set(MODELS)
+    assert set(on_disk["models"]) == set(models)
     for name, m in on_disk["models"].items():
         for k in KS:
             for metric in METRICS:
@@ -62,26 +70,34 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         # the ring is learnable: sequence-aware scorers beat popularity
         assert on_disk["models"]["covisit"]["hr@10"] > on_disk["models"]["mostpop"]["hr@10"]
         assert on_disk["models"]["streaming"]["hr@10"] > on_disk["models"]["mostpop"]["hr@10"]
-        # the long-term model ranks by the snapshot alone, the user's own items excluded
-        assert on_disk["models"]["long_only"]["history_excluded"] is True
-        if protocol == "loo":
-            lo, mp = on_disk["models"]["long_only"], on_disk["models"]["mostpop"]
-            assert lo["hr@10"] > mp["hr@10"]
-    else:
-        # warm refreshes happened during the replay (one per 400 events but the last chunk)
+    if protocol == "loo":
+        models_ = on_disk["models"]
+        assert models_["short_only"]["hr@10"] > models_["mostpop"]["hr@10"]
+        assert models_["fused"]["list"] == "fused" and models_["long_only"]["list"] == "long"
+        # one training per seed serves all three lists; the gate's profile is reported
+        assert models_["fused"]["train_s"] == models_["short_only"]["train_s"]
+        profile = models_["fused"]["long_weight_profile"]
+        assert profile["cases"] > 0 and sum(profile["histogram"]) == profile["cases"]
+        assert (out / "ring-loo-gate.png").stat().st_size > 0
+        pair = models_["fused"]["vs_short_only_ndcg@10"]
+        assert pair["cases"] == models_["fused"]["cases"]
+    if protocol == "prequential":
+        # warm refreshes happened during the replay (one per 150 events, none at the start)
         n = on_disk["events"]
-        assert len(on_disk["models"]["long_only"]["refresh_s"]) == (n - 1) // 400
-        # paired on the events both judged, though the models judge slightly different sets
-        for name in ("mostpop", "covisit", "streaming"):
-            pair = on_disk["models"][name]["vs_long_only_ndcg@10"]
+        assert len(on_disk["models"]["fused"]["refreshes"]) == (n - 1) // 150
+        # paired on the events both judged, though the models judge different sets
+        for name in ("mostpop", "covisit", "fused"):
+            pair = on_disk["models"][name]["vs_short_only_ndcg@10"]
             assert 0 < pair["cases"] <= on_disk["models"][name]["evaluated"]
 
 
 def test_unknown_models_and_protocols_are_refused() -> None:
     with pytest.raises(LsiError, match="unknown model"):
         AccuracyOptions(models=("sasrec",))
-    with pytest.raises(LsiError, match="not built yet"):
-        AccuracyOptions(models=("mostpop", "fused"))
+    with pytest.raises(LsiError, match="loo only"):
+        AccuracyOptions(protocol="prequential", models=("fused", "fused_gru"))
+    with pytest.raises(LsiError, match="loo and prequential"):
+        AccuracyOptions(protocol="temporal", models=("fused",))
     with pytest.raises(LsiError, match="unknown protocol"):
         AccuracyOptions(protocol="kfold")
 

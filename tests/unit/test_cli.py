@@ -213,6 +213,15 @@ def test_format_recommendation_shows_the_gate_and_the_attribution() -> None:
     assert "3 Heat (1995)" in rows[2]
 
 
+def test_format_recommendation_shows_each_sources_own_picks() -> None:
+    rec = {**REC, "source": "fused",
+           "short_term": [{"item_id": "3", "score": 0.3}, {"item_id": "2", "score": 0.2}],
+           "long_term": [{"item_id": "1", "score": 0.4}]}  # fmt: skip
+    lines = format_recommendation(rec, {"3": "Heat (1995)"}).splitlines()
+    assert lines[-2] == "      short-term picks: 3 Heat (1995) · 2"
+    assert lines[-1] == "      long-term picks : 1"
+
+
 def test_format_recommendation_limits_and_handles_empty_lists() -> None:
     assert len(format_recommendation(REC, limit=2).splitlines()) == 1 + 2
     empty = {**REC, "items": [], "long_weight": 0.0, "trigger": "request"}

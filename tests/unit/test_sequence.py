@@ -1,18 +1,36 @@
-"""Sequence encoders and the gate: causality, serving path = training path, the gate's range
-and direction, the next-item loss."""
+"""Sequence encoders and the gate: causality, serving path = training path, padding
+invariance, the gate's range and direction, the next-item loss, the fusion of both sources."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
 
 from models.sequence import (
     CausalSelfAttentionEncoder,
+    FusedLogProbs,
     GRUEncoder,
     LongShortGate,
+    LongShortScorer,
+    fuse,
     gap_buckets,
+    make_encoder,
     next_item_loss,
+    short_long_contrastive,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: a second intra-op thread only adds contention (on a busy 2-core runner
+    it made these tests several times slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 ENCODERS = [
     lambda: CausalSelfAttentionEncoder(num_items=30, dim=16, max_len=12, layers=2, heads=2),
@@ -102,7 +120,7 @@ def test_next_item_loss_is_the_full_softmax_cross_entropy() -> None:
     got = next_item_loss(states, targets, items)
     logits = states @ items.T
     picked = [(0, 0, 1), (0, 2, 4), (1, 0, 0), (1, 1, 0)]
-    want = -sum(torch.log_softmax(logits[b, t], 0)[i] for b, t, i in picked) / len(picked)
+    want = -torch.stack([torch.log_softmax(logits[b, t], 0)[i] for b, t, i in picked]).mean()
     assert torch.allclose(got, want, atol=1e-6)
     assert float(next_item_loss(states, torch.zeros(2, 3, dtype=torch.long), items)) == 0.0
 
@@ -134,3 +152,205 @@ def test_the_attention_encoder_learns_a_sequential_pattern() -> None:
         scores = enc(seq[:, :-1], types[:, :-1], gaps[:, :-1])[:, -1] @ enc.item_embeddings.T
     accuracy = float((scores.argmax(1) + 1 == seq[:, -1]).float().mean())
     assert accuracy > 0.8, accuracy
+
+
+# -- relative positions ------------------------------------------------------------------
+
+
+def left_pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.cat([torch.zeros(x.shape[0], n, dtype=x.dtype), x], dim=1)
+
+
+@pytest.mark.parametrize("kind", ["attention", "gru"])
+def test_left_padding_does_not_change_the_output(kind: str) -> None:
+    """Positions count from the window's first real event: the same window left-padded to a
+    longer batch tensor (a longer user in the same micro-batch) scores the same."""
+    torch.manual_seed(0)
+    enc = make_encoder(kind, num_items=20, dim=8, max_len=10, layers=1, heads=2, dropout=0.0)
+    enc.eval()
+    items = torch.tensor([[3, 4, 5, 6]])
+    types = torch.tensor([[0, 1, 0, 2]])
+    gaps = torch.tensor([[0.0, 60.0, 120.0, 5000.0]])
+    with torch.no_grad():
+        alone = enc(items, types, gaps)
+        padded = enc(left_pad(items, 6), left_pad(types, 6), left_pad(gaps, 6))
+    assert padded.shape == (1, 10, 8)
+    assert torch.allclose(padded[:, 6:], alone, atol=1e-5)
+    assert (padded[:, :6] == 0).all()
+
+
+def test_a_window_longer_than_max_len_is_refused() -> None:
+    enc = make_encoder("attention", 20, 8, 4, 1, 2, 0.0)
+    x = torch.ones(1, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="exceeds max_len 4"):
+        enc(x, torch.zeros_like(x), torch.zeros(1, 5))
+
+
+def test_make_encoder_kinds() -> None:
+    att = make_encoder("attention", 20, 8, 10, 2, 2, 0.1)
+    gru = make_encoder("gru", 20, 8, 10, 2, 2, 0.1)
+    assert isinstance(att, CausalSelfAttentionEncoder) and isinstance(gru, GRUEncoder)
+    assert len(att.blocks.layers) == 2 and att.heads == 2
+    for enc in (att, gru):
+        assert enc.item_embeddings.shape == (20, 8)  # the padding row is not an item
+    with pytest.raises(ValueError, match="attention or gru"):
+        make_encoder("lstm", 20, 8, 10, 1, 2, 0.0)
+
+
+# -- fuse ----------------------------------------------------------------------------------
+
+
+def ref_log_softmax(x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """log-softmax over the allowed entries of each row, -inf elsewhere (the reference)."""
+    out = torch.full_like(x, float("-inf"))
+    for b in range(x.shape[0]):
+        v = x[b, allowed[b]]
+        out[b, allowed[b]] = v - torch.logsumexp(v, dim=0)
+    return out
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal -inf patterns and close finite values."""
+    return bool(torch.equal(torch.isneginf(a), torch.isneginf(b))) and torch.allclose(
+        a[torch.isfinite(a)], b[torch.isfinite(b)], atol=1e-5
+    )
+
+
+def fuse_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    short = 3 * torch.randn(3, 6, generator=g)
+    long = 3 * torch.randn(3, 6, generator=g)
+    excluded = torch.zeros(3, 6, dtype=torch.bool)
+    excluded[0, [1, 4]] = True
+    excluded[2, 0] = True
+    return short, long, excluded, torch.tensor(0.4)
+
+
+def test_fuse_is_the_gated_geometric_mixture_of_the_two_sources() -> None:
+    short, long, excluded, log_tau = fuse_inputs()
+    allowed = ~excluded
+    want_short = ref_log_softmax(short, allowed)
+    want_long = ref_log_softmax(log_tau.exp() * long, allowed)
+    w = torch.tensor([0.0, 1.0, 0.3])
+    out = fuse(short, long, w, excluded, log_tau)
+    assert isinstance(out, FusedLogProbs) and torch.equal(out.long_weight, w)
+    assert same(out.short, want_short) and same(out.long, want_long)
+    # w = 0: the short-term list exactly; w = 1: the long-term one
+    assert same(out.fused[0:1], want_short[0:1])
+    assert same(out.fused[1:2], want_long[1:2])
+    mixed = ref_log_softmax(0.3 * want_long[2:3].nan_to_num(neginf=0.0)
+                            + 0.7 * want_short[2:3].nan_to_num(neginf=0.0), allowed[2:3])  # fmt: skip
+    assert same(out.fused[2:3], mixed)
+    for lp in (out.fused, out.short, out.long):
+        assert torch.isneginf(lp[excluded]).all() and torch.isfinite(lp[allowed]).all()
+        assert torch.allclose(lp.exp().sum(dim=1), torch.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5, 1.0])
+def test_fuse_weight_zero_and_one_for_every_row(w: float) -> None:
+    short, long, excluded, log_tau = fuse_inputs()
+    out = fuse(short, long, torch.full((3,), w), excluded, log_tau)
+    if w == 0.0:
+        assert same(out.fused, out.short)
+    elif w == 1.0:
+        assert same(out.fused, out.long)
+    else:
+        assert not same(out.fused, out.short) and not same(out.fused, out.long)
+
+
+def test_fuse_items_and_users_the_snapshot_lacks() -> None:
+    """An item without a long-term score (NaN) gets the row's lowest long-term score among
+    the offered items; a user without any (all NaN, ``w = 0``) has no long-term list and the
+    fused list is the short-term one."""
+    nan = float("nan")
+    short = torch.tensor([[0.5, 1.0, -1.0, 2.0, 0.0], [1.0, 2.0, 3.0, 0.0, -1.0]])
+    long = torch.tensor([[1.0, nan, 3.0, -5.0, 2.0], [nan] * 5])
+    excluded = torch.tensor(
+        [[False, False, False, True, False], [False, True, False, False, False]]
+    )
+    out = fuse(short, long, torch.tensor([0.6, 0.0]), excluded, torch.tensor(0.0))
+    # row 0: -5 is excluded, so the floor is 1.0 (item 0), not -5
+    assert float(out.long[0, 1]) == pytest.approx(float(out.long[0, 0]))
+    assert float(out.long[0, 1]) == pytest.approx(float(out.long[0, [0, 1, 2, 4]].min()))
+    assert torch.isfinite(out.fused[0, [0, 1, 2, 4]]).all()
+    # row 1: no long-term part at all
+    assert torch.isneginf(out.long[1]).all()
+    assert same(out.fused[1:2], out.short[1:2])
+    assert torch.isneginf(out.fused[1, 1]) and torch.isneginf(out.short[1, 1])
+    allowed = ~excluded
+    for lp in (out.fused, out.short):
+        assert torch.allclose(lp.exp().sum(1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(out.long[0].exp()[allowed[0]].sum(), torch.tensor(1.0), atol=1e-5)
+
+
+# -- LongShortScorer -----------------------------------------------------------------------
+
+
+def scorer(gate: str) -> LongShortScorer:
+    torch.manual_seed(0)
+    enc = make_encoder("attention", 12, 8, 6, 1, 2, 0.0)
+    return LongShortScorer(enc, long_dim=4, gate_hidden=8, gate=gate).eval()
+
+
+def scorer_args(b: int = 4) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(1)
+    items = torch.randint(1, 13, (b, 6), generator=g)
+    items[0, :3] = 0
+    types = torch.zeros_like(items)
+    gaps = torch.full(items.shape, 60.0)
+    long_vec = torch.randn(b, 4, generator=g)
+    long_logits = torch.randn(b, 12, generator=g)
+    since = torch.tensor([10.0, 1e5, 60.0, 3600.0])[:b]
+    session = torch.tensor([5.0, 1.0, 2.0, 9.0])[:b]
+    history = torch.tensor([100.0, 3.0, 40.0, 7.0])[:b]
+    known = torch.tensor([True, True, True, False])[:b]
+    long_logits[~known] = float("nan")
+    excluded = torch.zeros(b, 12, dtype=torch.bool)
+    excluded.scatter_(1, (items - 1).clamp(min=0), items > 0)
+    return items, types, gaps, long_vec, long_logits, since, session, history, known, excluded
+
+
+@pytest.mark.parametrize("gate", ["learned", "fixed"])
+def test_scorer_gate_kinds(gate: str) -> None:
+    s = scorer(gate)
+    args = scorer_args()
+    with torch.no_grad():
+        out = s(*args)
+        w = out.long_weight
+    assert w[3] == 0.0, "a user the snapshot lacks gets w = 0"
+    assert ((w[:3] > 0) & (w[:3] < 1)).all()
+    # the forward pass is the head over the encoder's last position
+    with torch.no_grad():
+        head = s.head(s.short_state(*args[:3]), *args[3:])
+    for a, b in zip(out, head, strict=True):
+        assert same(a, b)
+    assert torch.isneginf(out.fused[args[-1]]).all()
+    if gate == "fixed":
+        assert torch.allclose(w[:3], torch.sigmoid(s.fixed_logit).expand(3))
+        with torch.no_grad():
+            s.fixed_logit.fill_(2.0)
+            assert torch.allclose(s(*args).long_weight[:3], torch.sigmoid(torch.tensor(2.0)))
+    else:
+        assert len({round(float(v), 6) for v in w[:3]}) == 3, "the learned gate is per user"
+
+
+def test_scorer_refuses_an_unknown_gate() -> None:
+    enc = make_encoder("gru", 12, 8, 6, 1, 2, 0.0)
+    with pytest.raises(ValueError, match="learned or fixed"):
+        LongShortScorer(enc, long_dim=4, gate="mlp")
+
+
+# -- the contrastive term ------------------------------------------------------------------
+
+
+def test_short_long_contrastive_is_info_nce_over_cosines() -> None:
+    torch.manual_seed(0)
+    s, m = torch.randn(5, 8), torch.randn(5, 8)
+    got = short_long_contrastive(s, m, temperature=0.2)
+    cos = torch.nn.functional.cosine_similarity(s[:, None], m[None], dim=-1) / 0.2
+    want = -torch.log_softmax(cos, dim=1).diagonal().mean()
+    assert torch.allclose(got, want, atol=1e-5)
+    # cosine: the length of the vectors does not matter; aligned pairs cost less
+    assert torch.allclose(short_long_contrastive(3 * s, 0.5 * m, 0.2), got, atol=1e-5)
+    aligned = short_long_contrastive(m + 0.01 * s, m, 0.2)
+    assert float(aligned) < float(got) and float(aligned) < 0.1

@@ -81,7 +81,8 @@ def test_bytes_round_trip_and_size_budget() -> None:
     )
     assert back.n_events == 200 and back.applied == state.applied
     assert all(abs(a - b) <= 0.05 for a, b in zip(back.times, state.times, strict=True))
-    assert len(raw) < 2048, len(raw)
+    # the sequence encoder reads the last 200 events: ~24 bytes each, plus the rest
+    assert len(raw) < 6144, len(raw)
 
 
 def test_redelivered_source_offsets_are_skipped_exactly() -> None:

@@ -1,0 +1,495 @@
+"""Training the fused scorer: the short-term encoder, then the long/short gate.
+
+Data. The interaction log (:class:`models.train.Log`) becomes one time-ordered sequence per
+user (ties in log order). The caller holds out each user's newest positive interaction for
+up to ``gate_cases`` users (:func:`models.train.holdout_last`, the *calibration* cases) and
+trains the long-term model without them.
+
+Stage 1, the encoder. For every user, the window of the last ``max_len + 1`` events before
+their calibration case (SASRec's recipe: the most recent window; older history is the
+long-term model's job) gives ``max_len`` next-item targets; skips are inputs but never
+targets. Loss: full-softmax cross-entropy (:func:`models.sequence.next_item_loss`), plus, with
+``contrastive > 0``, the CLSR-style InfoNCE of :func:`models.sequence.short_long_contrastive`.
+Every ``eval_every`` epochs the short-term NDCG@10 on the calibration cases decides early
+stopping (``patience`` evaluations without a gain); the best weights are kept.
+
+Stage 2, the gate. With the encoder frozen, the gate, the long-term projection and the
+temperature are fitted on 90 % of the calibration cases by the fused cross-entropy
+:math:`-\\log p(y)` (:func:`models.sequence.fuse`), and the three modes are measured on the
+other 10 %. Why in two stages: the long-term model has learned every training interaction,
+so on training positions its scores look better than they will on tomorrow's events, and a
+gate fitted there would over-trust it. On the calibration cases neither source has seen the
+target, as in serving.
+
+Every feature goes through :meth:`lsi.fusion.SequenceModel.inputs`, the function workers
+call, so training and serving cannot disagree about a window, a gap or an excluded item.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from lsi.fusion import SeqRequest, SequenceModel, scorer_from_config
+from lsi.longterm import LongTermModel
+from models.sequence import next_item_loss, short_long_contrastive
+from models.train import Log, pick_device
+
+__all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "train_sequence"]
+
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceConfig:
+    """Hyper-parameters of the fused scorer (chosen on calibration cases, never on test).
+
+    Attributes:
+        encoder: ``attention`` (SASRec-style) or ``gru``.
+        dim, layers, heads, dropout: the encoder's shape.
+        max_len: the window ``T``: the last events the encoder reads.
+        epochs: most epochs of a cold start (early stopping usually ends sooner).
+        warm_epochs: most epochs when continuing from the live snapshot's encoder.
+        batch_size: users per step.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        eval_every: epochs between early-stopping evaluations.
+        patience: evaluations without a gain before stopping.
+        eval_cases: calibration cases used by early stopping.
+        gate: ``learned`` (per user) or ``fixed`` (one constant weight; an ablation).
+        gate_hidden: the gate MLP's hidden width.
+        gate_epochs: passes over the calibration cases when fitting the gate.
+        gate_lr: the gate's Adam learning rate.
+        contrastive: weight of the CLSR-style term (0 = off).
+        contrastive_last: the recent items the short-term vector is tied to.
+        init_from_long_term: start the encoder's item rows from the long-term item vectors
+            (one item space for both sources).
+        session_gap_s: a gap longer than this starts a new session (a gate feature).
+        max_train_s: stop the encoder's training after this many seconds (the best
+            weights so far are kept); ``None``: no time limit.
+        seed: RNG seed.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    """
+
+    encoder: str = "attention"
+    dim: int = 64
+    max_len: int = 200
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+    epochs: int = 200
+    warm_epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    eval_every: int = 5
+    patience: int = 3
+    eval_cases: int = 2000
+    gate: str = "learned"
+    gate_hidden: int = 32
+    gate_epochs: int = 20
+    gate_lr: float = 1e-2
+    contrastive: float = 0.0
+    contrastive_last: int = 5
+    init_from_long_term: bool = True
+    session_gap_s: float = 1800.0
+    max_train_s: float | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("attention", "gru"):
+            raise ValueError(f"encoder must be attention or gru, got {self.encoder!r}")
+        if self.gate not in ("learned", "fixed"):
+            raise ValueError(f"gate must be learned or fixed, got {self.gate!r}")
+        if min(self.dim, self.max_len, self.epochs, self.batch_size, self.eval_every,
+               self.patience, self.eval_cases, self.heads) < 1:  # fmt: skip
+            raise ValueError("sizes, epochs, eval_every and patience must be positive")
+        if self.dim % self.heads:
+            raise ValueError("dim must be a multiple of heads")
+        if self.lr <= 0 or self.gate_lr <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("learning rates must be > 0 and dropout in [0, 1)")
+        if self.contrastive < 0 or self.warm_epochs < 0 or self.gate_epochs < 0:
+            raise ValueError("contrastive, warm_epochs and gate_epochs must be >= 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass
+class TrainedSequence:
+    """A trained fused scorer and how it was made."""
+
+    model: SequenceModel
+    epochs: int
+    best_epoch: int
+    seconds: float
+    gate_seconds: float
+    device: str
+    losses: list[float] = field(default_factory=list)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, calibration NDCG@10)
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)
+    warm_from: str = ""
+    variants: dict[str, SequenceModel] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UserSequences:
+    """The log as one time-ordered sequence per user: rows of user ``u`` are
+    ``order[indptr[u]:indptr[u+1]]`` (indices into the log)."""
+
+    user_ids: tuple[str, ...]
+    indptr: npt.NDArray[np.int64]
+    order: npt.NDArray[np.int64]
+
+    @classmethod
+    def build(cls, log: Log) -> UserSequences:
+        uniq, codes = np.unique(np.asarray(log.users, dtype=object).astype(str),
+                                return_inverse=True)  # fmt: skip
+        order = np.lexsort((np.arange(len(log)), log.ts, codes)).astype(np.int64)
+        indptr = np.zeros(len(uniq) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(codes, minlength=len(uniq)), out=indptr[1:])
+        return cls(tuple(uniq.tolist()), indptr, order)
+
+    def rows(self, u: int) -> npt.NDArray[np.int64]:
+        return self.order[self.indptr[u] : self.indptr[u + 1]]
+
+
+def request(log: Log, rows: npt.NDArray[np.int64], user: str, n_events: int,
+            window: int) -> SeqRequest:  # fmt: skip
+    """The request a worker would build for ``user`` after the log rows ``rows`` (oldest
+    first; the state keeps the last ``window``)."""
+    tail = rows[-window:].tolist()
+    codes = log.type_codes()
+    return SeqRequest(user, [log.items[r] for r in tail], [int(codes[r]) for r in tail],
+                      [float(log.ts[r]) for r in tail], n_events)  # fmt: skip
+
+
+def _catalogue(log: Log, long: LongTermModel | None, warm: SequenceModel | None
+               ) -> tuple[str, ...]:  # fmt: skip
+    base: list[str] = list(warm.item_ids) if warm is not None else (
+        list(long.item_ids) if long is not None else [])  # fmt: skip
+    known = set(base)
+    for item in log.items:
+        if item not in known:
+            known.add(item)
+            base.append(item)
+    return tuple(base)
+
+
+def _windows(log: Log, seqs: UserSequences, cut: dict[int, int], item_row: dict[str, int],
+             length: int) -> tuple[npt.NDArray[Any], ...]:  # fmt: skip
+    """Left-padded ``[N, length]`` items (encoder rows), types, gaps and positive flags of
+    each user's last ``length`` events before their cut."""
+    codes = log.type_codes()
+    n_u = len(seqs.user_ids)
+    items = np.zeros((n_u, length), dtype=np.int64)
+    types = np.zeros((n_u, length), dtype=np.int64)
+    gaps = np.zeros((n_u, length), dtype=np.float32)
+    pos = np.zeros((n_u, length), dtype=bool)
+    keep = np.zeros(n_u, dtype=bool)
+    for u in range(n_u):
+        rows = seqs.rows(u)
+        rows = rows[: cut.get(u, rows.shape[0])][-length:]
+        n = rows.shape[0]
+        if n < 2:
+            continue
+        keep[u] = True
+        items[u, length - n :] = [item_row[log.items[r]] for r in rows.tolist()]
+        types[u, length - n :] = codes[rows]
+        ts = log.ts[rows]
+        gaps[u, length - n :] = np.maximum(np.diff(ts, prepend=ts[0]), 0.0)
+        pos[u, length - n :] = log.strength[rows] > 0
+    return items[keep], types[keep], gaps[keep], pos[keep]
+
+
+def _ndcg_of(logp: torch.Tensor, targets: torch.Tensor, k: int = 10) -> npt.NDArray[np.float64]:
+    """Per-case NDCG@k from log-probabilities ``[B, I]`` and target rows ``[B]`` (-1 =
+    the target is not in the catalogue: a miss)."""
+    ok = targets >= 0
+    t = targets.clamp(min=0)
+    st = logp.gather(1, t[:, None])
+    rank = (logp > st).sum(dim=1).to(torch.float64)
+    gain = torch.where(ok & (rank < k) & torch.isfinite(st[:, 0]),
+                       1.0 / torch.log2(rank + 2.0), torch.zeros_like(rank))  # fmt: skip
+    out: npt.NDArray[np.float64] = gain.numpy()
+    return out
+
+
+def train_sequence(
+    log: Log,
+    cal_rows: npt.NDArray[np.int64],
+    long: LongTermModel | None,
+    cfg: SequenceConfig | None = None,
+    warm: SequenceModel | None = None,
+    progress: Progress | None = None,
+    warm_version: str = "",
+    extra_gates: tuple[str, ...] = (),
+) -> TrainedSequence:
+    """Train the encoder on ``log`` minus the calibration rows ``cal_rows`` (and anything
+    after them), then fit the gate on those rows; ``long`` is the long-term model trained
+    without them. ``warm``: continue from this encoder (``warm_epochs``), keeping its item
+    rows and appending new items. ``extra_gates`` (``fixed``): also fit these gate kinds on
+    the same encoder (:attr:`TrainedSequence.variants`, for ablations)."""
+    cfg = cfg or SequenceConfig()
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = pick_device(cfg.device)
+    ids = _catalogue(log, long, warm)
+    item_row = {k: j + 1 for j, k in enumerate(ids)}
+    seqs = UserSequences.build(log)
+    user_of = {u: j for j, u in enumerate(seqs.user_ids)}
+
+    # calibration cases: each chosen user's held-out row, and the events before it
+    position = np.empty(len(log), dtype=np.int64)
+    position[seqs.order] = np.arange(len(log)) - np.repeat(seqs.indptr[:-1],
+                                                           np.diff(seqs.indptr))  # fmt: skip
+    cut: dict[int, int] = {}
+    cases: list[tuple[int, int]] = []  # (user, log row)
+    for r in cal_rows.tolist():
+        u = user_of[log.users[r]]
+        cut[u] = min(cut.get(u, 1 << 62), int(position[r]))
+        cases.append((u, r))
+    cases = [(u, r) for u, r in cases if cut[u] == position[r] and cut[u] >= 1]
+
+    config: dict[str, Any] = asdict(cfg)
+    long_dim = long.dim if long is not None else cfg.dim
+    scorer = scorer_from_config(config, len(ids), long_dim)
+    _init_items(scorer, ids, long, warm, cfg)
+    scorer.to(device)
+    model = SequenceModel(ids, scorer, config)
+
+    items, types, gaps, pos = _windows(log, seqs, cut, item_row, cfg.max_len + 1)
+    x_items = torch.from_numpy(items).to(device)
+    x_types = torch.from_numpy(types).to(device)
+    x_gaps = torch.from_numpy(gaps).to(device)
+    targets = torch.from_numpy(np.where(pos, items, 0)).to(device)
+
+    def req(case: tuple[int, int]) -> SeqRequest:
+        u = case[0]
+        rows = seqs.rows(u)[: cut[u]]
+        return request(log, rows, seqs.user_ids[u], rows.shape[0], cfg.max_len)
+
+    eval_idx = rng.permutation(len(cases))[: cfg.eval_cases]
+    eval_reqs = [req(cases[j]) for j in eval_idx.tolist()]
+    eval_targets = torch.tensor([item_row.get(log.items[cases[j][1]], 0) - 1
+                                 for j in eval_idx.tolist()])  # fmt: skip
+
+    def evaluate() -> float:
+        scorer.eval()
+        vals = []
+        for s in range(0, len(eval_reqs), 512):
+            lp, _ = model.log_probs(eval_reqs[s : s + 512], None)
+            vals.append(_ndcg_of(lp.short, eval_targets[s : s + 512]))
+        return float(np.concatenate(vals).mean()) if vals else 0.0
+
+    enc_params = list(scorer.encoder.parameters())
+    opt = torch.optim.AdamW(enc_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    max_epochs = cfg.warm_epochs if warm is not None else cfg.epochs
+    n = x_items.shape[0]
+    losses: list[float] = []
+    curve: list[tuple[int, float]] = []
+    best, best_epoch, waited = -1.0, 0, 0
+    best_state = {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
+    epoch = 0
+    for epoch in range(1, max_epochs + 1):
+        scorer.train()
+        perm = torch.from_numpy(rng.permutation(n)).to(device)
+        total, steps = 0.0, 0
+        for s in range(0, n, cfg.batch_size):
+            idx = perm[s : s + cfg.batch_size]
+            bi, bt, bg, by = x_items[idx], x_types[idx], x_gaps[idx], targets[idx]
+            first = int((bi != 0).int().argmax(dim=1).min())  # trim all-padding columns
+            bi, bt, bg, by = bi[:, first:], bt[:, first:], bg[:, first:], by[:, first:]
+            out = scorer.encoder(bi[:, :-1], bt[:, :-1], bg[:, :-1])
+            loss = next_item_loss(out, by[:, 1:], scorer.encoder.item_embeddings)
+            if cfg.contrastive > 0:
+                last = bi[:, -cfg.contrastive_last - 1 : -1]
+                emb = scorer.encoder.embed.item(last)
+                mean = emb.sum(1) / (last != 0).sum(1, keepdim=True).clamp(min=1)
+                loss = loss + cfg.contrastive * short_long_contrastive(out[:, -1], mean)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+        losses.append(total / max(steps, 1))
+        if progress is not None:
+            progress(epoch, max_epochs, losses[-1])
+        out_of_time = cfg.max_train_s is not None and time.perf_counter() - t0 > cfg.max_train_s
+        if epoch % cfg.eval_every == 0 or epoch == max_epochs or out_of_time:
+            score = evaluate()
+            curve.append((epoch, score))
+            if score > best:
+                best, best_epoch, waited = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= cfg.patience:
+                    break
+            if out_of_time:
+                break
+    if not eval_reqs:
+        best_epoch = epoch
+        best_state = scorer.encoder.state_dict()
+    scorer.encoder.load_state_dict(best_state)
+    t_gate = time.perf_counter()
+    validation = _fit_gate(model, log, cases, req, item_row, long, cfg,
+                           np.random.default_rng(cfg.seed))  # fmt: skip
+    gate_s = time.perf_counter() - t_gate
+    variants: dict[str, SequenceModel] = {}
+    for kind in extra_gates:
+        twin = copy.deepcopy(scorer)
+        twin.gate_kind = kind
+        other = SequenceModel(ids, twin, {**config, "gate": kind})
+        other.metrics["validation"] = _fit_gate(other, log, cases, req, item_row, long, cfg,
+                                                np.random.default_rng(cfg.seed))  # fmt: skip
+        variants[kind] = other
+    scorer.eval()
+    model.metrics.update({"validation": validation, "best_epoch": best_epoch,
+                          "epochs": epoch, "curve": curve})  # fmt: skip
+    return TrainedSequence(
+        model=model, epochs=epoch, best_epoch=best_epoch, seconds=time.perf_counter() - t0,
+        gate_seconds=gate_s, device=str(device), losses=losses, curve=curve,
+        validation=validation, warm_from=warm_version, variants=variants,
+    )  # fmt: skip
+
+
+def _init_items(scorer: Any, ids: tuple[str, ...], long: LongTermModel | None,
+                warm: SequenceModel | None, cfg: SequenceConfig) -> None:  # fmt: skip
+    """Warm: copy the live encoder (item rows by id). Cold with ``init_from_long_term``:
+    item rows from the long-term item vectors, rescaled to the encoder's init std."""
+    emb = scorer.encoder.embed.item.weight
+    with torch.no_grad():
+        if warm is not None:
+            # every part whose shape still fits (a new long-term dim restarts the projection)
+            mine = scorer.state_dict()
+            state = {k: v for k, v in warm.scorer.state_dict().items()
+                     if not k.startswith("encoder.embed.item.") and k in mine
+                     and mine[k].shape == v.shape}  # fmt: skip
+            scorer.load_state_dict(state, strict=False)
+            old = warm.scorer.encoder.embed.item.weight.detach().cpu()
+            if old.shape[1] == emb.shape[1]:
+                emb[: old.shape[0]] = old
+        if (
+            warm is None
+            and long is not None
+            and cfg.init_from_long_term
+            and long.dim == emb.shape[1]
+        ):
+            rows = np.array([long.item_index.get(k, -1) for k in ids])
+            have = rows >= 0
+            vec = torch.from_numpy(long.item_vec[rows[have]])
+            scale = (cfg.dim**-0.5) / float(vec.std().clamp(min=1e-8))
+            emb[1:][torch.from_numpy(have)] = vec * scale
+
+
+def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
+              req: Callable[[tuple[int, int]], SeqRequest], item_row: dict[str, int],
+              long: LongTermModel | None, cfg: SequenceConfig,
+              rng: np.random.Generator) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Fit the gate (encoder frozen) on 90 % of the cases; measure the modes on the rest."""
+    scorer = model.scorer
+    device = model.device
+    order = rng.permutation(len(cases))
+    n_val = max(1, len(cases) // 10) if len(cases) >= 2 else 0
+    val, fit = order[:n_val], order[n_val:]
+    reqs = [req(c) for c in cases]
+    tgt = np.array([item_row.get(log.items[r], 0) - 1 for _, r in cases], dtype=np.int64)
+    for p in scorer.encoder.parameters():
+        p.requires_grad_(False)
+    scorer.eval()
+
+    # the frozen encoder's vectors and the gate's inputs, computed once per case
+    feats: dict[str, list[torch.Tensor]] = {k: [] for k in (
+        "short", "long_vec", "since", "session", "history", "known", "ok")}  # fmt: skip
+    ex_rows: list[npt.NDArray[np.int64]] = []
+    ex_cols: list[npt.NDArray[np.int64]] = []
+    for s in range(0, len(reqs), 512):
+        x = model.inputs(reqs[s : s + 512], long)
+        with torch.no_grad():
+            feats["short"].append(scorer.short_state(x.items.to(device), x.types.to(device),
+                                                     x.gaps.to(device)).cpu())  # fmt: skip
+        feats["long_vec"].append(x.long_vec)
+        feats["since"].append(x.since_last_s)
+        feats["session"].append(x.session_len)
+        feats["history"].append(x.history)
+        feats["known"].append(x.long_known)
+        feats["ok"].append(torch.from_numpy(x.scorable & (tgt[s : s + 512] >= 0)))
+        r, c = np.nonzero(x.excluded.numpy())
+        ex_rows.append(r + s)
+        ex_cols.append(c)
+    f = {k: torch.cat(v).to(device) for k, v in feats.items()}
+    ex_r, ex_c = np.concatenate(ex_rows), np.concatenate(ex_cols)
+    ex_ptr = np.searchsorted(ex_r, np.arange(len(reqs) + 1))
+    n_items = len(model.item_ids)
+    item_mat = torch.full((n_items, f["long_vec"].shape[1]), float("nan"))
+    if long is not None:
+        rows_l = model._long_rows(long)
+        have = rows_l >= 0
+        item_mat[torch.from_numpy(have)] = torch.from_numpy(long.item_vec[rows_l[have]])
+    item_mat = item_mat.to(device)
+    targets = torch.from_numpy(tgt).to(device)
+
+    def batch(idx: npt.NDArray[np.int64]) -> Any:
+        sel = torch.from_numpy(idx).to(device)
+        excl = np.zeros((idx.size, n_items), dtype=bool)
+        for k, j in enumerate(idx.tolist()):
+            excl[k, ex_c[ex_ptr[j] : ex_ptr[j + 1]]] = True
+        lv = f["long_vec"][sel]
+        logits = lv @ item_mat.T
+        logits = torch.where(
+            f["known"][sel][:, None], logits, torch.full_like(logits, float("nan"))
+        )
+        return sel, scorer.head(f["short"][sel], lv, logits, f["since"][sel], f["session"][sel],
+                                f["history"][sel], f["known"][sel],
+                                torch.from_numpy(excl).to(device))  # fmt: skip
+
+    head = [p for n_, p in scorer.named_parameters() if not n_.startswith("encoder.")]
+    if long is not None and fit.size and cfg.gate_epochs:
+        opt = torch.optim.Adam(head, lr=cfg.gate_lr)
+        for _ in range(cfg.gate_epochs):
+            shuffled = fit[rng.permutation(fit.size)]
+            for s in range(0, fit.size, 512):
+                idx = shuffled[s : s + 512]
+                sel, out = batch(idx)
+                ok = f["ok"][sel]
+                if not bool(ok.any()):
+                    continue
+                lp = out.fused.gather(1, targets[sel].clamp(min=0)[:, None])[:, 0]
+                lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -30.0))
+                loss = -(lp[ok]).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+    for p in scorer.encoder.parameters():
+        p.requires_grad_(True)
+    scorer.eval()
+    out_metrics: dict[str, dict[str, float]] = {}
+    if val.size:
+        parts: dict[str, list[npt.NDArray[np.float64]]] = {"fused": [], "short_only": [],
+                                                            "long_only": []}  # fmt: skip
+        weights: list[npt.NDArray[np.float32]] = []
+        with torch.no_grad():
+            for s in range(0, val.size, 512):
+                sel, lp = batch(val[s : s + 512])
+                t = targets[sel].cpu()
+                ok = f["ok"][sel].cpu()
+                parts["fused"].append(_ndcg_of(lp.fused.cpu(), torch.where(ok, t, -1)))
+                parts["short_only"].append(_ndcg_of(lp.short.cpu(), torch.where(ok, t, -1)))
+                parts["long_only"].append(_ndcg_of(lp.long.cpu(), torch.where(ok, t, -1)))
+                weights.append(lp.long_weight.cpu().numpy())
+        for name, v in parts.items():
+            out_metrics[name] = {"ndcg@10": float(np.concatenate(v).mean()),
+                                 "cases": float(val.size)}  # fmt: skip
+        w = np.concatenate(weights)
+        out_metrics["long_weight"] = {"mean": float(w.mean()), "p10": float(np.quantile(w, 0.1)),
+                                      "p90": float(np.quantile(w, 0.9))}  # fmt: skip
+    return out_metrics

@@ -1,0 +1,644 @@
+"""The fused scorer as workers serve it (:mod:`lsi.fusion`), how it is trained
+(:mod:`models.train_sequence`), stored in a snapshot and used by the batch engine."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import numpy as np
+import pytest
+import torch
+
+import lsi
+from lsi.engine import BASELINE_VERSION, EngineConfig, process_batch
+from lsi.fusion import SeqLists, SeqRequest, SequenceModel, scorer_from_config
+from lsi.longterm import LongTermModel
+from lsi.records import Event, Recommendation
+from lsi.scoring import ScoringConfig
+from lsi.snapshots import SnapshotArrays, SnapshotError, SnapshotStore
+from lsi.state import UserState
+from lsi.stats import ItemStats, Trending
+from models.sequence import LongShortScorer
+from models.train import Log, TrainConfig, holdout_last, train_long_term
+from models.train_sequence import (
+    SequenceConfig,
+    TrainedSequence,
+    UserSequences,
+    request,
+    train_sequence,
+)
+
+REC_SCHEMA = json.loads(
+    (Path(lsi.__file__).parent / "schemas" / "recommendation.schema.json").read_text()
+)
+ITEMS = tuple(f"i{j}" for j in range(20))
+CONFIG = asdict(SequenceConfig(dim=8, max_len=10, layers=1, heads=2, dropout=0.0, device="cpu"))
+TRENDING = Trending(0.0, (("hot", 3.0),))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: a second intra-op thread only adds contention (on a busy 2-core runner
+    it made training here ten times slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def seq_model(seed: int = 0, gate: str = "learned", long_dim: int = 8) -> SequenceModel:
+    """An untrained fused scorer over ``ITEMS`` (random weights, deterministic per seed)."""
+    torch.manual_seed(seed)
+    cfg = {**CONFIG, "gate": gate}
+    return SequenceModel(ITEMS, scorer_from_config(cfg, len(ITEMS), long_dim), cfg)
+
+
+# the snapshot's items: another order than the encoder's, lacks i19, has x
+LONG_ITEMS = ("x", *reversed(ITEMS[:19]))
+
+
+def long_model(sequence: SequenceModel | None = None, version: str = "v000007") -> LongTermModel:
+    """Knows users ``a`` (history i5, i6 and x) and ``k`` (no history); not ``b``."""
+    rng = np.random.default_rng(0)
+    row = {k: j for j, k in enumerate(LONG_ITEMS)}
+    hist = np.array([row["i5"], row["i6"], row["x"]], dtype=np.int32)
+    return LongTermModel(
+        version, ("k", "a"), LONG_ITEMS,
+        rng.standard_normal((2, 8)).astype(np.float32),
+        rng.standard_normal((len(LONG_ITEMS), 8)).astype(np.float32),
+        np.array([0, 0, 3], dtype=np.int64), hist, {}, sequence,
+    )  # fmt: skip
+
+
+def rows_of(names: Sequence[str]) -> set[int]:
+    return {ITEMS.index(n) for n in names}
+
+
+REQ_A = SeqRequest("a", ["i1", "zzz", "i2", "i3"], [0, 1, 2, 3], [100.0, 150.0, 200.0, 5000.0], 40)
+REQ_B = SeqRequest("b", ["i7", "i8", "i9", "i10"], [1, 1, 1, 1], [0.0, 4000.0, 4100.0, 4200.0], 4)
+REQ_NONE = SeqRequest("a", ["nope", "zzz"], [0, 0], [1.0, 2.0], 2)
+
+
+# -- SequenceModel.inputs ------------------------------------------------------------------
+
+
+def test_inputs_build_the_window_the_features_and_the_exclusions() -> None:
+    model, long = seq_model(), long_model()
+    # 15 known items; a 10 000 s pause before i5, 60 s between the others
+    times = [60.0 * j + (10_000.0 if j >= 5 else 0.0) for j in range(15)]
+    long_req = SeqRequest("a", [f"i{j}" for j in range(15)], [4] * 15, times, 15)
+    x = model.inputs([REQ_A, REQ_B, long_req, REQ_NONE], long)
+    assert x.items.shape == (4, 10), "the longest window sets T, capped at max_len"
+    assert x.scorable.tolist() == [True, True, True, False]
+    # a: the unknown item (and its type) dropped, left-padded, gaps from the kept events
+    assert x.items[0].tolist() == [0] * 7 + [2, 3, 4]
+    assert x.types[0].tolist() == [0] * 7 + [0, 2, 3]
+    assert x.gaps[0].tolist() == [0.0] * 7 + [0.0, 100.0, 4800.0]
+    assert float(x.since_last_s[0]) == 4800.0
+    assert float(x.session_len[0]) == 1.0, "a gap > session_gap_s starts a new session"
+    # b: a session of three events after a 4000 s pause
+    assert x.gaps[1, -4:].tolist() == [0.0, 4000.0, 100.0, 100.0]
+    assert float(x.since_last_s[1]) == 100.0 and float(x.session_len[1]) == 3.0
+    # the long window: the last 10 items; its first gap is 0 although 10 060 s preceded it
+    assert x.items[2].tolist() == list(range(6, 16))
+    assert x.types[2].tolist() == [4] * 10
+    assert x.gaps[2].tolist() == [0.0] + [60.0] * 9
+    assert float(x.session_len[2]) == 10.0
+    assert x.history.tolist() == [40.0, 4.0, 15.0, 2.0]
+    # excluded: the window and the snapshot's history of the user (x is not in the catalogue)
+    assert set(np.flatnonzero(x.excluded[0].numpy())) == rows_of(["i1", "i2", "i3", "i5", "i6"])
+    assert set(np.flatnonzero(x.excluded[1].numpy())) == rows_of(["i7", "i8", "i9", "i10"])
+    assert rows_of([f"i{j}" for j in range(5, 15)]) <= set(np.flatnonzero(x.excluded[2].numpy()))
+    # the long-term side: a is known, b is not; a request with no known item is padding
+    assert x.long_known.tolist() == [True, False, True, False]
+    a = long.user_index["a"]
+    assert torch.equal(x.long_vec[0], torch.from_numpy(long.user_vec[a]))
+    want = np.array([long.item_vec[long.item_index[k]] @ long.user_vec[a] for k in ITEMS[:19]])
+    np.testing.assert_allclose(x.long_logits[0, :19].numpy(), want, rtol=1e-5)
+    assert math.isnan(float(x.long_logits[0, 19])), "the snapshot lacks i19"
+    assert torch.isnan(x.long_logits[1]).all() and (x.long_vec[1] == 0).all()
+    assert (x.items[3] == 0).all() and not x.excluded[3].any()
+
+
+def test_inputs_without_a_snapshot_have_no_long_term_side() -> None:
+    x = seq_model().inputs([REQ_A], None)
+    assert not x.long_known.any() and torch.isnan(x.long_logits).all()
+    assert set(np.flatnonzero(x.excluded[0].numpy())) == rows_of(["i1", "i2", "i3"])
+
+
+def test_a_request_scores_the_same_alone_and_in_a_batch() -> None:
+    """Micro-batching pads a short window to the longest one: its scores must not move."""
+    model, long = seq_model(), long_model()
+    many = SeqRequest("k", [f"i{j}" for j in range(10, 19)], [0] * 9,
+                      [float(j) for j in range(9)], 9)  # fmt: skip
+    alone, _ = model.log_probs([REQ_A], long)
+    batch, _ = model.log_probs([many, REQ_A, REQ_B], long)
+    for a, b in zip(alone, batch, strict=True):
+        row = b[1:2]
+        assert torch.equal(torch.isneginf(a), torch.isneginf(row))
+        assert torch.allclose(a[torch.isfinite(a)], row[torch.isfinite(row)], atol=1e-5)
+
+
+def test_the_catalogue_must_match_the_encoder() -> None:
+    cfg = dict(CONFIG)
+    with pytest.raises(ValueError, match="19 item ids for 20 rows"):
+        SequenceModel(ITEMS[:19], scorer_from_config(cfg, 20, 8), cfg)
+
+
+# -- SequenceModel.recommend ---------------------------------------------------------------
+
+
+def check_lists(lists: SeqLists, seen: set[str], k: int) -> None:
+    """Probabilities, best first, nothing the user has seen, in every list."""
+    assert 0 < len(lists.items) <= k
+    for entries in (lists.items, lists.short_term, lists.long_term):
+        ids = [e.item_id for e in entries]
+        assert not seen & set(ids), seen & set(ids)
+        assert len(set(ids)) == len(ids)
+        scores = [e.score for e in entries]
+        assert all(0.0 <= s <= 1.0 for s in scores)
+        assert scores == sorted(scores, reverse=True)
+    for it in lists.items:
+        assert 0.0 <= it.long_score <= 1.0 and 0.0 <= it.short_score <= 1.0
+
+
+SEEN_A = {"i1", "i2", "i3", "i5", "i6"}
+SEEN_B = {"i7", "i8", "i9", "i10"}
+
+
+def test_recommend_modes() -> None:
+    model, long = seq_model(), long_model()
+    reqs = [REQ_A, REQ_B, REQ_NONE]
+    lp, _ = model.log_probs(reqs, long)
+    by_mode = {m: model.recommend(reqs, long, 5, m) for m in ("fused", "short_only", "long_only")}
+    for out in by_mode.values():
+        assert len(out) == 3 and out[2] is None, "no known item: the statistics path serves"
+        a, b = out[0], out[1]
+        assert a is not None and b is not None
+        check_lists(a, SEEN_A, 5)
+        check_lists(b, SEEN_B, 5)
+        # b is unknown to the snapshot: the encoder alone, whatever the mode
+        assert b.long_weight == 0.0 and b.long_term == () and b.source == "short_term"
+        assert [i.item_id for i in b.items] == [i.item_id for i in b.short_term]
+        assert all(i.long_score == 0.0 for i in b.items)
+        assert len(a.long_term) == 5 and len(a.short_term) == 5
+    fused, short, only_long = by_mode["fused"][0], by_mode["short_only"][0], by_mode["long_only"][0]
+    assert fused is not None and short is not None and only_long is not None
+    assert fused.source == "fused" and 0.0 < fused.long_weight < 1.0
+    assert fused.long_weight == pytest.approx(float(lp.long_weight[0]))
+    assert short.source == "short_term" and short.long_weight == 0.0
+    assert only_long.source == "long_term" and only_long.long_weight == 1.0
+    assert [i.item_id for i in short.items] == [i.item_id for i in short.short_term]
+    assert [i.item_id for i in only_long.items] == [i.item_id for i in only_long.long_term]
+    # the fused list is the top of the fused distribution, with each source's probability
+    top = torch.topk(lp.fused[0], 5)
+    assert [i.item_id for i in fused.items] == [ITEMS[j] for j in top.indices.tolist()]
+    for it in fused.items:
+        j = ITEMS.index(it.item_id)
+        assert it.score == pytest.approx(float(lp.fused[0, j].exp()))
+        assert it.long_score == pytest.approx(float(lp.long[0, j].exp()))
+        assert it.short_score == pytest.approx(float(lp.short[0, j].exp()))
+    # the same short- and long-term lists in every mode
+    assert fused.short_term == short.short_term == only_long.short_term
+    assert fused.long_term == short.long_term == only_long.long_term
+
+
+def test_recommend_with_k_beyond_the_catalogue_offers_every_unseen_item() -> None:
+    model, long = seq_model(), long_model()
+    a, b = model.recommend([REQ_A, REQ_B], long, 100)
+    assert a is not None and b is not None
+    assert {i.item_id for i in a.items} == set(ITEMS) - SEEN_A
+    assert {i.item_id for i in b.items} == set(ITEMS) - SEEN_B
+    assert sum(i.score for i in a.items) == pytest.approx(1.0, abs=1e-4)
+    # i19, which the snapshot lacks, is still offered: at the row's lowest long-term score
+    assert {i.item_id for i in a.long_term} == set(ITEMS) - SEEN_A
+    i19 = next(i for i in a.long_term if i.item_id == "i19")
+    assert i19.score == pytest.approx(min(i.score for i in a.long_term))
+
+
+def test_recommend_edge_cases() -> None:
+    model = seq_model()
+    assert model.recommend([], long_model(), 5) == []
+    with pytest.raises(ValueError, match="mode must be one of"):
+        model.recommend([REQ_A], None, 5, mode="both")
+    # no snapshot at all: the encoder alone
+    (a,) = model.recommend([REQ_A], None, 5, mode="long_only")
+    assert a is not None and a.source == "short_term" and a.long_weight == 0.0
+    assert a.long_term == ()
+
+
+# -- persistence ---------------------------------------------------------------------------
+
+
+def assert_same_scores(m1: SequenceModel, m2: SequenceModel, long: LongTermModel | None) -> None:
+    reqs = [REQ_A, REQ_B, REQ_NONE]
+    (lp1, ok1), (lp2, ok2) = m1.log_probs(reqs, long), m2.log_probs(reqs, long)
+    assert ok1.tolist() == ok2.tolist()
+    for a, b in zip(lp1, lp2, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("gate", ["learned", "fixed"])
+def test_bytes_round_trip(gate: str) -> None:
+    model = seq_model(seed=3, gate=gate)
+    with torch.no_grad():  # make the head differ from its initialisation
+        model.scorer.log_tau.fill_(0.7)
+        model.scorer.fixed_logit.fill_(-1.2)
+    model.metrics["validation"] = {"fused": {"ndcg@10": 0.5}}
+    weights, desc = model.to_bytes()
+    assert json.loads(desc)["long_dim"] == 8
+    back = SequenceModel.from_bytes(weights, desc)
+    assert back.item_ids == model.item_ids and back.config == model.config
+    assert back.metrics == model.metrics
+    assert back.scorer.gate_kind == gate and not back.scorer.training
+    assert_same_scores(model, back, long_model())
+    assert_same_scores(model, back, None)
+
+
+def snapshot_arrays(sequence: SequenceModel | None) -> SnapshotArrays:
+    m = long_model()
+    rng = np.random.default_rng(1)
+    return SnapshotArrays(
+        m.user_ids, m.item_ids, m.user_vec, m.item_vec,
+        rng.standard_normal((m.n_users + m.n_items, 8)).astype(np.float32),
+        m.hist_indptr, m.hist_items, sequence,
+    )  # fmt: skip
+
+
+def test_a_snapshot_carries_its_sequence_model(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    seq = seq_model(seed=5)
+    v = store.publish(snapshot_arrays(seq), {})
+    assert (tmp_path / v / "sequence.pt").is_file() and (tmp_path / v / "sequence.json").is_file()
+    store.promote(v)
+    loaded = store.load()
+    assert loaded is not None and loaded.version == v
+    assert isinstance(loaded.sequence, SequenceModel)
+    assert loaded.sequence.item_ids == ITEMS
+    assert_same_scores(seq, loaded.sequence, long_model())
+    # and the lists it serves with the loaded snapshot are those of the original
+    assert seq.recommend([REQ_A], long_model(), 5) == loaded.sequence.recommend([REQ_A], loaded, 5)
+    # a snapshot without one has none
+    plain = store.publish(snapshot_arrays(None), {})
+    assert not (tmp_path / plain / "sequence.pt").exists()
+    m = store.load(plain)
+    assert m is not None and m.sequence is None
+
+
+def _garbage(p: Path) -> None:
+    p.write_bytes(b"not a torch file")
+
+
+def _truncated(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[:100])
+
+
+def _empty(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def _no_description(p: Path) -> None:
+    (p.parent / "sequence.json").unlink()
+
+
+def _other_shape(p: Path) -> None:
+    other = SequenceModel(ITEMS[:5], scorer_from_config(CONFIG, 5, 8), dict(CONFIG))
+    p.write_bytes(other.to_bytes()[0])
+
+
+def _bad_description(p: Path) -> None:
+    (p.parent / "sequence.json").write_text('{"item_ids": []')
+
+
+@pytest.mark.parametrize(
+    "damage", [_garbage, _truncated, _empty, _no_description, _other_shape, _bad_description]
+)
+def test_a_damaged_sequence_model_makes_the_snapshot_unreadable(
+    tmp_path: Path, damage: Any
+) -> None:
+    store = SnapshotStore(tmp_path)
+    v = store.publish(snapshot_arrays(seq_model()), {})
+    store.promote(v)
+    damage(tmp_path / v / "sequence.pt")
+    with pytest.raises(SnapshotError, match=f"snapshot {v} is unreadable"):
+        store.load(v)
+    with pytest.raises(SnapshotError):
+        store.load()
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def ring_log(users: int = 40, items: int = 40, length: int = 14, seed: int = 0) -> Log:
+    """Every user walks the ring of items from a random start: i, i+1, i+2, … (mod items),
+    one event a minute; the next item is fully determined by the current one."""
+    rng = np.random.default_rng(seed)
+    us: list[str] = []
+    its: list[str] = []
+    ts: list[float] = []
+    for u in range(users):
+        start = int(rng.integers(items))
+        for k in range(length):
+            us.append(f"u{u:02d}")
+            its.append(f"r{(start + k) % items}")
+            ts.append(1_000.0 * u + 60.0 * k)
+    return Log(us, its, np.array(ts), np.ones(len(us), dtype=np.float32))
+
+
+@dataclass
+class Trained:
+    log: Log
+    train_rows: np.ndarray[Any, Any]
+    cal_rows: np.ndarray[Any, Any]
+    long: LongTermModel
+    res: TrainedSequence
+    cfg: SequenceConfig
+    reqs: list[SeqRequest]
+    targets: list[str]
+
+
+def cases(
+    log: Log, cal_rows: np.ndarray[Any, Any], window: int
+) -> tuple[list[SeqRequest], list[str]]:
+    """The request of each calibration case (the user's events before it) and its item."""
+    seqs = UserSequences.build(log)
+    user_of = {u: j for j, u in enumerate(seqs.user_ids)}
+    reqs, targets = [], []
+    for r in cal_rows.tolist():
+        rows = seqs.rows(user_of[log.users[r]])
+        before = rows[: int(np.flatnonzero(rows == r)[0])]
+        reqs.append(request(log, before, log.users[r], before.shape[0], window))
+        targets.append(log.items[r])
+    return reqs, targets
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    log = ring_log()
+    train_rows, cal_rows = holdout_last(log, max_cases=1000)
+    long = train_long_term(log.take(train_rows), TrainConfig(dim=8, epochs=5, device="cpu"))
+    lt = long.model("v000001")
+    cfg = SequenceConfig(dim=8, max_len=10, layers=1, heads=2, dropout=0.0, epochs=10,
+                         batch_size=8, lr=1e-2, eval_every=2, patience=3, gate_epochs=5,
+                         device="cpu")  # fmt: skip
+    res = train_sequence(log, cal_rows, lt, cfg, extra_gates=("fixed",))
+    reqs, targets = cases(log, cal_rows, cfg.max_len)
+    return Trained(log, train_rows, cal_rows, lt, res, cfg, reqs, targets)
+
+
+def ndcg_at_10(ranked: Sequence[str], target: str) -> float:
+    ranked = list(ranked[:10])
+    return 1.0 / math.log2(ranked.index(target) + 2.0) if target in ranked else 0.0
+
+
+def test_train_sequence_learns_a_sequential_pattern(trained: Trained) -> None:
+    t = trained
+    model = t.res.model
+    assert len(t.reqs) == 40 and model.item_ids[: t.long.n_items] == t.long.item_ids
+    lists = model.recommend(t.reqs, t.long, 10, mode="short_only")
+    short = np.mean([ndcg_at_10([i.item_id for i in ls.items], y) if ls is not None else 0.0
+                     for ls, y in zip(lists, t.targets, strict=True)])  # fmt: skip
+    # popularity over the training rows, over the same candidates (unseen items)
+    counts = Counter(t.log.items[r] for r in t.train_rows.tolist())
+    excluded = model.inputs(t.reqs, t.long).excluded.numpy()
+    pop = []
+    for b, y in enumerate(t.targets):
+        cand = [k for j, k in enumerate(model.item_ids) if not excluded[b, j]]
+        pop.append(ndcg_at_10(sorted(cand, key=lambda k: (-counts[k], k)), y))
+    assert short > 0.6 and short > float(np.mean(pop)) + 0.4, (short, np.mean(pop))
+    v = t.res.validation
+    assert set(v) == {"fused", "short_only", "long_only", "long_weight"}
+    for mode in ("fused", "short_only", "long_only"):
+        assert 0.0 <= v[mode]["ndcg@10"] <= 1.0 and v[mode]["cases"] >= 1
+    assert 0.0 < v["long_weight"]["p10"] <= v["long_weight"]["mean"] <= v["long_weight"]["p90"] < 1
+    assert model.metrics["validation"] == v and model.metrics["best_epoch"] == t.res.best_epoch
+    assert t.res.device == "cpu" and len(t.res.losses) == t.res.epochs
+    assert t.res.losses[-1] < t.res.losses[0]
+    assert not model.scorer.training
+
+
+def test_train_sequence_keeps_the_best_encoder(trained: Trained) -> None:
+    """Early stopping measures short-term NDCG@10 on the calibration cases; the weights
+    returned are those of the best evaluation, not the last epoch's."""
+    t = trained
+    model = t.res.model
+    epochs, scores = zip(*t.res.curve, strict=True)
+    assert list(epochs) == [2, 4, 6, 8, 10]
+    assert t.res.best_epoch == epochs[int(np.argmax(scores))]
+    lp, _ = model.log_probs(t.reqs, None)
+    rows = torch.tensor([model.item_ids.index(y) for y in t.targets])
+    st = lp.short.gather(1, rows[:, None])
+    rank = (lp.short > st).sum(1).double()
+    gain = torch.where(rank < 10, 1.0 / torch.log2(rank + 2.0), torch.zeros_like(rank))
+    assert float(gain.mean()) == pytest.approx(max(scores), abs=1e-9)
+
+
+def test_train_sequence_stops_when_calibration_stops_improving(trained: Trained) -> None:
+    # a learning rate too small to change a ranking: no evaluation improves on the first
+    cfg = SequenceConfig(dim=8, max_len=10, layers=1, heads=2, dropout=0.0, epochs=50,
+                         batch_size=64, lr=1e-12, eval_every=1, patience=2, gate_epochs=1,
+                         device="cpu")  # fmt: skip
+    res = train_sequence(trained.log, trained.cal_rows, trained.long, cfg)
+    assert res.epochs == 3 and res.best_epoch == 1 and len(res.curve) == 3
+    assert len({s for _, s in res.curve}) == 1
+
+
+def test_the_fixed_gate_variant_weighs_every_user_the_same(trained: Trained) -> None:
+    t = trained
+    fixed = t.res.variants["fixed"]
+    assert set(t.res.variants) == {"fixed"}
+    assert fixed.scorer.gate_kind == "fixed" and fixed.config["gate"] == "fixed"
+    assert t.res.model.scorer.gate_kind == "learned"
+    assert set(fixed.metrics["validation"]) == {"fused", "short_only", "long_only", "long_weight"}
+    lp_fixed, _ = fixed.log_probs(t.reqs, t.long)
+    lp_learned, _ = t.res.model.log_probs(t.reqs, t.long)
+    w = lp_fixed.long_weight
+    assert torch.allclose(w, w[0].expand_as(w)) and 0.0 < float(w[0]) < 1.0
+    assert float(w[0]) == pytest.approx(float(torch.sigmoid(fixed.scorer.fixed_logit.detach())))
+    assert fixed.metrics["validation"]["long_weight"]["p10"] == pytest.approx(float(w[0]))
+    # the learned gate differs between users; both share the encoder
+    assert float(lp_learned.long_weight.max() - lp_learned.long_weight.min()) > 1e-4
+    assert torch.equal(lp_fixed.short, lp_learned.short)
+    # and the variant survives its own round trip
+    back = SequenceModel.from_bytes(*fixed.to_bytes())
+    assert back.scorer.gate_kind == "fixed"
+    assert torch.equal(back.log_probs(t.reqs, t.long)[0].fused, lp_fixed.fused)
+
+
+def test_warm_start_keeps_the_catalogue_and_appends_new_items(trained: Trained) -> None:
+    t = trained
+    log = t.log
+    extra = Log([*log.users, "u00", "u01"], [*log.items, "brand-new", "brand-new"],
+                np.concatenate([log.ts, [1e6, 1e6 + 1]]),
+                np.ones(len(log) + 2, dtype=np.float32))  # fmt: skip
+    cfg = SequenceConfig(dim=8, max_len=10, layers=1, heads=2, dropout=0.0, epochs=50,
+                         warm_epochs=1, batch_size=64, eval_every=1, gate_epochs=1,
+                         device="cpu")  # fmt: skip
+    res = train_sequence(extra, t.cal_rows, t.long, cfg, warm=t.res.model, warm_version="v1")
+    old = t.res.model
+    assert res.model.item_ids == (*old.item_ids, "brand-new")
+    assert res.epochs == 1 and res.warm_from == "v1"
+    emb_new = res.model.scorer.encoder.item_embeddings.detach()
+    emb_old = old.scorer.encoder.item_embeddings.detach()
+    assert emb_new.shape[0] == emb_old.shape[0] + 1
+    # one epoch at lr 1e-3 from the warm rows: close to them, not re-initialised
+    assert float((emb_new[:-1] - emb_old).abs().max()) < 0.1
+
+
+def test_warm_start_survives_a_new_long_term_dim(trained: Trained) -> None:
+    """A cold long-term refresh with another ``dim`` keeps the warm encoder; only the parts
+    that read the long-term vectors start over."""
+    t = trained
+    lt4 = train_long_term(t.log.take(t.train_rows), TrainConfig(dim=4, epochs=1, device="cpu"))
+    cfg = SequenceConfig(dim=8, max_len=10, layers=1, heads=2, dropout=0.0, warm_epochs=1,
+                         batch_size=64, gate_epochs=1, device="cpu")  # fmt: skip
+    res = train_sequence(t.log, t.cal_rows, lt4.model("v2"), cfg, warm=t.res.model)
+    assert res.model.scorer.long_proj.in_features == 4
+
+
+def test_user_sequences_order_by_time_then_by_log_order() -> None:
+    log = Log(["b", "a", "b", "a", "b"], ["x", "y", "z", "w", "v"],
+              np.array([5.0, 2.0, 1.0, 2.0, 5.0]), np.ones(5, dtype=np.float32),
+              np.array([1, 0, 2, 3, 5], dtype=np.int8))  # fmt: skip
+    seqs = UserSequences.build(log)
+    assert seqs.user_ids == ("a", "b")
+    assert seqs.rows(0).tolist() == [1, 3]
+    assert seqs.rows(1).tolist() == [2, 0, 4]  # ts 1, then the two ts-5 rows in log order
+    req = request(log, seqs.rows(1), "b", 7, window=2)
+    assert req == SeqRequest("b", ["x", "v"], [1, 5], [5.0, 5.0], 7)
+
+
+def test_log_types_are_optional_and_travel_with_take() -> None:
+    base = (["a", "b"], ["x", "y"], np.array([1.0, 2.0]), np.ones(2, dtype=np.float32))
+    plain = Log(*base)
+    assert plain.types is None and plain.type_codes().tolist() == [0, 0]
+    typed = Log(*base, np.array([4, 5], dtype=np.int8))
+    assert typed.type_codes().tolist() == [4, 5]
+    assert typed.take(np.array([1])).type_codes().tolist() == [5]
+    assert plain.take(np.array([1])).types is None
+    with pytest.raises(ValueError, match="one code per interaction"):
+        Log(*base, np.array([1], dtype=np.int8))
+
+
+def test_sequence_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="attention or gru"):
+        SequenceConfig(encoder="lstm")
+    with pytest.raises(ValueError, match="learned or fixed"):
+        SequenceConfig(gate="mlp")
+    with pytest.raises(ValueError, match="multiple of heads"):
+        SequenceConfig(dim=10, heads=3)
+    with pytest.raises(ValueError, match="device"):
+        SequenceConfig(device="tpu")
+
+
+# -- serving: the batch engine -------------------------------------------------------------
+
+
+def no_state(user: str) -> UserState | None:
+    return None
+
+
+def serving_events() -> list[Event]:
+    return [
+        Event("e1", "a", "i1", "click", 1.0),
+        Event("e2", "b", "i7", "click", 2.0),
+        Event("e3", "c", "zz1", "click", 3.0),
+        Event("e4", "a", "i2", "click", 4.0),
+        Event("e5", "c", "zz2", "click", 5.0),
+        Event("e6", "b", "i8", "view", 6.0),
+    ]
+
+
+STATS = {"zz2": ItemStats(pop=1.0, neighbors={"zz9": 2.0}), "zz1": ItemStats(pop=1.0)}
+
+
+@pytest.mark.parametrize("policy", ["batch", "event"])
+def test_process_batch_serves_the_fused_scorer_of_the_snapshot(policy: str) -> None:
+    model = long_model(seq_model(), version="v000009")
+    cfg = EngineConfig(emit_policy=policy, scoring=ScoringConfig(mode="fused", top_k=5))
+    result = process_batch(serving_events(), no_state, STATS.get, TRENDING, cfg, 100.0,
+                           model=model)  # fmt: skip
+    last: dict[str, Recommendation] = {}
+    for r in result.recommendations:
+        assert 0.0 <= r.long_weight <= 1.0
+        last[r.user_id] = r
+    assert len(result.recommendations) == (6 if policy == "event" else 3)
+    a, b, c = last["a"], last["b"], last["c"]
+    # a: known to the snapshot and the encoder: the fused list
+    assert a.model_version == "v000009" and a.source == "fused"
+    assert 0.0 < a.long_weight < 1.0
+    assert len(a.items) == len(a.short_term) == len(a.long_term) == 5
+    assert not {i.item_id for i in a.items} & {"i1", "i2", "i5", "i6"}
+    # b: unknown to the snapshot, known items: the encoder alone, still this snapshot's
+    assert b.model_version == "v000009" and b.long_weight == 0.0 and b.long_term == ()
+    assert len(b.items) == len(b.short_term) == 5
+    assert not {i.item_id for i in b.items} & {"i7", "i8"}
+    # c: items the encoder does not know: the statistics path, the baseline's version
+    assert c.source == "covisit" and c.model_version == BASELINE_VERSION
+    assert [i.item_id for i in c.items] == ["zz9", "hot"] and c.long_weight == 0.0
+    # the lists shown are remembered (the online hit rate)
+    assert result.states["a"].last_recs == [i.item_id for i in a.items]
+    # the same lists as the model gives directly
+    direct = model.sequence.recommend(
+        [SeqRequest.from_state("a", result.states["a"])], model, 5, "fused"
+    )[0]
+    assert direct is not None
+    assert [i.item_id for i in direct.items] == [i.item_id for i in a.items]
+    assert [i.score for i in direct.items] == pytest.approx([i.score for i in a.items], abs=1e-6)
+
+
+def test_the_fused_scorer_falls_back_to_trending_for_a_new_user() -> None:
+    model = long_model(seq_model())
+    stats: dict[str, ItemStats] = {}
+    result = process_batch([Event("e1", "n", "unknown", "click", 1.0)], no_state, stats.get,
+                           TRENDING, EngineConfig(), 100.0, model=model)  # fmt: skip
+    (rec,) = result.recommendations
+    assert rec.source == "trending" and [i.item_id for i in rec.items] == ["hot"]
+    assert rec.model_version == BASELINE_VERSION
+
+
+@pytest.mark.parametrize("mode", ["fused", "short_only", "long_only"])
+def test_process_batch_in_every_mode(mode: str) -> None:
+    model = long_model(seq_model())
+    cfg = EngineConfig(scoring=ScoringConfig(mode=mode, top_k=5))
+    result = process_batch(serving_events(), no_state, STATS.get, TRENDING, cfg, 100.0,
+                           model=model)  # fmt: skip
+    a = {r.user_id: r for r in result.recommendations}["a"]
+    assert a.model_version == model.version
+    if mode == "fused":
+        assert 0.0 < a.long_weight < 1.0 and a.source == "fused"
+    else:
+        assert a.long_weight == (1.0 if mode == "long_only" else 0.0)
+    if mode == "long_only":
+        assert [i.item_id for i in a.items] == [i.item_id for i in a.long_term]
+    if mode == "short_only":
+        assert [i.item_id for i in a.items] == [i.item_id for i in a.short_term]
+
+
+@pytest.mark.parametrize("mode", ["fused", "short_only", "long_only"])
+def test_records_of_the_fused_scorer_follow_the_schema(mode: str) -> None:
+    model = long_model(seq_model())
+    cfg = EngineConfig(scoring=ScoringConfig(mode=mode, top_k=5))
+    result = process_batch(serving_events(), no_state, STATS.get, TRENDING, cfg, 100.0,
+                           model=model)  # fmt: skip
+    sources = set()
+    for r in result.recommendations:
+        jsonschema.validate(json.loads(r.to_json()), REC_SCHEMA)
+        sources.add(r.source)
+    assert "short_term" in sources  # b, whom the snapshot lacks, is served by the encoder
+
+
+def test_scorer_from_config_builds_the_shape_described() -> None:
+    s = scorer_from_config({**CONFIG, "encoder": "gru", "gate": "fixed", "gate_hidden": 4}, 7, 3)
+    assert isinstance(s, LongShortScorer) and s.gate_kind == "fixed"
+    assert s.encoder.item_embeddings.shape == (7, 8) and s.long_proj.in_features == 3
+    # configurations written before the gate kind existed mean "learned"
+    old = {k: v for k, v in CONFIG.items() if k != "gate"}
+    assert scorer_from_config(old, 7, 3).gate_kind == "learned"
