@@ -312,6 +312,18 @@ class RefreshJob:
             live_val is not None and val["ndcg@10"] < live_val["ndcg@10"] * (1.0 - margin)
         )
         add_history(trained, full)  # held-out pairs are history too: never re-offered
+        seq_info: dict[str, Any] | None = None
+        if seq is not None:
+            seq_info = {
+                "encoder": seq.model.config["encoder"],
+                "seconds": round(seq.seconds, 3),
+                "gate_seconds": round(seq.gate_seconds, 3),
+                "device": seq.device,
+                "epochs": seq.epochs,
+                "best_epoch": seq.best_epoch,
+                "warm_from": seq.warm_from,
+                "validation": seq.validation,
+            }
         manifest = {
             "created_at": time.time(),
             "model": "weighted-lightgcn",
@@ -333,18 +345,7 @@ class RefreshJob:
             },
             "validation": val,
             "live_validation": {"version": live_version, **live_val} if live_val else None,
-            "sequence": None
-            if seq is None
-            else {
-                "encoder": seq.model.config["encoder"],
-                "seconds": round(seq.seconds, 3),
-                "gate_seconds": round(seq.gate_seconds, 3),
-                "device": seq.device,
-                "epochs": seq.epochs,
-                "best_epoch": seq.best_epoch,
-                "warm_from": seq.warm_from,
-                "validation": seq.validation,
-            },
+            "sequence": seq_info,
             "promotion": {
                 "promoted": not worse,
                 "margin": margin,
@@ -368,7 +369,7 @@ class RefreshJob:
         out.train_seconds = trained.seconds
         out.device = trained.device
         out.warm_from = trained.warm_from
-        out.sequence = manifest["sequence"]
+        out.sequence = seq_info
         if worse:
             out.outcome = "rejected"
             self.metrics.rejected.inc()
