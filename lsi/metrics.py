@@ -79,6 +79,11 @@ class WorkerMetrics:
             "lsi_batch_size", "Events per micro-batch.", ["agent"], buckets=BATCH_BUCKETS,
             registry=registry,
         )  # fmt: skip
+        self.long_weight = Histogram(
+            "lsi_long_weight", "The gate's long-term weight of each emitted list, by source.",
+            ["source"], buckets=tuple(round(0.05 * k, 2) for k in range(1, 21)),
+            registry=registry,
+        )  # fmt: skip
         self.recommendations = Counter(
             "lsi_recommendations", "Recommendation records emitted or served.", ["trigger"],
             registry=registry,

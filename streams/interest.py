@@ -162,6 +162,7 @@ class Interest:
         for rec in result.recommendations:
             if rec.event_ts is not None:
                 m.end_to_end_latency.observe(max(0.0, sent - rec.event_ts))
+            m.long_weight.labels(source=rec.source).observe(rec.long_weight)
         for ev in batch:
             m.processing_latency.labels(agent=self.name).observe(
                 max(0.0, sent - ev.message.timestamp)

@@ -586,6 +586,11 @@ async def test_interest_learns_and_emits_one_valid_recommendation_per_user_per_b
 
     assert events_total(pipeline, "interest", "accepted") == 3
     assert metric(pipeline, "lsi_recommendations_total", trigger="event") == 2
+    # no snapshot: the statistics scorer, whose gate is 0 for every list
+    weights = [s for f in pipeline.metrics.registry.collect() if f.name == "lsi_long_weight"
+               for s in f.samples if s.name == "lsi_long_weight_count"]  # fmt: skip
+    assert sum(s.value for s in weights) == 2
+    assert {s.labels["source"] for s in weights} <= {"covisit", "trending", "empty"}
 
 
 async def test_interest_skips_a_redelivered_batch_exactly(
