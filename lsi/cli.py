@@ -199,7 +199,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         try:
             seq = SequenceConfig(max_len=args.max_len, dropout=args.dropout, epochs=args.epochs,
-                                 max_train_s=args.train_budget, device=args.device)  # fmt: skip
+                                 max_train_s=args.train_budget, device=args.device,
+                                 negatives=args.negatives)  # fmt: skip
         except ValueError as exc:
             raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
@@ -457,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="prequential fused/short_only/long_only: warm refresh every N events")  # fmt: skip
     ba.add_argument("--max-len", type=int, default=200, help="the encoder's window")
     ba.add_argument("--dropout", type=float, default=0.2, help="the encoder's dropout")
+    ba.add_argument("--negatives", type=int, default=0,
+                    help="sampled-softmax negatives per batch (0: full softmax)")  # fmt: skip
     ba.add_argument("--epochs", type=int, default=200, help="most encoder epochs (early stopping)")
     ba.add_argument("--train-budget", type=float,
                     help="stop each encoder training after this many seconds")  # fmt: skip

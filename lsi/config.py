@@ -78,6 +78,7 @@ class Settings:
         sequence_epochs: most epochs of a cold encoder training (early stopping).
         sequence_budget_s: most seconds of encoder training per refresh (the best weights
             so far are kept).
+        sequence_negatives: 0 = full-softmax loss; N = sampled softmax against N items.
     """
 
     app_id: str = "lsi"
@@ -121,6 +122,7 @@ class Settings:
     sequence_max_len: int = 200
     sequence_epochs: int = 200
     sequence_budget_s: float = 900.0
+    sequence_negatives: int = 0
 
     def __post_init__(self) -> None:
         if self.emit_policy not in EMIT_POLICIES:
@@ -144,6 +146,8 @@ class Settings:
         if self.sequence_encoder not in ("attention", "gru"):
             raise ConfigError(f"sequence_encoder must be attention or gru, got "
                               f"{self.sequence_encoder!r}")  # fmt: skip
+        if self.sequence_negatives < 0:
+            raise ConfigError("sequence_negatives must be >= 0 (0: full softmax)")
         if not 1 <= self.sequence_max_len <= self.recent_n or self.sequence_epochs < 1:
             raise ConfigError(f"sequence_max_len must be in [1, recent_n={self.recent_n}] and "
                               "sequence_epochs >= 1")  # fmt: skip

@@ -387,7 +387,8 @@ class RefreshJob:
         s = self.settings
         return SequenceConfig(encoder=s.sequence_encoder, max_len=s.sequence_max_len,
                               epochs=s.sequence_epochs, session_gap_s=s.session_gap_s,
-                              max_train_s=s.sequence_budget_s, device=self.cfg.device)  # fmt: skip
+                              max_train_s=s.sequence_budget_s, negatives=s.sequence_negatives,
+                              device=self.cfg.device)  # fmt: skip
 
     def _read(self) -> tuple[Log, Watermark]:
         if not self.progress:

@@ -8,7 +8,8 @@ trains the long-term model without them.
 Stage 1, the encoder. For every user, the window of the last ``max_len + 1`` events before
 their calibration case (SASRec's recipe: the most recent window; older history is the
 long-term model's job) gives ``max_len`` next-item targets; skips are inputs but never
-targets. Loss: full-softmax cross-entropy (:func:`models.sequence.next_item_loss`), plus, with
+targets. Loss: full- or sampled-softmax cross-entropy (``negatives``;
+:func:`models.sequence.next_item_loss`), plus, with
 ``contrastive > 0``, the CLSR-style InfoNCE of :func:`models.sequence.short_long_contrastive`.
 Every ``eval_every`` epochs the short-term NDCG@10 on the calibration cases decides early
 stopping (``patience`` evaluations without a gain); the best weights are kept.
@@ -67,6 +68,8 @@ class SequenceConfig:
         gate_hidden: the gate MLP's hidden width.
         gate_epochs: passes over the calibration cases when fitting the gate.
         gate_lr: the gate's Adam learning rate.
+        negatives: 0 = full-softmax loss; ``N`` = sampled softmax against ``N`` uniformly
+            drawn items per batch (:func:`models.sequence.next_item_loss`).
         contrastive: weight of the CLSR-style term (0 = off).
         contrastive_last: the recent items the short-term vector is tied to.
         init_from_long_term: start the encoder's item rows from the long-term item vectors
@@ -96,6 +99,7 @@ class SequenceConfig:
     gate_hidden: int = 32
     gate_epochs: int = 20
     gate_lr: float = 1e-2
+    negatives: int = 0
     contrastive: float = 0.0
     contrastive_last: int = 5
     init_from_long_term: bool = True
@@ -116,7 +120,7 @@ class SequenceConfig:
             raise ValueError("dim must be a multiple of heads")
         if self.lr <= 0 or self.gate_lr <= 0 or not 0 <= self.dropout < 1:
             raise ValueError("learning rates must be > 0 and dropout in [0, 1)")
-        if self.contrastive < 0 or self.warm_epochs < 0 or self.gate_epochs < 0:
+        if min(self.contrastive, self.warm_epochs, self.gate_epochs, self.negatives) < 0:
             raise ValueError("contrastive, warm_epochs and gate_epochs must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
@@ -309,7 +313,7 @@ def train_sequence(
             first = int((bi != 0).int().argmax(dim=1).min())  # trim all-padding columns
             bi, bt, bg, by = bi[:, first:], bt[:, first:], bg[:, first:], by[:, first:]
             out = scorer.encoder(bi[:, :-1], bt[:, :-1], bg[:, :-1])
-            loss = next_item_loss(out, by[:, 1:], scorer.encoder.item_embeddings)
+            loss = next_item_loss(out, by[:, 1:], scorer.encoder.item_embeddings, cfg.negatives)
             if cfg.contrastive > 0:
                 last = bi[:, -cfg.contrastive_last - 1 : -1]
                 emb = scorer.encoder.embed.item(last)

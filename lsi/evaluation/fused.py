@@ -1,8 +1,9 @@
 """Offline evaluation of the fused scorer (``fused``, ``short_only``, ``long_only`` and the
 ablations) with the code workers run.
 
-Training (:func:`train_bundle`) is the refresh job's: the newest positive interaction of every
-user with at least three is held out as a calibration case, the long-term model
+Training (:func:`train_bundle`) is the refresh job's: the newest positive interaction of up to
+``LSI_REFRESH_VALID_CASES`` (5,000) random users with at least three is held out as a
+calibration case, the long-term model
 (:func:`models.train.train_long_term`) learns the rest, the encoder and gate
 (:func:`models.train_sequence.train_sequence`) learn the rest and are calibrated on the
 held-out cases, and the served snapshot adds the held-out pairs to each user's history.
@@ -34,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lsi.config import Settings
 from lsi.datasets import Interactions
 from lsi.fusion import SeqRequest
 from lsi.longterm import LongTermModel
@@ -50,6 +52,7 @@ from models.train_sequence import (
 __all__ = ["LISTS", "Bundle", "gate_profile", "prequential_lists", "score_lists", "train_bundle"]
 
 LISTS = ("fused", "short", "long")
+CAL_CASES = Settings().refresh_valid_cases
 RECENT_N = StateConfig().recent_n
 
 
@@ -73,9 +76,11 @@ class Bundle:
 
 
 def train_bundle(log: Log, seed: int, cfg: SequenceConfig, *, version: str = "eval",
-                 warm: Bundle | None = None, extra_gates: tuple[str, ...] = ()) -> Bundle:  # fmt: skip
-    """Train a snapshot on ``log`` as the refresh job does (see the module docstring)."""
-    fit, cal = holdout_last(log, max_cases=1 << 40, seed=seed)
+                 warm: Bundle | None = None, extra_gates: tuple[str, ...] = (),
+                 cal_cases: int = CAL_CASES) -> Bundle:  # fmt: skip
+    """Train a snapshot on ``log`` as the refresh job does (see the module docstring), with
+    up to ``cal_cases`` calibration cases (the refresh job's ``LSI_REFRESH_VALID_CASES``)."""
+    fit, cal = holdout_last(log, max_cases=cal_cases, seed=seed)
     lt_cfg = replace(TrainConfig(), seed=seed, device=cfg.device)
     lt = train_long_term(log.take(fit), lt_cfg, warm.warm if warm is not None else None)
     candidate = lt.model(f"{version}-candidate")

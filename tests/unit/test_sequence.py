@@ -125,6 +125,29 @@ def test_next_item_loss_is_the_full_softmax_cross_entropy() -> None:
     assert float(next_item_loss(states, torch.zeros(2, 3, dtype=torch.long), items)) == 0.0
 
 
+def test_the_sampled_softmax_scores_each_target_against_the_drawn_items() -> None:
+    torch.manual_seed(0)
+    states = torch.randn(2, 3, 4)
+    items = torch.randn(50, 4)
+    targets = torch.tensor([[2, 0, 50], [7, 1, 0]])
+    # as many negatives as items: the full softmax
+    assert torch.equal(next_item_loss(states, targets, items, negatives=50),
+                       next_item_loss(states, targets, items))  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    got = next_item_loss(states, targets, items, negatives=8, generator=g)
+    neg = torch.randint(0, 50, (8,), generator=torch.Generator().manual_seed(3))
+    picked = [(0, 0, 1), (0, 2, 49), (1, 0, 6), (1, 1, 0)]
+    terms = []
+    for b, t, y in picked:
+        s = states[b, t]
+        others = [float(s @ items[j]) for j in neg.tolist() if j != y]  # a hit is masked
+        logits = torch.tensor([float(s @ items[y]), *others])
+        terms.append(-torch.log_softmax(logits, 0)[0])
+    assert torch.allclose(got, torch.stack(terms).mean(), atol=1e-5)
+    # fewer competitors than the full catalogue: a smaller loss
+    assert float(got) < float(next_item_loss(states, targets, items))
+
+
 def test_the_attention_encoder_learns_a_sequential_pattern() -> None:
     """Next item = current + 1 (mod I), with left-padded short histories: trained with the
     full-softmax loss, the last position predicts the next item."""
