@@ -31,6 +31,7 @@ are kept for paired comparisons against ``streaming``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -492,11 +493,44 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         "phase": opts.phase,
         "models": models,
         "events": n_events,
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
         "anchors": ANCHORS.get(data.name, {}) if opts.protocol == "loo" else {},
+        "command": _command(opts, data.name, list(models)),
     }
     _write(opts.out, report)
     return report
+
+
+def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
+    """The command line that reproduces this report (the encoder's options when it ran)."""
+    parts = [f"lsi bench accuracy --dataset {name} --protocol {opts.protocol}",
+             f"--models {','.join(models)}"]  # fmt: skip
+    if opts.phase != "test":
+        parts.append(f"--phase {opts.phase}")
+    if opts.filter_seen:
+        parts.append("--filter-seen")
+    if opts.protocol == "prequential":
+        parts.append(f"--refresh-every {opts.refresh_every}")
+        if opts.limit is not None:
+            parts.append(f"--limit {opts.limit}")
+    if any(m in SEQUENCE_MODELS for m in opts.models):
+        q, base = opts.sequence, SequenceConfig()
+        parts.append(f"--seeds {opts.seeds} --max-len {q.max_len} --dropout {q.dropout}")
+        if q.negatives != base.negatives:
+            parts.append(f"--negatives {q.negatives}")
+        if q.epochs != base.epochs:
+            parts.append(f"--epochs {q.epochs}")
+        if q.max_train_s is not None:
+            parts.append(f"--train-budget {q.max_train_s:g}")
+        if q.device != "auto":
+            parts.append(f"--device {q.device}")
+    if opts.out != Path("benchmarks/results"):
+        parts.append(f"--out {opts.out}")
+    return " ".join(parts)
 
 
 def _merge_earlier(opts: AccuracyOptions, name: str, models: dict[str, Any], n_events: int
@@ -558,8 +592,9 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         "",
         *(
             [
-                "`long_only` excludes each user's training items from its candidates, as the "
-                "scorer serves it (the snapshot carries every user's history).",
+                "`fused`, `short_only` and `long_only` are the three lists of one trained "
+                "snapshot per seed (the `LSI_SCORER` modes); they never offer the user's own "
+                "items, as served.",
                 "",
             ]
             if "long_only" in report["models"]
@@ -574,8 +609,17 @@ def _write(out: Path, report: dict[str, Any]) -> None:
             if any(m.get("earlier_run") for m in report["models"].values())
             else []
         ),
-        f"Reproduce: `lsi bench accuracy --dataset {report['dataset']} --protocol {report['protocol']}"
-        f" --models {','.join(report['models'])}{' --filter-seen' if report['filter_seen'] else ''}`",
+        "Reproduce: `"
+        + report.get(
+            "command",
+            f"lsi bench accuracy --dataset {report['dataset']} --protocol {report['protocol']}",
+        )
+        + "`"
+        + (
+            " (rows marked ¹ come from the earlier run kept by `--merge`)"
+            if any(m.get("earlier_run") for m in report["models"].values())
+            else ""
+        ),
         "",
     ]
     stem.with_suffix(".md").write_text("\n".join(md))
