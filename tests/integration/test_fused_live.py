@@ -71,6 +71,7 @@ def test_records_carry_the_fused_list_both_sources_and_the_gate(
     fused = [r for r in recs if r["source"] == "fused"]
     for rec in recs:
         jsonschema.validate(rec, SCHEMA)
+    checked = 0
     for rec in fused:
         assert rec["model_version"] == "v000001"
         assert 0.0 < rec["long_weight"] < 1.0
@@ -81,12 +82,18 @@ def test_records_carry_the_fused_list_both_sources_and_the_gate(
             # the geometric mixture: p ∝ p_L^w · p_S^(1-w); so the ratio of two items'
             # fused probabilities is fixed by their per-source probabilities and w
             assert 0 <= item["long_score"] <= 1 and 0 <= item["short_score"] <= 1
-        a, b = rec["items"][0], rec["items"][-1]
+        a, b = rec["items"][0], rec["items"][1]
         w = rec["long_weight"]
-        if min(a["long_score"], b["long_score"], a["short_score"], b["short_score"]) > 1e-12:
+        values = [a[k] for k in ("score", "long_score", "short_score")] + [
+            b[k] for k in ("score", "long_score", "short_score")]  # fmt: skip
+        if min(values) > 1e-4:
             want = w * math.log(a["long_score"] / b["long_score"]) + (1 - w) * math.log(
                 a["short_score"] / b["short_score"])  # fmt: skip
-            assert math.log(a["score"] / b["score"]) == pytest.approx(want, abs=1e-3)
+            # the record rounds each number to 6 decimals: d log x = 5e-7 / x at most
+            tol = sum(5e-7 / v for v in values) + 5e-7 * 20
+            assert math.log(a["score"] / b["score"]) == pytest.approx(want, abs=tol)
+            checked += 1
+    assert checked >= len(fused) // 2, "the mixture identity was checked on most records"
     # the lists a person reads: the gate, the attribution, each source's own picks
     user = sorted(known)[0]
     capsys.readouterr()
