@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -175,12 +176,29 @@ def cmd_recs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import threading
+
     from lsi.demo import DemoOptions, run_demo
 
-    return run_demo(DemoOptions(dataset=args.dataset, limit=args.limit, rate=args.rate,
-                                users=args.users, exit_when_done=args.exit_when_done,
-                                keep_broker=args.keep_broker,
-                                refresh_after=args.refresh_after))  # fmt: skip
+    try:
+        code = run_demo(DemoOptions(dataset=args.dataset, limit=args.limit, rate=args.rate,
+                                    users=args.users, exit_when_done=args.exit_when_done,
+                                    keep_broker=args.keep_broker,
+                                    refresh_after=args.refresh_after))  # fmt: skip
+    except LsiError as exc:
+        print(f"lsi demo: error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    if any(t.name == "refresh" and t.is_alive() for t in threading.enumerate()):
+        # the refresh thread is still training (torch): interpreter shutdown would tear
+        # torch's worker threads down under it (std::terminate); the worker and the broker
+        # are already stopped, so leave at once
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
