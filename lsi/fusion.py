@@ -228,9 +228,13 @@ class SequenceModel:
         """Fused, short-term and long-term log-probabilities ``[B, I]`` over the encoder's
         catalogue, :math:`w` ``[B]`` (CPU tensors), and which requests were scorable."""
         x = self.inputs(reqs, long)
+        return self.forward(x), x.scorable
+
+    def forward(self, x: Inputs) -> FusedLogProbs:
+        """:meth:`log_probs` on inputs already built (CPU tensors out)."""
         with torch.inference_mode():
             out = self.scorer(*x.to(self.device).model_args())
-        return FusedLogProbs(*(v.cpu() for v in out)), x.scorable
+        return FusedLogProbs(*(v.cpu() for v in out))
 
     def recommend(self, reqs: Sequence[SeqRequest], long: LongTermModel | None, k: int,
                   mode: str = "fused") -> list[SeqLists | None]:  # fmt: skip

@@ -102,6 +102,15 @@ def _log_probs(model: LongTermModel, reqs: list[SeqRequest]) -> tuple[Any, npt.N
     return out
 
 
+def _lists(lp: Any) -> dict[str, torch.Tensor]:
+    """The three lists' log-probabilities as served: a user without a long-term vector gets
+    the encoder's list in ``long_only`` mode too."""
+    long = lp.long.clone()
+    no_long = ~torch.isfinite(long).any(dim=1)
+    long[no_long] = lp.short[no_long]
+    return {"fused": lp.fused, "short": lp.short, "long": long}
+
+
 def score_lists(model: LongTermModel, reqs: list[SeqRequest], columns: npt.NDArray[np.int64],
                 n_items: int) -> dict[str, npt.NDArray[np.float32]]:  # fmt: skip
     """Full-catalogue scores ``[B, n_items]`` of each list for the requests: ``columns[j]``
@@ -110,10 +119,7 @@ def score_lists(model: LongTermModel, reqs: list[SeqRequest], columns: npt.NDArr
     lp, _ = _log_probs(model, reqs)
     known = columns >= 0
     out: dict[str, npt.NDArray[np.float32]] = {}
-    long = lp.long.clone()
-    no_long = ~torch.isfinite(long).any(dim=1)
-    long[no_long] = lp.short[no_long]  # as served: no long-term vector -> the encoder's list
-    for name, t in (("fused", lp.fused), ("short", lp.short), ("long", long)):
+    for name, t in _lists(lp).items():
         full = np.full((len(reqs), n_items), -np.inf, dtype=np.float32)
         full[:, columns[known]] = t.numpy()[:, known]
         out[name] = full
@@ -133,8 +139,8 @@ def gate_profile(model: LongTermModel, reqs: list[SeqRequest]) -> dict[str, Any]
     ws, sess, gaps = [], [], []
     for s in range(0, len(reqs), 512):
         chunk = reqs[s : s + 512]
-        x = seq.inputs(chunk, model)
-        lp, _ = seq.log_probs(chunk, model)
+        x = seq.inputs(chunk, model)  # built once: the features and the forward pass
+        lp = seq.forward(x)
         keep = x.long_known.numpy() & x.scorable
         ws.append(lp.long_weight.numpy()[keep])
         sess.append(x.session_len.numpy()[keep])
@@ -222,13 +228,10 @@ def _judge(model: LongTermModel, reqs: list[SeqRequest], judged: list[int], item
     seq = model.sequence
     assert seq is not None
     lp, scorable = _log_probs(model, reqs)
-    long = lp.long.clone()
-    no_long = ~torch.isfinite(long).any(dim=1)
-    long[no_long] = lp.short[no_long]
     target = torch.tensor([seq.item_index.get(items[k], -1) for k in judged])
     ok = (target >= 0) & torch.from_numpy(scorable)
     t = target.clamp(min=0)[:, None]
-    for name, lpm in (("fused", lp.fused), ("short", lp.short), ("long", long)):
+    for name, lpm in _lists(lp).items():
         st = lpm.gather(1, t)
         r = (lpm > st).sum(dim=1)
         r = torch.where(ok & torch.isfinite(st[:, 0]), r, torch.full_like(r, cutoff))
