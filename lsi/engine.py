@@ -22,13 +22,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from lsi.fusion import SeqLists, SeqRequest
 from lsi.longterm import LongTermModel
 from lsi.records import Event, Recommendation
 from lsi.scoring import ScoringConfig, StatsLookup, score_user
 from lsi.state import StateConfig, UserState
 from lsi.stats import ItemDelta, StatsConfig, Trending, batch_deltas
+
+if TYPE_CHECKING:  # lsi.fusion needs torch, which only a model with an encoder brings along
+    from lsi.fusion import SeqLists
 
 __all__ = [
     "EMIT_POLICIES",
@@ -125,6 +128,8 @@ def recommend_many(
     seq = model.sequence if model is not None else None
     fused: list[SeqLists | None] = [None] * len(pending)
     if seq is not None and pending:
+        from lsi.fusion import SeqRequest
+
         reqs = [SeqRequest.from_state(u, st) for u, st, _ in pending]
         fused = seq.recommend(reqs, model, cfg.scoring.top_k, cfg.scoring.mode)
     out: list[Recommendation] = []
