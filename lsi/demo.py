@@ -1,18 +1,24 @@
 """``lsi demo``: a local broker, a worker, a dataset replay, live recommendations and metrics.
 
-Runs everything on this machine: starts (or reuses) the Kafka broker, starts one worker as a
-child process and the model refresh job (in this process: it trains the long-term model from
+Runs everything on this machine: starts (or reuses) the Kafka broker and clears what an earlier
+demo left in it (topics, changelogs, consumer group; the local tables and snapshots), starts one
+worker as a child process and the model refresh job (in this process: it trains the model from
 the interaction log after every ``refresh_after`` new interactions and announces each snapshot,
 which the worker swaps in), publishes a few invalid events (to show the dead-letter path) and
 then the dataset in time order, and every two seconds prints a metrics line and the latest
-lists of a few users, with their short-/long-term attribution. Ctrl-C (or the end of the replay with ``--exit-when-done``) stops the worker and,
-unless ``--keep-broker`` or it was already running, the broker.
+lists of a few users, with their short-/long-term attribution. Where Debian's ``prometheus`` is
+installed, it also runs a Prometheus server on loopback with the shipped rules, scraping the
+worker and the refresh job, and at the end checks every dashboard panel against it
+(``lsi monitoring check``) and renders the charts of ``lsi report metrics`` into
+``var/demo/metrics``. Ctrl-C (or the end of the replay with ``--exit-when-done``) stops the
+worker and, unless ``--keep-broker`` or it was already running, the broker.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -24,8 +30,9 @@ from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
 from lsi.datasets import item_titles
 from lsi.errors import LsiError
-from lsi.kafka_io import consumer, ensure_topics, producer
+from lsi.kafka_io import consumer, ensure_topics, producer, reset_stream
 from lsi.present import MetricsSnapshot, format_recommendation
+from lsi.prometheus_local import LocalPrometheus, find_prometheus
 from lsi.replay import ReplayReport, replay
 from lsi.worker_process import scrape_metrics, start_worker, stop_worker
 
@@ -51,6 +58,7 @@ class DemoOptions:
     keep_broker: bool = False
     workdir: Path = Path("var/demo")
     refresh_after: int = 5000
+    prometheus: bool = True
 
 
 def _wait_worker(
@@ -106,11 +114,20 @@ def run_demo(opts: DemoOptions) -> int:
     budget = float(os.environ.get("LSI_SEQUENCE_BUDGET_S", "60"))
     settings = Settings.from_env(brokers=st.bootstrap, data_dir=workdir / "worker",
                                  models_dir=workdir / "models", sequence_budget_s=budget)  # fmt: skip
+    # the demo replays the dataset from its start: into a clean stream, so that users' state,
+    # the interaction log, the online hit rate and the snapshots are this run's alone
+    if reset_stream(settings):
+        print("[demo] cleared the topics, tables and consumer group of an earlier demo", flush=True)
+    for stale in (settings.data_dir, settings.models_dir):
+        if stale.exists():
+            shutil.rmtree(stale)
     ensure_topics(settings)
     log = workdir / "worker.log"
     proc = start_worker(settings, log)
     replay_thread: threading.Thread | None = None
     stop_refresh = threading.Event()
+    prom: LocalPrometheus | None = None
+    started = time.time()
     try:
         print(f"[demo] worker pid {proc.pid}, web {settings.web_url}, log {log}", flush=True)
         _wait_worker(settings, proc, log)
@@ -123,7 +140,10 @@ def run_demo(opts: DemoOptions) -> int:
             f"[demo] sent {len(_BAD_EVENTS)} invalid events (see {settings.dlq_topic})", flush=True
         )
 
-        refresh_thread = _start_refresh(settings, opts, stop_refresh)
+        registry = _serve_refresh_metrics(settings)
+        refresh_thread = _start_refresh(settings, opts, stop_refresh, registry)
+        if opts.prometheus:
+            prom = _start_prometheus(settings, workdir, registry is not None)
         result: list[ReplayReport] = []
 
         def run_replay() -> None:
@@ -134,8 +154,12 @@ def run_demo(opts: DemoOptions) -> int:
         print(f"[demo] replaying {opts.dataset} ({opts.limit or 'all'} events at {opts.rate:.0f}/s); "
               "Ctrl-C stops everything", flush=True)  # fmt: skip
         _watch(settings, opts, proc, replay_thread, result, refresh_thread)
+        if prom is not None:
+            _monitoring_report(prom, workdir / "metrics", started)
         return 0
     finally:
+        if prom is not None:
+            prom.stop()
         stop_refresh.set()
         print("\n[demo] stopping the worker ...", flush=True)
         stop_worker(proc)
@@ -144,12 +168,86 @@ def run_demo(opts: DemoOptions) -> int:
             broker.down()
 
 
-def _start_refresh(settings: Settings, opts: DemoOptions, stop: threading.Event
-                   ) -> threading.Thread:  # fmt: skip
+def _serve_refresh_metrics(settings: Settings) -> Any:
+    """The refresh job's ``/metrics`` on ``LSI_REFRESH_METRICS_PORT`` (``None`` if taken)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    try:
+        start_http_server(settings.refresh_metrics_port, addr="127.0.0.1", registry=registry)
+    except OSError as exc:
+        print(f"[demo] refresh metrics off: port {settings.refresh_metrics_port} ({exc}); set "
+              "LSI_REFRESH_METRICS_PORT to a free port", flush=True)  # fmt: skip
+        return None
+    return registry
+
+
+def _start_prometheus(settings: Settings, workdir: Path, refresh: bool) -> LocalPrometheus | None:
+    """Debian's Prometheus on loopback, scraping the worker (and the refresh job)."""
+    if find_prometheus() is None:
+        print("[demo] Prometheus not installed (apt-get install prometheus): no dashboards "
+              "check or charts this time", flush=True)  # fmt: skip
+        return None
+    targets = {"lsi-worker": [f"127.0.0.1:{settings.web_port}"]}
+    if refresh:
+        targets["lsi-refresh"] = [f"127.0.0.1:{settings.refresh_metrics_port}"]
+    prom = LocalPrometheus(workdir / "prometheus", _free_port(9090), targets)
+    shutil.rmtree(prom.data_dir, ignore_errors=True)  # this run's series only
+    try:
+        prom.start()
+    except LsiError as exc:
+        print(f"[demo] Prometheus did not start: {exc}", flush=True)
+        return None
+    print(f"[demo] Prometheus at {prom.url} (the shipped rules and alerts loaded)", flush=True)
+    return prom
+
+
+def _free_port(preferred: int) -> int:
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise LsiError("no free port for Prometheus")
+
+
+def _monitoring_report(prom: LocalPrometheus, out: Path, started: float) -> None:
+    """Every dashboard panel and recording rule against the live server, and the charts."""
+    from lsi.dashboards import check, dashboard_queries, recording_rules
+    from lsi.metrics_report import ReportOptions, render_report
+    from lsi.prometheus_api import PrometheusClient
+
+    client = PrometheusClient(prom.url)
+    queries = [*dashboard_queries(), *recording_rules(client.recording_rules())]
+    time.sleep(16)  # one more round of the recording rules (every 15 s) over the last data
+    answers = check(client, queries)
+    empty = [f"{a.query.source} / {a.query.panel}" for a in answers if not a.ok]
+    print(f"[demo] dashboards: {len(answers) - len(empty)} of {len(answers)} panel queries and "
+          "recording rules have data" + (f"; without: {', '.join(empty)}" if empty else ""),
+          flush=True)  # fmt: skip
+    result = render_report(ReportOptions(prometheus=prom.url, out=out,
+                                         since_s=max(60.0, time.time() - started)))  # fmt: skip
+    print(f"[demo] charts of this run: {result.readme} ({len(result.charts)} PNGs"
+          + (f"; no data for {', '.join(result.empty)}" if result.empty else "") + ")",
+          flush=True)  # fmt: skip
+
+
+def _start_refresh(settings: Settings, opts: DemoOptions, stop: threading.Event,
+                   registry: Any = None) -> threading.Thread:  # fmt: skip
     """The refresh job in a thread: at start, then after every ``refresh_after`` events."""
+    import torch
+
+    from lsi.metrics import RefreshMetrics
     from models.refresh import RefreshJob, run_forever
 
-    job = RefreshJob(settings)
+    # training shares this machine with the worker: leave it half of the cores, so the stream
+    # keeps flowing while a refresh runs (the compose stack runs them on separate containers)
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    job = RefreshJob(settings, metrics=RefreshMetrics(registry) if registry is not None else None)
     # a short replay still gets a snapshot or two to show
     after = min(opts.refresh_after, max(1, opts.limit // 3)) if opts.limit else opts.refresh_after
 

@@ -24,6 +24,7 @@ __all__ = [
     "consumer",
     "ensure_topics",
     "producer",
+    "reset_stream",
     "topic_names",
     "wait_for_group_coordinator",
 ]
@@ -98,6 +99,61 @@ def ensure_topics(
             return missing
         finally:
             admin.close()
+
+
+def reset_stream(settings: Settings, timeout_s: float = 60.0) -> list[str]:
+    """Delete the lsi topics, the tables' changelogs and the consumer group of ``settings``
+    (for the demo, which replays a dataset from its start into a clean stream).
+
+    Returns the topics deleted. Fails with a clear message if a worker of the group is running.
+    """
+    with client_errors(settings):
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.brokers,
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
+        try:
+            existing = set(admin.list_topics())
+            doomed = [t for t in [*topic_names(settings), *changelog_names(settings)]
+                      if t in existing]  # fmt: skip
+            _delete_group(admin, settings.app_id, timeout_s)
+            if doomed:
+                admin.delete_topics(doomed, timeout_ms=int(timeout_s * 1000))
+                deadline = time.time() + timeout_s
+                while set(doomed) & set(admin.list_topics()):
+                    if time.time() > deadline:
+                        raise BrokerError(f"topics {doomed} were not deleted in {timeout_s:g} s")
+                    time.sleep(0.5)
+            return doomed
+        finally:
+            admin.close()
+
+
+_RETRY = {"NotCoordinatorError", "CoordinatorLoadInProgressError", "CoordinatorNotAvailableError"}
+
+
+def _delete_group(admin: KafkaAdminClient, group: str, timeout_s: float) -> None:
+    """Delete ``group``'s committed offsets; a missing group is fine, a live one is not."""
+    deadline = time.time() + timeout_s
+    while True:
+        error: Any
+        try:
+            answer = admin.delete_groups([group])
+            pairs = answer.items() if isinstance(answer, dict) else answer
+            error = next((e for g, e in pairs if g == group), None)
+        except KafkaError as exc:  # a new broker has no coordinator until asked for one
+            error = exc
+        name = getattr(error, "__name__", None) or (
+            type(error).__name__ if isinstance(error, BaseException) else error
+        )
+        if name in (None, "OK", "NoError", "GroupIdNotFoundError"):
+            return
+        if name in _RETRY and time.time() < deadline:
+            time.sleep(0.5)
+            continue
+        raise BrokerError(f"cannot delete consumer group {group} ({name}): stop the workers "
+                          "that use it, or give the demo its own LSI_APP_ID")  # fmt: skip
 
 
 def _new_topic(settings: Settings, name: str, compacted: bool) -> NewTopic:

@@ -1,7 +1,8 @@
 """Prometheus metrics of a worker, grouped in one object built from an injected registry.
 
 Conventions: base units (seconds), ``_total`` counters, no per-user or per-item labels. The
-catalogue (names, labels, meaning) is this class; ``docs/operations.md`` lists it for operators.
+catalogue (names, labels, meaning) is these classes; ``docs/metrics.md`` lists it for operators,
+with the recording rules, alerts and dashboard panels built on it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from lsi.records import EVENT_TYPES
 from lsi.validation import REASONS
 
-__all__ = ["LATENCY_BUCKETS", "RefreshMetrics", "WorkerMetrics"]
+__all__ = ["AGENTS", "ERROR_KINDS", "LATENCY_BUCKETS", "RefreshMetrics", "WorkerMetrics"]
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
+#: the agents that count errors, and the kinds they count
+AGENTS = ("ingest", "interest", "item_stats", "sampler")
+ERROR_KINDS = ("decode", "send", "internal")
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
@@ -39,12 +43,19 @@ class WorkerMetrics:
             previous list.
         online_hits: ``lsi_online_hits_total{k}``: of those, events whose item was in its
             top-K. Hit rate @K = hits / evaluated.
-        errors: ``lsi_errors_total{agent,kind}``: unexpected failures caught by an agent.
+        errors: ``lsi_errors_total{agent,kind}``: unexpected failures caught by an agent;
+            kind ``decode`` (a record of an internal topic that does not parse), ``send``
+            (a produce that failed after retries) or ``internal`` (a bug; logged with its
+            traceback).
+        consumer_lag: ``lsi_consumer_lag{topic,partition}``: records of an assigned source
+            partition not yet committed by this worker (see :mod:`streams.sampler`).
+        table_keys: ``lsi_table_keys{table}``: estimated keys of a table on this worker.
         info: ``lsi_worker_info{version,...}``.
         model_version: ``lsi_model_version_info{version}``: 1 for the snapshot this worker
             scores with (``none`` before the first).
         model_created: ``lsi_model_created_timestamp_seconds``: its creation time (age =
             ``time() - this``).
+        model_age: ``lsi_model_age_seconds``: age of that snapshot at scrape time (0: none).
         model_swaps: ``lsi_model_swaps_total``: live snapshot changes applied.
         model_load_failures: ``lsi_model_load_failures_total``: announced snapshots that could
             not be loaded (the worker keeps the previous one).
@@ -80,7 +91,7 @@ class WorkerMetrics:
             registry=registry,
         )  # fmt: skip
         self.long_weight = Histogram(
-            "lsi_long_weight", "The gate's long-term weight of each emitted list, by source.",
+            "lsi_long_weight", "The gate's long-term weight of each list emitted or served, by source.",
             ["source"], buckets=tuple(round(0.05 * k, 2) for k in range(1, 21)),
             registry=registry,
         )  # fmt: skip
@@ -103,6 +114,16 @@ class WorkerMetrics:
             "lsi_errors", "Unexpected failures caught by an agent, by kind.", ["agent", "kind"],
             registry=registry,
         )  # fmt: skip
+        self.consumer_lag = Gauge(
+            "lsi_consumer_lag",
+            "Records of an assigned source partition not yet committed by this worker.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.table_keys = Gauge(
+            "lsi_table_keys", "Estimated keys of a table held by this worker.", ["table"],
+            registry=registry,
+        )  # fmt: skip
         self.info = Info("lsi_worker", "Worker build and configuration.", registry=registry)
         self.model_version = Gauge(
             "lsi_model_version_info", "1 for the model snapshot this worker scores with.",
@@ -113,6 +134,12 @@ class WorkerMetrics:
             "Creation time of the snapshot this worker scores with (0: none).",
             registry=registry,
         )
+        model_age = Gauge(
+            "lsi_model_age_seconds",
+            "Age of the snapshot this worker scores with, at scrape time (0: none).",
+            registry=registry,
+        )
+        model_age.set_function(self._model_age)
         self.model_swaps = Counter(
             "lsi_model_swaps", "Live snapshot changes applied by this worker.", registry=registry
         )
@@ -129,6 +156,13 @@ class WorkerMetrics:
             self.events.labels(agent="interest", type=etype, outcome="accepted")
         for k in (1, 5, 10, 20):
             self.online_hits.labels(k=str(k))
+        for agent in AGENTS:
+            for kind in ERROR_KINDS:
+                self.errors.labels(agent=agent, kind=kind)
+
+    def _model_age(self) -> float:
+        created = self.model_created._value.get()
+        return max(0.0, time.time() - created) if created > 0 else 0.0
 
 
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)

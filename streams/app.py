@@ -22,6 +22,7 @@ from streams.ingest import Ingest
 from streams.interest import Interest
 from streams.item_stats import ItemStatsAgent
 from streams.models import ModelWatcher
+from streams.sampler import register_sampler
 from streams.tables import Tables
 from streams.topics import Topics
 from streams.web import register_views
@@ -82,6 +83,10 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
     for part in (ingest, interest, item_stats):
         part.register(app)
     register_views(app, tables, interest, metrics)
+    register_sampler(app, {"user_state": tables.user_state, "ingest_seen": tables.ingest_seen,
+                           "item_stats": tables.item_stats, "trending": tables.trending},
+                     {settings.events_topic, settings.interactions_topic,
+                      settings.item_deltas_topic}, metrics)  # fmt: skip
     _widen_producer_buffer(app, settings)
     _rewind_uncommitted(app, {settings.events_topic, settings.interactions_topic,
                               settings.item_deltas_topic})  # fmt: skip

@@ -116,7 +116,7 @@ class Ingest:
                 self._dead_letter(out, msg, exc.reason, exc.detail, now)
             except Exception as exc:  # a bug must cost one event, not the worker
                 log.exception("ingest: %s[%s]@%s failed", msg.topic, msg.partition, msg.offset)
-                m.errors.labels(agent=self.name, kind=type(exc).__name__).inc()
+                m.errors.labels(agent=self.name, kind="internal").inc()
                 self._dead_letter(out, msg, "internal_error", repr(exc), now)
         await deliver(out, self.name, m)
         for user, source in changed.items():

@@ -89,6 +89,7 @@ class Interest:
                         time.time(), event_ts=None, trigger="request",
                         model=self.live_model())  # fmt: skip
         self.metrics.recommendations.labels(trigger="request").inc()
+        self.metrics.long_weight.labels(source=rec.source).observe(rec.long_weight)
         return rec
 
     def live_model(self) -> LongTermModel | None:

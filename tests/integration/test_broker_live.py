@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lsi.broker import BrokerSettings, KafkaBroker
+from lsi.config import Settings
 
 pytestmark = [
     pytest.mark.integration,
@@ -97,3 +98,32 @@ def test_up_serves_a_topic_and_down_stops_it(broker: KafkaBroker) -> None:
     assert (after.running, after.pid, after.answering) == (False, None, False)
     assert broker.down() is False
     assert any("Kafka Server started" in line for line in broker.tail_logs(500))
+
+
+def test_reset_stream_removes_topics_changelogs_and_the_group(lsi_settings: Settings) -> None:
+    """What `lsi demo` does before replaying: a clean stream, then the topics again."""
+    from kafka import KafkaAdminClient
+
+    from lsi.kafka_io import changelog_names, consumer, ensure_topics, producer, reset_stream
+
+    s = lsi_settings
+    ensure_topics(s, changelogs=True)
+    prod = producer(s)
+    prod.send(s.events_topic, key=b"u1", value=b"{}").get(30)
+    prod.close()
+    group = consumer(s, s.events_topic, group_id=s.app_id, enable_auto_commit=False,
+                     consumer_timeout_ms=1000)  # fmt: skip
+    assert sum(len(b) for b in group.poll(timeout_ms=10_000).values()) == 1
+    group.commit()
+    group.close()
+
+    deleted = reset_stream(s)
+    assert s.events_topic in deleted and set(changelog_names(s)) <= set(deleted)
+    admin = KafkaAdminClient(bootstrap_servers=s.brokers)
+    try:
+        assert not set(deleted) & set(admin.list_topics())
+        assert s.app_id not in {g["group_id"] for g in admin.list_groups()}
+    finally:
+        admin.close()
+    assert reset_stream(s) == []  # nothing left to clear
+    ensure_topics(s)  # and the stream can start again

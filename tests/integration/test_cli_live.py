@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,7 +63,7 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     env.update({
         "LSI_KAFKA_PORT": str(port), "LSI_KAFKA_CONTROLLER_PORT": str(controller),
         "LSI_KAFKA_DATA_DIR": str(tmp_path / "kafka"), "LSI_WEB_PORT": str(web),
-        "PYTHONUNBUFFERED": "1",
+        "LSI_REFRESH_METRICS_PORT": str(free_port()), "PYTHONUNBUFFERED": "1",
     })  # fmt: skip
     if "LSI_DATASETS_DIR" in os.environ:
         env["LSI_DATASETS_DIR"] = os.environ["LSI_DATASETS_DIR"]
@@ -91,6 +92,12 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     assert "[refresh] refresh [" in out and "v000001 promoted" in out
     assert "swapped to snapshot v0000" in out and "fused" in out and "model v0000" in out
     assert "stopping Kafka" in out
+    # Debian's Prometheus (installed by .ci/run) scraped the worker and the refresh job; the
+    # demo checked the dashboards against it and drew the charts
+    assert "[demo] Prometheus at http://127.0.0.1:" in out
+    assert re.search(r"\[demo\] dashboards: \d+ of \d+ panel queries", out), out[-2000:]
+    charts = tmp_path / "var" / "demo" / "metrics"
+    assert (charts / "README.md").is_file() and (charts / "throughput.png").is_file()
 
     after = lsi("kafka", "status", env=env, cwd=tmp_path)
     assert after.returncode == 1 and "stopped" in after.stdout

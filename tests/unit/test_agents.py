@@ -469,7 +469,7 @@ async def test_a_bug_on_one_event_dead_letters_that_event_only(
     headers = dict(dead.headers)
     assert headers["lsi-dlq-reason"] == b"internal_error"
     assert headers["lsi-dlq-detail"] == b"RuntimeError('boom')"
-    assert metric(pipeline, "lsi_errors_total", agent="ingest", kind="RuntimeError") == 1
+    assert metric(pipeline, "lsi_errors_total", agent="ingest", kind="internal") == 1
     assert metric(pipeline, "lsi_dlq_total", reason="internal_error") == 1
 
 

@@ -90,6 +90,24 @@ def test_recs_web_port_flag_beats_the_environment(
     assert f":{port}" in one_line_error(capsys.readouterr().err, "recs")
 
 
+@pytest.mark.parametrize("argv", [["monitoring", "check"], ["report", "metrics", "--out", "x"]])
+def test_prometheus_commands_without_a_server_say_to_start_one(
+    argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    if argv[0] == "report":
+        argv = [*argv[:-1], str(tmp_path / "charts")]
+    assert main([*argv, "--prometheus", url]) == 2
+    line = one_line_error(capsys.readouterr().err, argv[0])
+    assert f"cannot reach Prometheus at {url}" in line and "--prometheus" in line
+    assert not (tmp_path / "charts").exists()
+
+
+def test_report_rejects_a_url_that_is_not_http(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "metrics", "--out", "x", "--prometheus", "localhost:9090"]) == 2
+    assert "http://" in one_line_error(capsys.readouterr().err, "report")
+
+
 def test_replay_of_an_unknown_dataset_names_the_datasets(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

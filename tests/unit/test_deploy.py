@@ -2,18 +2,29 @@
 
 No Docker and no Prometheus needed: the files are parsed and cross-checked against each other
 (every bind-mounted file exists, the paths Prometheus and Grafana read inside their containers
-are mounted, the dashboard and the rules only query metrics the worker exports, as lsi.metrics
+are mounted, the dashboards and the rules only query metrics the worker exports, as lsi.metrics
 declares them, or that a rule records).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+
+from lsi.dashboards import (
+    PROMETHEUS_BUILTINS,
+    all_panels,
+    coverage,
+    dashboard_queries,
+    exported_families,
+    load_dashboards,
+    metric_names,
+    rules_from_files,
+    to_promql,
+)
 
 yaml = pytest.importorskip("yaml")
 
@@ -23,18 +34,8 @@ MONITORING = ROOT / "monitoring"
 PROMETHEUS_CONFIG = MONITORING / "prometheus" / "prometheus.yml"
 RULES_DIR = MONITORING / "prometheus" / "rules"
 GRAFANA_PROVISIONING = MONITORING / "grafana" / "provisioning"
-DASHBOARD_FILE = MONITORING / "grafana" / "dashboards" / "lsi-pipeline.json"
+DASHBOARDS_DIR = MONITORING / "grafana" / "dashboards"
 
-# Series Prometheus itself produces for every target / alert.
-PROMETHEUS_BUILTINS = {
-    "up",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "scrape_samples_post_metric_relabeling",
-    "scrape_series_added",
-    "ALERTS",
-    "ALERTS_FOR_STATE",
-}
 REQUIRED_SERVICES = {"kafka", "worker", "prometheus", "grafana"}
 
 
@@ -59,29 +60,14 @@ def compose() -> dict[str, Any]:
 def exported_series() -> set[str]:
     """Every series name the worker and the refresh job export, read from lsi.metrics (the
     metric catalogue)."""
-    from prometheus_client import CollectorRegistry
-
-    from lsi.metrics import RefreshMetrics, WorkerMetrics
-
-    registry = CollectorRegistry()
-    WorkerMetrics(registry)
-    RefreshMetrics(registry)
-    suffixes = {
-        "counter": ("_total",),
-        "gauge": ("",),
-        "info": ("_info",),
-        "histogram": ("_bucket", "_sum", "_count"),
-        "summary": ("", "_sum", "_count"),
-    }
-    series = {f.name + sfx for f in registry.collect() for sfx in suffixes.get(f.type, ("",))}
+    series = set().union(*exported_families().values())
     assert series, "lsi.metrics registers no metrics"
     return series
 
 
 @pytest.fixture(scope="module")
-def dashboard() -> dict[str, Any]:
-    with DASHBOARD_FILE.open(encoding="utf-8") as fh:
-        return json.load(fh)
+def dashboards() -> dict[str, dict[str, Any]]:
+    return load_dashboards(DASHBOARDS_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -115,42 +101,6 @@ def _host_path(service: dict[str, Any], container_path: str) -> Path | None:
         if wanted == target_path or target_path in wanted.parents:
             return (COMPOSE_FILE.parent / source / wanted.relative_to(target_path)).resolve()
     return None
-
-
-def _all_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Panels including those nested in collapsed rows; row headers themselves are skipped."""
-    out = []
-    for panel in panels:
-        if panel.get("type") == "row":
-            out.extend(_all_panels(panel.get("panels", [])))
-        else:
-            out.append(panel)
-    return out
-
-
-_PROMQL_KEYWORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "offset", "inf", "nan", "atan2",
-}  # fmt: skip
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (a small lexer, enough for our expressions)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)  # strings
-    text = re.sub(r"\$\{[^}]*\}|\$\w+", " ", text)  # Grafana variables
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # range / subquery selectors
-    # label lists of by / without / on / ignoring / group_left / group_right
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.:])[A-Za-z_:][\w:]*", text):
-        name = match.group(0)
-        if name.lower() in _PROMQL_KEYWORDS:
-            continue
-        if re.match(r"\s*\(", text[match.end() :]):  # function or aggregation call
-            continue
-        names.add(name)
-    return names
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +228,7 @@ def test_rules_are_well_formed(rules: list[dict[str, Any]]) -> None:
 
 
 def test_grafana_provisioning_matches_mounts(
-    compose: dict[str, Any], dashboard: dict[str, Any]
+    compose: dict[str, Any], dashboards: dict[str, dict[str, Any]]
 ) -> None:
     grafana = compose["services"]["grafana"]
     assert _host_path(grafana, "/etc/grafana/provisioning") == GRAFANA_PROVISIONING.resolve()
@@ -290,47 +240,66 @@ def test_grafana_provisioning_matches_mounts(
     providers = _load_yaml(GRAFANA_PROVISIONING / "dashboards" / "lsi.yml")["providers"]
     for provider in providers:
         host_dir = _host_path(grafana, provider["options"]["path"])
-        assert host_dir is not None and host_dir.is_dir(), provider["options"]["path"]
-        assert (host_dir / DASHBOARD_FILE.name).is_file()
+        assert host_dir is not None and host_dir.resolve() == DASHBOARDS_DIR.resolve()
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    home_file = _host_path(grafana, home)
+    assert home_file is not None and home_file.is_file(), home
 
-    for panel in _all_panels(dashboard["panels"]):
-        for ds in [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]:
-            if isinstance(ds, dict) and ds.get("type") == "prometheus":
-                assert ds["uid"] in uids, f"panel {panel['title']!r}: unknown datasource uid"
-
-
-def test_dashboard_panels_have_queries_and_units(dashboard: dict[str, Any]) -> None:
-    assert dashboard["uid"] == "lsi-pipeline"
-    assert dashboard["schemaVersion"] == 39
-    panels = _all_panels(dashboard["panels"])
-    assert len(panels) >= 7
-    assert len({p["id"] for p in panels}) == len(panels), "panel ids must be unique"
-    for panel in panels:
-        exprs = [t.get("expr", "").strip() for t in panel.get("targets", [])]
-        assert any(exprs), f"panel {panel['title']!r} has no query"
-        assert panel["fieldConfig"]["defaults"].get("unit"), f"panel {panel['title']!r}: no unit"
-    units = {p["fieldConfig"]["defaults"]["unit"] for p in panels}
-    assert {"s", "percentunit"} <= units and units & {"ops", "reqps"}
+    for uid, board in dashboards.items():
+        for panel in all_panels(board["panels"]):
+            for ds in [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]:
+                if isinstance(ds, dict) and ds.get("type") == "prometheus":
+                    assert ds["uid"] in uids, f"{uid}: panel {panel['title']!r}: unknown uid"
 
 
-def _queried_names(dashboard: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, str]:
-    """Metric name -> where it is queried, over every dashboard target and rule expression."""
-    where = {}
-    for panel in _all_panels(dashboard["panels"]):
-        for t in panel["targets"]:
-            for name in metric_names(t.get("expr", "")):
-                where[name] = f"dashboard panel {panel['title']!r}"
-    for rule in rules:
-        for name in metric_names(rule["expr"]):
-            where[name] = f"rule {rule.get('record') or rule.get('alert')}"
-    return where
+def test_three_dashboards_linked_to_each_other(dashboards: dict[str, dict[str, Any]]) -> None:
+    assert set(dashboards) == {"lsi-pipeline", "lsi-models", "lsi-kafka"}
+    for uid, board in dashboards.items():
+        linked = {link["url"].removeprefix("/d/") for link in board["links"]}
+        assert linked == set(dashboards) - {uid}, uid
+
+
+def test_dashboard_panels_have_queries_units_and_unique_ids(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    units: set[str] = set()
+    for uid, board in dashboards.items():
+        assert board["schemaVersion"] == 39 and board["title"].startswith("lsi")
+        panels = all_panels(board["panels"])
+        assert len(panels) >= 7, uid
+        assert len({p["id"] for p in panels}) == len(panels), f"{uid}: panel ids must be unique"
+        for panel in panels:
+            where = f"{uid}: panel {panel['title']!r}"
+            assert panel.get("description"), f"{where} has no description"
+            exprs = [t.get("expr", "").strip() for t in panel.get("targets", [])]
+            assert exprs and all(exprs), f"{where} has a target without a query"
+            assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"]), where
+            for expr in exprs:
+                to_promql(expr)  # only the Grafana variables a live check can replace
+            if panel["type"] != "heatmap":
+                unit = panel["fieldConfig"]["defaults"].get("unit")
+                assert unit, f"{where}: no unit"
+                units.add(unit)
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24, f"{where} overflows the 24-column grid"
+    assert {"s", "percentunit", "short"} <= units and units & {"ops", "reqps"}
+
+
+def test_every_metric_is_on_a_panel_and_every_panel_has_a_metric() -> None:
+    unshown, blind = coverage(dashboard_queries(DASHBOARDS_DIR), rules_from_files(RULES_DIR))
+    assert unshown == [], f"metrics no dashboard panel shows: {unshown}"
+    assert blind == [], f"panels whose query names no exported or recorded metric: {blind}"
 
 
 def test_queries_use_only_known_metrics(
-    dashboard: dict[str, Any], rules: list[dict[str, Any]], exported_series: set[str]
+    rules: list[dict[str, Any]], exported_series: set[str]
 ) -> None:
     recorded = {r["record"] for r in rules if "record" in r}
-    queried = _queried_names(dashboard, rules)
+    queried = {n: f"dashboard {q.source} panel {q.panel!r}" for q in dashboard_queries(DASHBOARDS_DIR)
+               for n in metric_names(q.expr)}  # fmt: skip
+    for rule in rules:
+        for name in metric_names(rule["expr"]):
+            queried[name] = f"rule {rule.get('record') or rule.get('alert')}"
     assert queried, "no metric names found in any expression"
     for name, where in queried.items():
         assert name.startswith(("lsi_", "lsi:")) or name in PROMETHEUS_BUILTINS, (
@@ -340,6 +309,11 @@ def test_queries_use_only_known_metrics(
             assert name in exported_series, f"{where} queries {name}, which lsi does not export"
         if name.startswith("lsi:"):
             assert name in recorded, f"{where} queries {name}, which no rule records"
+
+
+def test_grafana_variables_become_fixed_windows() -> None:
+    expr = "rate(a_total[$__rate_interval]) + increase(b_total[${__range}])"
+    assert to_promql(expr, "2m") == "rate(a_total[2m]) + increase(b_total[2m])"
 
 
 @pytest.mark.parametrize(
