@@ -69,6 +69,21 @@ def changelog_names(settings: Settings) -> list[str]:
     return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
 
 
+@contextmanager
+def _admin(settings: Settings, timeout_s: float) -> Iterator[KafkaAdminClient]:
+    """An admin client for one task; broker failures become :class:`BrokerError`."""
+    with client_errors(settings):
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.brokers,
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
+        try:
+            yield admin
+        finally:
+            admin.close()
+
+
 def ensure_topics(
     settings: Settings, timeout_s: float = 30.0, *, changelogs: bool = False
 ) -> list[str]:
@@ -80,25 +95,17 @@ def ensure_topics(
 
     Returns the names created.
     """
-    with client_errors(settings):
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.brokers,
-            request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-        )
-        try:
-            existing = set(admin.list_topics())
-            wanted = topic_names(settings)
-            compacted = set(changelog_names(settings)) if changelogs else set()
-            missing = [t for t in [*wanted, *sorted(compacted)] if t not in existing]
-            if missing:
-                new = [_new_topic(settings, t, t in compacted) for t in missing]
-                # another worker or tool may create them at the same moment
-                with suppress(TopicAlreadyExistsError):
-                    admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
-            return missing
-        finally:
-            admin.close()
+    with _admin(settings, timeout_s) as admin:
+        existing = set(admin.list_topics())
+        wanted = topic_names(settings)
+        compacted = set(changelog_names(settings)) if changelogs else set()
+        missing = [t for t in [*wanted, *sorted(compacted)] if t not in existing]
+        if missing:
+            new = [_new_topic(settings, t, t in compacted) for t in missing]
+            # another worker or tool may create them at the same moment
+            with suppress(TopicAlreadyExistsError):
+                admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+        return missing
 
 
 def reset_stream(settings: Settings, timeout_s: float = 60.0) -> list[str]:
@@ -107,27 +114,19 @@ def reset_stream(settings: Settings, timeout_s: float = 60.0) -> list[str]:
 
     Returns the topics deleted. Fails with a clear message if a worker of the group is running.
     """
-    with client_errors(settings):
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.brokers,
-            request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-        )
-        try:
-            existing = set(admin.list_topics())
-            doomed = [t for t in [*topic_names(settings), *changelog_names(settings)]
-                      if t in existing]  # fmt: skip
-            _delete_group(admin, settings.app_id, timeout_s)
-            if doomed:
-                admin.delete_topics(doomed, timeout_ms=int(timeout_s * 1000))
-                deadline = time.time() + timeout_s
-                while set(doomed) & set(admin.list_topics()):
-                    if time.time() > deadline:
-                        raise BrokerError(f"topics {doomed} were not deleted in {timeout_s:g} s")
-                    time.sleep(0.5)
-            return doomed
-        finally:
-            admin.close()
+    with _admin(settings, timeout_s) as admin:
+        existing = set(admin.list_topics())
+        doomed = [t for t in [*topic_names(settings), *changelog_names(settings)]
+                  if t in existing]  # fmt: skip
+        _delete_group(admin, settings.app_id, timeout_s)
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=int(timeout_s * 1000))
+            deadline = time.time() + timeout_s
+            while set(doomed) & set(admin.list_topics()):
+                if time.time() > deadline:
+                    raise BrokerError(f"topics {doomed} were not deleted in {timeout_s:g} s")
+                time.sleep(0.5)
+        return doomed
 
 
 _RETRY = {"NotCoordinatorError", "CoordinatorLoadInProgressError", "CoordinatorNotAvailableError"}
@@ -206,17 +205,12 @@ def wait_for_group_coordinator(settings: Settings, timeout_s: float = 60.0) -> N
     recover its subscription.
     """
     deadline = time.monotonic() + timeout_s
-    with client_errors(settings):
-        admin = KafkaAdminClient(bootstrap_servers=settings.brokers,
-                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)  # fmt: skip
-        try:
-            while True:
-                try:
-                    admin.describe_groups([settings.app_id])
-                    return
-                except KafkaError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-        finally:
-            admin.close()
+    with _admin(settings, timeout_s) as admin:
+        while True:
+            try:
+                admin.describe_groups([settings.app_id])
+                return
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
