@@ -396,7 +396,7 @@ def _draw_buckets(ax: Axes, buckets: Sequence[Bucket]) -> bool:
         )
     ax.set_xlim(0, 1)
     ax.set_xlabel("long-term weight of the gate")
-    ax.set_ylabel("lists emitted in the window")
+    ax.set_ylabel("fused lists in the window")
     _finish(ax, drawn, legend=False)
     return drawn
 
