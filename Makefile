@@ -1,5 +1,6 @@
 # lsi: the two quick-start commands are `make demo` and `make test`.
-# Needs Python 3.11+, Java 17+ and Maven; everything else is installed here:
+# Needs Python 3.11+, Java 17+ and Maven (and for the tests Debian's prometheus package, which
+# .ci/run installs); everything else is installed here:
 # uv (from PyPI, if missing), the Python environment (.venv, from uv.lock; downloads cached
 # in uv's cache outside the clone) and the Kafka jars (Maven, cached in ~/.m2 and ~/.cache/lsi).
 
