@@ -393,15 +393,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_monitoring(args: argparse.Namespace) -> int:
-    from lsi.dashboards import DASHBOARDS_DIR, check, coverage, dashboard_queries, recording_rules
+    from lsi.dashboards import DASHBOARDS_DIR, check, coverage, recording_rules, server_queries
     from lsi.prometheus_api import PrometheusClient
 
-    panels = dashboard_queries(Path(args.dashboards) if args.dashboards else DASHBOARDS_DIR)
     client = PrometheusClient(_prometheus_url(args), timeout_s=10.0)
-    loaded = client.recording_rules()  # what the server evaluates, not what a file says
-    if not any(name.startswith("lsi:") for name, _ in loaded):
-        raise LsiError(f"Prometheus at {client.base_url} has no lsi recording rules loaded; "
-                       "add monitoring/prometheus/rules/*.yml to its rule_files")  # fmt: skip
+    panels, loaded = server_queries(client, Path(args.dashboards) if args.dashboards
+                                    else DASHBOARDS_DIR)  # fmt: skip
     rules = recording_rules(loaded)
     unshown, blind = coverage(panels, loaded)
     answers = check(client, [*panels, *rules], rate_interval=args.rate_interval)

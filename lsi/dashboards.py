@@ -38,6 +38,7 @@ __all__ = [
     "metric_names",
     "recording_rules",
     "rules_from_files",
+    "server_queries",
     "to_promql",
 ]
 
@@ -226,6 +227,19 @@ def coverage(
             shown |= recorded.get(name, {name})
     unshown = sorted(fam for fam, series in families.items() if not series & shown)
     return unshown, sorted(blind)
+
+
+def server_queries(
+    client: PrometheusClient, directory: Path = DASHBOARDS_DIR
+) -> tuple[list[Query], list[tuple[str, str]]]:
+    """The panel queries of ``directory``'s dashboards, and the recording rules the server
+    has loaded (``(series, expression)``: what it evaluates, not what a file says)."""
+    panels = dashboard_queries(directory)
+    loaded = client.recording_rules()
+    if not any(name.startswith("lsi:") for name, _ in loaded):
+        raise LsiError(f"Prometheus at {client.base_url} has no lsi recording rules loaded; "
+                       "add monitoring/prometheus/rules/*.yml to its rule_files")  # fmt: skip
+    return panels, loaded
 
 
 def check(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lsi.broker import BrokerSettings, KafkaBroker
+from lsi.broker.process import port_in_use
 from lsi.config import Settings
 from lsi.datasets import item_titles
 from lsi.errors import LsiError
@@ -203,26 +204,25 @@ def _start_prometheus(settings: Settings, workdir: Path, refresh: bool) -> Local
 
 
 def _free_port(preferred: int) -> int:
+    """``preferred`` unless something listens there, else a port the OS picks."""
     import socket
 
-    for port in (preferred, 0):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise LsiError("no free port for Prometheus")
+    if not port_in_use("127.0.0.1", preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _monitoring_report(prom: LocalPrometheus, out: Path, started: float) -> None:
     """Every dashboard panel and recording rule against the live server, and the charts."""
-    from lsi.dashboards import check, dashboard_queries, recording_rules
+    from lsi.dashboards import check, recording_rules, server_queries
     from lsi.metrics_report import ReportOptions, render_report
     from lsi.prometheus_api import PrometheusClient
 
     client = PrometheusClient(prom.url)
-    queries = [*dashboard_queries(), *recording_rules(client.recording_rules())]
+    panels, loaded = server_queries(client)
+    queries = [*panels, *recording_rules(loaded)]
     time.sleep(16)  # one more round of the recording rules (every 15 s) over the last data
     answers = check(client, queries)
     empty = [f"{a.query.source} / {a.query.panel}" for a in answers if not a.ok]

@@ -139,7 +139,7 @@ class WorkerMetrics:
             "Age of the snapshot this worker scores with, at scrape time (0: none).",
             registry=registry,
         )
-        model_age.set_function(self._model_age)
+        model_age.set_function(lambda: _age(self.model_created))
         self.model_swaps = Counter(
             "lsi_model_swaps", "Live snapshot changes applied by this worker.", registry=registry
         )
@@ -159,10 +159,6 @@ class WorkerMetrics:
         for agent in AGENTS:
             for kind in ERROR_KINDS:
                 self.errors.labels(agent=agent, kind=kind)
-
-    def _model_age(self) -> float:
-        created = self.model_created._value.get()
-        return max(0.0, time.time() - created) if created > 0 else 0.0
 
 
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -210,7 +206,7 @@ class RefreshMetrics:
                                       registry=registry)  # fmt: skip
         age = Gauge("lsi_snapshot_age_seconds", "Age of the live snapshot (0: none).",
                     registry=registry)  # fmt: skip
-        age.set_function(self._age)
+        age.set_function(lambda: _age(self.snapshot_created))
         self.validation_ndcg = Gauge("lsi_refresh_validation_ndcg_at_10",
                                      "NDCG@10 on the refresh's held-out cases.", ["model"],
                                      registry=registry)  # fmt: skip
@@ -232,6 +228,8 @@ class RefreshMetrics:
         for model in ("candidate", "live"):
             self.validation_ndcg.labels(model=model)
 
-    def _age(self) -> float:
-        created = self.snapshot_created._value.get()
-        return max(0.0, time.time() - created) if created > 0 else 0.0
+
+def _age(created_at: Gauge) -> float:
+    """Seconds since the timestamp a gauge holds (0 while it holds none)."""
+    created = created_at._value.get()
+    return max(0.0, time.time() - created) if created > 0 else 0.0

@@ -68,6 +68,10 @@ class PrometheusClient:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": repr(step)}
         return self._get("/api/v1/query_range", params, expr)
 
+    def api(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """The ``data`` of any ``GET`` of the HTTP API, e.g. ``api("/api/v1/targets")``."""
+        return self._request(path, params or {}, path)
+
     def recording_rules(self) -> list[tuple[str, str]]:
         """``(recorded series, expression)`` of every recording rule the server has loaded."""
         data = self._request("/api/v1/rules", {"type": "record"}, "the rules list")

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsi.dashboards import RULES_DIR
 from lsi.errors import ConfigError, LsiError
+from lsi.prometheus_api import PrometheusClient
 
 __all__ = ["LocalPrometheus", "find_prometheus"]
-
-RULES_DIR = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus" / "rules"
 
 
 def find_prometheus() -> str | None:
@@ -93,11 +93,7 @@ class LocalPrometheus:
 
     def api(self, path: str) -> Any:
         """GET ``/api/v1/<path>``'s ``data``."""
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}", timeout=10) as resp:
-            body = json.loads(resp.read())
-        if body.get("status") != "success":
-            raise LsiError(f"prometheus {path}: {body}")
-        return body["data"]
+        return PrometheusClient(self.url).api(f"/api/v1/{path}")
 
     def tail(self, n: int = 20) -> str:
         path = self.data_dir / "prometheus.log"

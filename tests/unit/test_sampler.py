@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,8 +64,6 @@ def test_model_age_is_zero_without_a_model_and_grows_with_one() -> None:
     registry = CollectorRegistry()
     m = WorkerMetrics(registry)
     assert registry.get_sample_value("lsi_model_age_seconds") == 0.0
-    import time
-
     m.model_created.set(time.time() - 120)
     age = registry.get_sample_value("lsi_model_age_seconds")
     assert age is not None and 119 <= age < 130
