@@ -18,7 +18,9 @@ evaluation:
   pause), the session length (events since the last gap longer than ``session_gap_s``), the
   count of all the user's events;
 * the long-term user vector and inner products over the encoder's catalogue (items the
-  snapshot lacks: NaN; users it lacks: no long-term part, :math:`w = 0`);
+  snapshot lacks: NaN). A user the snapshot lacks (one who arrived after it was trained) is
+  folded in from the request's positive events (:meth:`lsi.longterm.LongTermModel.fold_in`);
+  one with no such event the snapshot knows has no long-term part, :math:`w = 0`;
 * the excluded items: every item of the request (the worker's recent events, even beyond the
   encoder's window) and the user's history in the snapshot.
 
@@ -42,11 +44,14 @@ import numpy.typing as npt
 import torch
 
 from lsi.longterm import LongTermModel
-from lsi.records import RecItem, ScoredItem
+from lsi.records import EVENT_TYPES, TYPE_WEIGHTS, RecItem, ScoredItem
 from lsi.state import UserState
 from models.sequence import FusedLogProbs, LongShortScorer, make_encoder
 
 __all__ = ["SeqLists", "SeqRequest", "SequenceModel", "scorer_from_config"]
+
+#: event-type codes that count as interest (a folded-in user is built from these)
+_POSITIVE_CODES = frozenset(c for c, t in enumerate(EVENT_TYPES) if TYPE_WEIGHTS[t] > 0)
 
 MODES = ("fused", "long_only", "short_only")
 
@@ -207,14 +212,23 @@ class SequenceModel:
             inv[long_rows[have]] = np.flatnonzero(have)
             sub_items = long.item_vec[long_rows[have]]
             for k, r in enumerate(reqs):
-                row = long.user_index.get(r.user_id)
-                if row is None or not scorable[k]:
+                if not scorable[k]:
                     continue
+                row = long.user_index.get(r.user_id)
+                if row is not None:
+                    vec = long.user_vec[row]
+                    hist = inv[long.history(row)]
+                    excluded[k, hist[hist >= 0]] = True
+                else:
+                    folded = long.fold_in([item for item, code in zip(r.items, r.types,
+                                                                      strict=True)
+                                           if code in _POSITIVE_CODES])  # fmt: skip
+                    if folded is None:
+                        continue
+                    vec = folded
                 known[k] = True
-                long_vec[k] = long.user_vec[row]
-                long_logits[k, have] = sub_items @ long.user_vec[row]
-                hist = inv[long.history(row)]
-                excluded[k, hist[hist >= 0]] = True
+                long_vec[k] = vec
+                long_logits[k, have] = sub_items @ vec
         return Inputs(
             torch.from_numpy(items), torch.from_numpy(types_a), torch.from_numpy(gaps),
             torch.from_numpy(long_vec), torch.from_numpy(long_logits), torch.from_numpy(since),

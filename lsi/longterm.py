@@ -14,8 +14,23 @@ the inner product of the propagated LightGCN vectors (:mod:`models.lightgcn`),
 computed for the whole catalogue at once (``item_vec @ user_vec``, ``[I, d] @ [d]``; exact
 top-K by a partial sort, fine up to ~10^5 items). Items the user already interacted with in the
 training data are excluded (``-inf``): the snapshot carries each user's history as a CSR
-array. Users or items the snapshot does not know get no long-term score and are served by the
-short-term path until the next refresh.
+array. Items the snapshot does not know get no long-term score until the next refresh.
+
+Users who arrived after the snapshot was trained are *folded in* (:meth:`LongTermModel.fold_in`):
+their long-term vector is built from the items they interacted with since, as LightGCN builds
+every user vector from its neighbours,
+
+.. math::
+
+    \\hat X_u = c \\cdot \\frac{1}{|N_u|} \\sum_{i \\in N_u} X_{U+i}, \\qquad
+    c = \\frac{\\sum_v \\langle X_v, m_v \\rangle}{\\sum_v \\lVert m_v \\rVert^2},
+    \\quad m_v = \\frac{1}{|N_v|} \\sum_{i \\in N_v} X_{U+i},
+
+where :math:`c` is the least-squares scale that maps a trained user's item mean :math:`m_v`
+onto their trained vector :math:`X_v` (fitted once per snapshot on up to
+``FOLD_SCALE_USERS`` of its users), so folded vectors score on the trained vectors' scale. The
+fused scorer uses them (:meth:`lsi.fusion.SequenceModel.inputs`); a user with no item the
+snapshot knows has no long-term part.
 
 The offline evaluation ranks with the same :meth:`LongTermModel.scores`, so the accuracy
 reports measure the code the ``interest`` agent runs.
@@ -23,13 +38,17 @@ reports measure the code the ``interest`` agent runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LongTermModel", "top_rows"]
+__all__ = ["FOLD_SCALE_USERS", "LongTermModel", "top_rows"]
+
+#: trained users (evenly spaced rows) that fit the fold-in scale ``c``
+FOLD_SCALE_USERS = 2000
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -109,6 +128,38 @@ class LongTermModel:
         if exclude_history:
             s[self.history(row)] = -np.inf
         return s
+
+    @property
+    def fold_scale(self) -> float:
+        """:math:`c`, the least-squares scale from a trained user's item mean to their vector
+        (see the module docstring); 1.0 when no trained user has history. Computed on first
+        use and kept."""
+        cached = getattr(self, "_fold_scale", None)
+        if cached is not None:
+            return float(cached)
+        rows = np.unique(np.linspace(0, self.n_users - 1, min(self.n_users, FOLD_SCALE_USERS))
+                         .astype(np.int64)) if self.n_users else np.zeros(0, np.int64)  # fmt: skip
+        num = den = 0.0
+        for row in rows.tolist():
+            hist = self.history(row)
+            if hist.size == 0:
+                continue
+            m = self.item_vec[hist].mean(axis=0, dtype=np.float64)
+            num += float(m @ self.user_vec[row])
+            den += float(m @ m)
+        scale = num / den if den > 0 and num > 0 else 1.0
+        object.__setattr__(self, "_fold_scale", scale)
+        return scale
+
+    def fold_in(self, item_ids: Sequence[str]) -> FloatArray | None:
+        """:math:`\\hat X_u` float32 ``[d]`` for a user the snapshot lacks, from the items they
+        interacted with (positive events only; repeats count once); ``None`` when the
+        snapshot knows none of them."""
+        rows = sorted({j for k in item_ids if (j := self.item_index.get(k)) is not None})
+        if not rows:
+            return None
+        vec: FloatArray = (self.item_vec[rows].mean(axis=0) * self.fold_scale).astype(np.float32)
+        return vec
 
     def top(
         self, user_id: str, k: int, exclude: frozenset[str] | set[str] = frozenset()

@@ -159,7 +159,8 @@ class Recommendation:
             ``trending`` (cold start), ``fused`` (long-term snapshot and short-term
             path), ``long_term`` (the snapshot alone, ``LSI_SCORER=long_only``) or
             ``short_term`` (the snapshot's sequence encoder alone: ``LSI_SCORER=short_only``,
-            or a user the snapshot's long-term part does not know yet).
+            or a user the snapshot's long-term part does not know yet and who has no
+            positive event on an item it knows to be folded in from).
         event_ts: event time of the newest event behind the list (``None`` on request).
         emitted_at: wall-clock time the record was sent.
         trigger: ``event`` (emitted by the stream) or ``request`` (HTTP).

@@ -25,8 +25,10 @@ clipped to 0) so that both sources share a scale. Modes (``ScoringConfig.mode``)
 * ``long_only``: the long-term list alone (:math:`w = 1`), the evaluation's ``long_only``;
 * ``short_only``: the short-term list alone (:math:`w = 0`).
 
-A user the snapshot does not know (or no snapshot at all) is served by the short-term path
-with :math:`w = 0` in every mode, until the next refresh.
+Here a user the snapshot does not know (or no snapshot at all) is served by the short-term
+path with :math:`w = 0` in every mode, until the next refresh. (The fused scorer of
+:mod:`lsi.fusion`, which serves whenever the snapshot carries one, folds such a user in from
+their recent events instead.)
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ def fuse(short_logits: Tensor, long_logits: Tensor, long_weight: Tensor, exclude
         short_logits: ``[B, I]`` encoder scores :math:`\\langle S_u, e_i\\rangle`.
         long_logits: ``[B, I]`` :math:`\\langle L_u, v_i\\rangle`; NaN where the snapshot lacks
             the item (it gets the row's lowest long-term score).
-        long_weight: ``[B]`` :math:`w_u`, 0 for users the snapshot lacks (their long-term
+        long_weight: ``[B]`` :math:`w_u`, 0 for users without a long-term vector (their
             log-probabilities are all ``-inf``).
         excluded: ``[B, I]`` bool, items never offered (the user's seen items, padding).
         log_tau: scalar.
@@ -292,7 +292,7 @@ class LongShortScorer(nn.Module):
     fused model that is trained (the long-term vectors come from the GNN snapshot).
 
     :meth:`forward` takes the window ``items``, ``types``, ``gaps`` ``[B, T]``, the long-term
-    user vectors ``long_vec`` ``[B, d_L]`` (zeros for users the snapshot lacks), the
+    user vectors ``long_vec`` ``[B, d_L]`` (zeros for users without one), the
     long-term inner products ``long_logits`` ``[B, I]``, the gate's features ``since_last_s``,
     ``session_len``, ``history`` ``[B]``, ``long_known`` ``[B]`` bool and ``excluded``
     ``[B, I]``; it returns :class:`FusedLogProbs` for the window's last position.

@@ -213,6 +213,21 @@ def _windows(log: Log, seqs: UserSequences, cut: dict[int, int], item_row: dict[
     return items[keep], types[keep], gaps[keep], pos[keep]
 
 
+def _length_batches(lengths: npt.NDArray[Any], batch_size: int, rng: np.random.Generator
+                    ) -> list[npt.NDArray[np.int64]]:  # fmt: skip
+    """One epoch's batches of window rows, each of rows of similar length, in random order.
+
+    Rows are sorted by length (ties broken at random), cut into batches of ``batch_size``, and
+    the batches shuffled: a batch is then padded only to its own longest row, which on ML-1M at
+    ``T = 200`` halves the encoder's work per epoch (653k real positions of 1.2M) without
+    changing what an epoch contains. Every row is in exactly one batch.
+    """
+    ties: npt.NDArray[np.float64] = rng.random(size=(int(lengths.shape[0]),))
+    order = np.lexsort((ties, np.asarray(lengths))).astype(np.int64)
+    batches = [order[s : s + batch_size] for s in range(0, order.shape[0], batch_size)]
+    return [batches[j] for j in rng.permutation(len(batches)).tolist()]
+
+
 def _ndcg_of(logp: torch.Tensor, targets: torch.Tensor, k: int = 10) -> npt.NDArray[np.float64]:
     """Per-case NDCG@k from log-probabilities ``[B, I]`` and target rows ``[B]`` (-1 =
     the target is not in the catalogue: a miss)."""
@@ -297,7 +312,7 @@ def train_sequence(
     enc_params = list(scorer.encoder.parameters())
     opt = torch.optim.AdamW(enc_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     max_epochs = cfg.warm_epochs if warm is not None else cfg.epochs
-    n = x_items.shape[0]
+    lengths = (items != 0).sum(axis=1)
     losses: list[float] = []
     curve: list[tuple[int, float]] = []
     best, best_epoch, waited = -1.0, 0, 0
@@ -305,10 +320,9 @@ def train_sequence(
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         scorer.train()
-        perm = torch.from_numpy(rng.permutation(n)).to(device)
         total, steps = 0.0, 0
-        for s in range(0, n, cfg.batch_size):
-            idx = perm[s : s + cfg.batch_size]
+        for batch in _length_batches(lengths, cfg.batch_size, rng):
+            idx = torch.from_numpy(batch).to(device)
             bi, bt, bg, by = x_items[idx], x_types[idx], x_gaps[idx], targets[idx]
             first = int((bi != 0).int().argmax(dim=1).min())  # trim all-padding columns
             bi, bt, bg, by = bi[:, first:], bt[:, first:], bg[:, first:], by[:, first:]

@@ -14,8 +14,9 @@ list a worker emits, with requests built as a worker builds them (the user's las
 
 * ``fused``: the gate's geometric mixture;
 * ``short_only``: the encoder alone (:math:`w = 0`);
-* ``long_only``: the long-term vectors alone (:math:`w = 1`); a user the snapshot lacks gets
-  the encoder's list, as ``LSI_SCORER=long_only`` serves them.
+* ``long_only``: the long-term vectors alone (:math:`w = 1`); a user the snapshot lacks is
+  folded in from their positive events (:meth:`lsi.longterm.LongTermModel.fold_in`), and one
+  with nothing to fold in gets the encoder's list, as ``LSI_SCORER=long_only`` serves them.
 
 Under ``prequential`` every event is judged against the lists its user would have been sent
 after their previous event (the ``event`` emission policy), computed in batches of events
@@ -103,8 +104,8 @@ def _log_probs(model: LongTermModel, reqs: list[SeqRequest]) -> tuple[Any, npt.N
 
 
 def _lists(lp: Any) -> dict[str, torch.Tensor]:
-    """The three lists' log-probabilities as served: a user without a long-term vector gets
-    the encoder's list in ``long_only`` mode too."""
+    """The three lists' log-probabilities as served: a user without a long-term vector (not in
+    the snapshot and nothing to fold in) gets the encoder's list in ``long_only`` mode too."""
     long = lp.long.clone()
     no_long = ~torch.isfinite(long).any(dim=1)
     long[no_long] = lp.short[no_long]

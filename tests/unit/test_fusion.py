@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -84,6 +85,8 @@ def rows_of(names: Sequence[str]) -> set[int]:
 REQ_A = SeqRequest("a", ["i1", "zzz", "i2", "i3"], [0, 1, 2, 3], [100.0, 150.0, 200.0, 5000.0], 40)
 REQ_B = SeqRequest("b", ["i7", "i8", "i9", "i10"], [1, 1, 1, 1], [0.0, 4000.0, 4100.0, 4200.0], 4)
 REQ_NONE = SeqRequest("a", ["nope", "zzz"], [0, 0], [1.0, 2.0], 2)
+#: b skipped everything (type 5): nothing to fold a long-term vector from
+REQ_B_SKIPS = SeqRequest("b", REQ_B.items, [5, 5, 5, 5], REQ_B.times, 4)
 
 
 # -- SequenceModel.inputs ------------------------------------------------------------------
@@ -116,15 +119,39 @@ def test_inputs_build_the_window_the_features_and_the_exclusions() -> None:
     assert set(np.flatnonzero(x.excluded[0].numpy())) == rows_of(["i1", "i2", "i3", "i5", "i6"])
     assert set(np.flatnonzero(x.excluded[1].numpy())) == rows_of(["i7", "i8", "i9", "i10"])
     assert rows_of([f"i{j}" for j in range(5, 15)]) <= set(np.flatnonzero(x.excluded[2].numpy()))
-    # the long-term side: a is known, b is not; a request with no known item is padding
-    assert x.long_known.tolist() == [True, False, True, False]
+    # the long-term side: a is known; b, whom the snapshot lacks, is folded in from the
+    # items of the request; a request with no known item is padding
+    assert x.long_known.tolist() == [True, True, True, False]
     a = long.user_index["a"]
     assert torch.equal(x.long_vec[0], torch.from_numpy(long.user_vec[a]))
     want = np.array([long.item_vec[long.item_index[k]] @ long.user_vec[a] for k in ITEMS[:19]])
     np.testing.assert_allclose(x.long_logits[0, :19].numpy(), want, rtol=1e-5)
     assert math.isnan(float(x.long_logits[0, 19])), "the snapshot lacks i19"
-    assert torch.isnan(x.long_logits[1]).all() and (x.long_vec[1] == 0).all()
+    folded = long.fold_in(REQ_B.items)
+    assert folded is not None
+    np.testing.assert_allclose(x.long_vec[1].numpy(), folded, rtol=1e-6)
+    want_b = np.array([long.item_vec[long.item_index[k]] @ folded for k in ITEMS[:19]])
+    np.testing.assert_allclose(x.long_logits[1, :19].numpy(), want_b, rtol=1e-5)
     assert (x.items[3] == 0).all() and not x.excluded[3].any()
+
+
+def test_a_new_user_is_folded_in_from_positive_events_only() -> None:
+    """Skips are not interest: a new user with only skipped known items has no long-term
+    part (w = 0, short-term list only); one positive event is enough to fold them in."""
+    model, long = seq_model(), long_model()
+    skips = SeqRequest("new", ["i7", "i8"], [5, 5], [0.0, 10.0], 2)  # 5 = skip
+    liked = SeqRequest("new", ["i7", "i8"], [5, 3], [0.0, 10.0], 2)  # i8 liked
+    x = model.inputs([skips, liked], long)
+    assert x.long_known.tolist() == [False, True]
+    assert torch.isnan(x.long_logits[0]).all() and (x.long_vec[0] == 0).all()
+    folded = long.fold_in(["i8"])
+    assert folded is not None
+    np.testing.assert_allclose(x.long_vec[1].numpy(), folded, rtol=1e-6)
+    lists = model.recommend([skips, liked], long, 5)
+    assert lists[0] is not None and lists[0].long_weight == 0.0 and lists[0].long_term == ()
+    assert (
+        lists[1] is not None and 0.0 < lists[1].long_weight < 1.0 and len(lists[1].long_term) == 5
+    )
 
 
 def test_inputs_without_a_snapshot_have_no_long_term_side() -> None:
@@ -175,7 +202,7 @@ SEEN_B = {"i7", "i8", "i9", "i10"}
 
 def test_recommend_modes() -> None:
     model, long = seq_model(), long_model()
-    reqs = [REQ_A, REQ_B, REQ_NONE]
+    reqs = [REQ_A, REQ_B_SKIPS, REQ_NONE]
     lp, _ = model.log_probs(reqs, long)
     by_mode = {m: model.recommend(reqs, long, 5, m) for m in ("fused", "short_only", "long_only")}
     for out in by_mode.values():
@@ -184,7 +211,7 @@ def test_recommend_modes() -> None:
         assert a is not None and b is not None
         check_lists(a, SEEN_A, 5)
         check_lists(b, SEEN_B, 5)
-        # b is unknown to the snapshot: the encoder alone, whatever the mode
+        # b is unknown to the snapshot and only skipped: the encoder alone, whatever the mode
         assert b.long_weight == 0.0 and b.long_term == () and b.source == "short_term"
         assert [i.item_id for i in b.items] == [i.item_id for i in b.short_term]
         assert all(i.long_score == 0.0 for i in b.items)
@@ -553,6 +580,8 @@ def serving_events() -> list[Event]:
         Event("e4", "a", "i2", "click", 4.0),
         Event("e5", "c", "zz2", "click", 5.0),
         Event("e6", "b", "i8", "view", 6.0),
+        Event("e7", "d", "i9", "skip", 7.0),
+        Event("e8", "d", "i10", "skip", 8.0),
     ]
 
 
@@ -569,17 +598,21 @@ def test_process_batch_serves_the_fused_scorer_of_the_snapshot(policy: str) -> N
     for r in result.recommendations:
         assert 0.0 <= r.long_weight <= 1.0
         last[r.user_id] = r
-    assert len(result.recommendations) == (6 if policy == "event" else 3)
-    a, b, c = last["a"], last["b"], last["c"]
+    assert len(result.recommendations) == (8 if policy == "event" else 4)
+    a, b, c, d = last["a"], last["b"], last["c"], last["d"]
     # a: known to the snapshot and the encoder: the fused list
     assert a.model_version == "v000009" and a.source == "fused"
     assert 0.0 < a.long_weight < 1.0
     assert len(a.items) == len(a.short_term) == len(a.long_term) == 5
     assert not {i.item_id for i in a.items} & {"i1", "i2", "i5", "i6"}
-    # b: unknown to the snapshot, known items: the encoder alone, still this snapshot's
-    assert b.model_version == "v000009" and b.long_weight == 0.0 and b.long_term == ()
-    assert len(b.items) == len(b.short_term) == 5
+    # b: arrived after the snapshot, clicked known items: folded in, the fused list
+    assert b.model_version == "v000009" and b.source == "fused" and 0.0 < b.long_weight < 1.0
+    assert len(b.items) == len(b.short_term) == len(b.long_term) == 5
     assert not {i.item_id for i in b.items} & {"i7", "i8"}
+    # d: unknown to the snapshot and only skips: the encoder alone, still this snapshot's
+    assert d.model_version == "v000009" and d.source == "short_term" and d.long_weight == 0.0
+    assert d.long_term == () and len(d.items) == len(d.short_term) == 5
+    assert not {i.item_id for i in d.items} & {"i9", "i10"}
     # c: items the encoder does not know: the statistics path, the baseline's version
     assert c.source == "covisit" and c.model_version == BASELINE_VERSION
     assert [i.item_id for i in c.items] == ["zz9", "hot"] and c.long_weight == 0.0
@@ -632,7 +665,7 @@ def test_records_of_the_fused_scorer_follow_the_schema(mode: str) -> None:
     for r in result.recommendations:
         jsonschema.validate(json.loads(r.to_json()), REC_SCHEMA)
         sources.add(r.source)
-    assert "short_term" in sources  # b, whom the snapshot lacks, is served by the encoder
+    assert "short_term" in sources  # d: nothing to fold in, served by the encoder alone
 
 
 def test_scorer_from_config_builds_the_shape_described() -> None:
@@ -642,3 +675,22 @@ def test_scorer_from_config_builds_the_shape_described() -> None:
     # configurations written before the gate kind existed mean "learned"
     old = {k: v for k, v in CONFIG.items() if k != "gate"}
     assert scorer_from_config(old, 7, 3).gate_kind == "learned"
+
+
+def test_length_batches_cover_every_row_once_with_similar_lengths() -> None:
+    from models.train_sequence import _length_batches
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(2, 201, size=1000)
+    batches = _length_batches(lengths, 128, np.random.default_rng(0))
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000)), "every row in exactly one batch"
+    assert [b.size for b in batches].count(128) == 7 and len(batches) == 8
+    # each batch holds one stretch of the length order: the batches' length ranges only
+    # touch at ties, so a batch is padded to its own longest row, not the epoch's
+    spans = sorted((int(lengths[b].min()), int(lengths[b].max())) for b in batches)
+    assert all(hi <= nxt_lo for (_, hi), (nxt_lo, _) in itertools.pairwise(spans))
+    assert sum(int(lengths[b].max()) * b.size for b in batches) < 0.6 * 200 * 1000
+    # the order of the batches (and ties within a length) changes with the generator
+    again = _length_batches(lengths, 128, np.random.default_rng(1))
+    assert [b.tolist() for b in again] != [b.tolist() for b in batches]

@@ -141,3 +141,43 @@ def test_history_index_must_match_users(indptr: np.ndarray, hist: np.ndarray) ->
 def test_a_valid_model_builds() -> None:
     m = LongTermModel(**_arrays())  # type: ignore[arg-type]
     assert m.n_users == 2 and m.n_items == 3
+
+
+def fold_model(scale: float) -> LongTermModel:
+    """Three users whose trained vectors are exactly ``scale`` times the mean of their items'
+    vectors (u2 has no history and must not count), so the least-squares scale is ``scale``."""
+    item_vec = np.array([[1.0, 0.0], [0.0, 2.0], [4.0, 4.0], [-2.0, 1.0]], dtype=np.float32)
+    hists = [[0, 1], [2, 3, 1], []]
+    user_vec = np.array([scale * item_vec[h].mean(axis=0) if h else [9.0, -9.0]
+                         for h in hists], dtype=np.float32)  # fmt: skip
+    indptr = np.cumsum([0] + [len(h) for h in hists]).astype(np.int64)
+    return LongTermModel("v000001", ("u0", "u1", "u2"), ("i0", "i1", "i2", "i3"), user_vec,
+                         item_vec, indptr, np.array([i for h in hists for i in h], dtype=np.int32))  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_fold_scale_is_the_least_squares_map_from_item_means_to_user_vectors(scale: float) -> None:
+    assert fold_model(scale).fold_scale == pytest.approx(scale, rel=1e-6)
+
+
+def test_fold_in_is_the_scaled_mean_of_the_known_items() -> None:
+    m = fold_model(2.0)
+    v = m.fold_in(["i2", "i0", "unknown", "i2"])  # repeats count once; unknown items not at all
+    assert v is not None and v.dtype == np.float32 and v.shape == (2,)
+    np.testing.assert_allclose(v, 2.0 * np.array([2.5, 2.0]), rtol=1e-6)
+    # a folded user scores like a trained one whose history is the same items
+    again = m.fold_in(["i0", "i1"])
+    assert again is not None
+    np.testing.assert_allclose(again, m.user_vec[0], rtol=1e-6)
+
+
+def test_fold_in_without_a_known_item_is_none() -> None:
+    m = fold_model(2.0)
+    assert m.fold_in([]) is None and m.fold_in(["nope", "zzz"]) is None
+
+
+def test_fold_scale_without_any_history_is_one() -> None:
+    m = make_model()
+    empty = LongTermModel("v000002", m.user_ids, m.item_ids, m.user_vec, m.item_vec,
+                          np.zeros(3, dtype=np.int64), np.zeros(0, dtype=np.int32))  # fmt: skip
+    assert empty.fold_scale == 1.0
