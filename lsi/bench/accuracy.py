@@ -33,6 +33,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -389,6 +391,20 @@ def _seq_seed(opts: AccuracyOptions, names: list[str], seed: int) -> dict[str, _
     return out
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Process-pool initializer: on Linux, have the kernel send this worker ``SIGTERM`` when
+    its parent dies (``prctl(PR_SET_PDEATHSIG)``), so a killed ``lsi bench … --jobs N`` does
+    not leave ``N`` trainings running; exits at once if the parent is already gone."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def _seq_runs(opts: AccuracyOptions, names: list[str],
               log: Callable[[str], None]) -> dict[str, list[_Run]]:  # fmt: skip
     """Every seed of the sequence models, in ``opts.jobs`` processes."""
@@ -397,8 +413,9 @@ def _seq_runs(opts: AccuracyOptions, names: list[str],
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(opts.jobs, opts.seeds),
-                                 mp_context=mp.get_context("spawn")) as pool:  # fmt: skip
+        with ProcessPoolExecutor(min(opts.jobs, opts.seeds), mp_context=mp.get_context("spawn"),
+                                 initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:  # fmt: skip
             results = list(pool.map(_seq_seed, [opts] * opts.seeds, [names] * opts.seeds,
                                     range(opts.seeds)))  # fmt: skip
     else:

@@ -4,7 +4,12 @@ report in the documented shape."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +138,44 @@ def test_merge_keeps_the_rows_of_models_not_rerun_and_marks_them(tmp_path: Path)
     with pytest.raises(LsiError, match="other options"):
         run_accuracy_bench(AccuracyOptions(dataset=str(log), models=("covisit",), seeds=1, out=out,
                                            merge=True, filter_seen=True), **quiet)  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_pool_workers_die_with_the_bench_process(tmp_path: Path) -> None:
+    """A killed ``lsi bench … --jobs N`` must not leave its training processes running."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent("""
+        import multiprocessing as mp, os, sys, time
+        from concurrent.futures import ProcessPoolExecutor
+        from lsi.bench.accuracy import die_with_parent
+
+        if __name__ == "__main__":
+            pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+                                       initializer=die_with_parent, initargs=(os.getpid(),))
+            print(pool.submit(os.getpid).result(), flush=True)
+            time.sleep(600)
+    """)
+    )
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as parent:  # fmt: skip
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            os.kill(child, 0)  # the pool worker is alive
+            parent.kill()
+            parent.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _running(child):
+                time.sleep(0.1)
+            assert not _running(child), "the pool worker outlived the killed bench process"
+        finally:
+            parent.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
