@@ -44,14 +44,11 @@ import numpy.typing as npt
 import torch
 
 from lsi.longterm import LongTermModel
-from lsi.records import EVENT_TYPES, TYPE_WEIGHTS, RecItem, ScoredItem
+from lsi.records import NEGATIVE_CODES, RecItem, ScoredItem
 from lsi.state import UserState
 from models.sequence import FusedLogProbs, LongShortScorer, make_encoder
 
 __all__ = ["SeqLists", "SeqRequest", "SequenceModel", "scorer_from_config"]
-
-#: event-type codes that count as interest (a folded-in user is built from these)
-_POSITIVE_CODES = frozenset(c for c, t in enumerate(EVENT_TYPES) if TYPE_WEIGHTS[t] > 0)
 
 MODES = ("fused", "long_only", "short_only")
 
@@ -222,7 +219,7 @@ class SequenceModel:
                 else:
                     folded = long.fold_in([item for item, code in zip(r.items, r.types,
                                                                       strict=True)
-                                           if code in _POSITIVE_CODES])  # fmt: skip
+                                           if code not in NEGATIVE_CODES])  # fmt: skip
                     if folded is None:
                         continue
                     vec = folded

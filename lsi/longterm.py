@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -129,14 +130,11 @@ class LongTermModel:
             s[self.history(row)] = -np.inf
         return s
 
-    @property
+    @cached_property
     def fold_scale(self) -> float:
         """:math:`c`, the least-squares scale from a trained user's item mean to their vector
         (see the module docstring); 1.0 when no trained user has history. Computed on first
         use and kept."""
-        cached = getattr(self, "_fold_scale", None)
-        if cached is not None:
-            return float(cached)
         rows = np.unique(np.linspace(0, self.n_users - 1, min(self.n_users, FOLD_SCALE_USERS))
                          .astype(np.int64)) if self.n_users else np.zeros(0, np.int64)  # fmt: skip
         num = den = 0.0
@@ -147,9 +145,7 @@ class LongTermModel:
             m = self.item_vec[hist].mean(axis=0, dtype=np.float64)
             num += float(m @ self.user_vec[row])
             den += float(m @ m)
-        scale = num / den if den > 0 and num > 0 else 1.0
-        object.__setattr__(self, "_fold_scale", scale)
-        return scale
+        return num / den if den > 0 and num > 0 else 1.0
 
     def fold_in(self, item_ids: Sequence[str]) -> FloatArray | None:
         """:math:`\\hat X_u` float32 ``[d]`` for a user the snapshot lacks, from the items they

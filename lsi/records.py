@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "EVENT_TYPES",
+    "NEGATIVE_CODES",
     "SOURCE_HEADER",
     "TYPE_CODES",
     "TYPE_WEIGHTS",
@@ -43,6 +44,12 @@ TYPE_WEIGHTS: dict[str, float] = {
     "skip": -1.0,
     "rate": 1.0,
 }
+
+#: Codes of the types that are not interest (``skip``): never an anchor of the statistics
+#: scorer, never a source of a folded-in long-term vector.
+NEGATIVE_CODES: frozenset[int] = frozenset(
+    code for code, name in enumerate(EVENT_TYPES) if TYPE_WEIGHTS[name] <= 0
+)
 
 
 @dataclass(frozen=True, slots=True)

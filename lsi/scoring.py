@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsi.longterm import LongTermModel, top_rows
-from lsi.records import EVENT_TYPES, TYPE_WEIGHTS, RecItem, ScoredItem
+from lsi.records import NEGATIVE_CODES, RecItem, ScoredItem
 from lsi.state import UserState
 from lsi.stats import ItemStats, Trending
 
@@ -50,8 +50,6 @@ SCORING_MODES = ("fused", "long_only", "short_only")
 
 #: Reads one item's statistics (a GlobalTable in the worker, a dict offline).
 StatsLookup = Callable[[str], ItemStats | None]
-
-_NEGATIVE = frozenset(code for code, name in enumerate(EVENT_TYPES) if TYPE_WEIGHTS[name] <= 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +110,7 @@ def score_user(
     norm = 0.0
     weight = 1.0
     anchors = [
-        item for item, code in state.recent_distinct(cfg.anchors * 2) if code not in _NEGATIVE
+        item for item, code in state.recent_distinct(cfg.anchors * 2) if code not in NEGATIVE_CODES
     ]
     for item in anchors[: cfg.anchors]:
         stats = lookup(item)
