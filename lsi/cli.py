@@ -218,7 +218,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             else DEFAULT_MODELS
         )
         try:
-            seq = SequenceConfig(max_len=args.max_len, dropout=args.dropout, epochs=args.epochs,
+            seq = SequenceConfig(max_len=args.max_len, windows=args.windows,
+                                 dropout=args.dropout, epochs=args.epochs,
                                  max_train_s=args.train_budget, device=args.device,
                                  negatives=args.negatives)  # fmt: skip
         except ValueError as exc:
@@ -536,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--refresh-every", type=int, default=100_000,
                     help="prequential fused/short_only/long_only: warm refresh every N events")  # fmt: skip
     ba.add_argument("--max-len", type=int, default=200, help="the encoder's window")
+    ba.add_argument("--windows", choices=("last", "all"), default="last",
+                    help="train the encoder on each user's last window, or on all of their "
+                         "history in consecutive windows")  # fmt: skip
     ba.add_argument("--dropout", type=float, default=0.2, help="the encoder's dropout")
     ba.add_argument("--negatives", type=int, default=0,
                     help="sampled-softmax negatives per batch (0: full softmax)")  # fmt: skip

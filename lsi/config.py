@@ -75,6 +75,8 @@ class Settings:
             serves the short-term side).
         sequence_encoder: ``attention`` or ``gru``.
         sequence_max_len: the encoder's window (at most ``recent_n``).
+        sequence_windows: train on each user's ``last`` window or on ``all`` of their
+            history in consecutive windows.
         sequence_epochs: most epochs of a cold encoder training (early stopping).
         sequence_budget_s: most seconds of encoder training per refresh (the best weights
             so far are kept).
@@ -120,6 +122,7 @@ class Settings:
     refresh_sequence: bool = True
     sequence_encoder: str = "attention"
     sequence_max_len: int = 200
+    sequence_windows: str = "last"
     sequence_epochs: int = 200
     sequence_budget_s: float = 900.0
     sequence_negatives: int = 0
@@ -146,6 +149,9 @@ class Settings:
         if self.sequence_encoder not in ("attention", "gru"):
             raise ConfigError(f"sequence_encoder must be attention or gru, got "
                               f"{self.sequence_encoder!r}")  # fmt: skip
+        if self.sequence_windows not in ("last", "all"):
+            raise ConfigError(f"sequence_windows must be last or all, got "
+                              f"{self.sequence_windows!r}")  # fmt: skip
         if self.sequence_negatives < 0:
             raise ConfigError("sequence_negatives must be >= 0 (0: full softmax)")
         if not 1 <= self.sequence_max_len <= self.recent_n or self.sequence_epochs < 1:

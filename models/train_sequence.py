@@ -7,8 +7,10 @@ trains the long-term model without them.
 
 Stage 1, the encoder. For every user, the window of the last ``max_len + 1`` events before
 their calibration case (SASRec's recipe: the most recent window; older history is the
-long-term model's job) gives ``max_len`` next-item targets; skips are inputs but never
-targets. Loss: full- or sampled-softmax cross-entropy (``negatives``;
+long-term model's job) gives ``max_len`` next-item targets; with ``windows="all"`` the
+older history is cut into further windows of ``max_len + 1`` events, overlapping by one
+event, so every event before the cut is a target exactly once (each seen with at most
+``max_len`` events of context, as in serving). Skips are inputs but never targets. Loss: full- or sampled-softmax cross-entropy (``negatives``;
 :func:`models.sequence.next_item_loss`), plus, with
 ``contrastive > 0``, the CLSR-style InfoNCE of :func:`models.sequence.short_long_contrastive`.
 Every ``eval_every`` epochs the short-term NDCG@10 on the calibration cases decides early
@@ -56,6 +58,9 @@ class SequenceConfig:
         encoder: ``attention`` (SASRec-style) or ``gru``.
         dim, layers, heads, dropout: the encoder's shape.
         max_len: the window ``T``: the last events the encoder reads.
+        windows: ``last`` (each user's most recent window only) or ``all`` (the whole
+            history before the cut, in consecutive windows: more targets per epoch, each
+            epoch longer).
         epochs: most epochs of a cold start (early stopping usually ends sooner).
         warm_epochs: most epochs when continuing from the live snapshot's encoder.
         batch_size: users per step.
@@ -84,6 +89,7 @@ class SequenceConfig:
     encoder: str = "attention"
     dim: int = 64
     max_len: int = 200
+    windows: str = "last"
     layers: int = 2
     heads: int = 2
     dropout: float = 0.2
@@ -111,6 +117,8 @@ class SequenceConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ("attention", "gru"):
             raise ValueError(f"encoder must be attention or gru, got {self.encoder!r}")
+        if self.windows not in ("last", "all"):
+            raise ValueError(f"windows must be last or all, got {self.windows!r}")
         if self.gate not in ("learned", "fixed"):
             raise ValueError(f"gate must be learned or fixed, got {self.gate!r}")
         if min(self.dim, self.max_len, self.epochs, self.batch_size, self.eval_every,
@@ -188,29 +196,36 @@ def _catalogue(log: Log, long: LongTermModel | None, warm: SequenceModel | None
 
 
 def _windows(log: Log, seqs: UserSequences, cut: dict[int, int], item_row: dict[str, int],
-             length: int) -> tuple[npt.NDArray[Any], ...]:  # fmt: skip
+             length: int, every: bool = False) -> tuple[npt.NDArray[Any], ...]:  # fmt: skip
     """Left-padded ``[N, length]`` items (encoder rows), types, gaps and positive flags of
-    each user's last ``length`` events before their cut."""
+    each user's last ``length`` events before their cut; with ``every``, also the windows
+    before it: ``length`` events ending where the next one starts (one shared event), so
+    each event after a user's first is a target in exactly one window. Gaps are measured
+    within a window (0 for its first event), as :meth:`SequenceModel.inputs` does."""
     codes = log.type_codes()
-    n_u = len(seqs.user_ids)
-    items = np.zeros((n_u, length), dtype=np.int64)
-    types = np.zeros((n_u, length), dtype=np.int64)
-    gaps = np.zeros((n_u, length), dtype=np.float32)
-    pos = np.zeros((n_u, length), dtype=bool)
-    keep = np.zeros(n_u, dtype=bool)
-    for u in range(n_u):
+    spans: list[tuple[npt.NDArray[np.int64], int]] = []
+    for u in range(len(seqs.user_ids)):
         rows = seqs.rows(u)
-        rows = rows[: cut.get(u, rows.shape[0])][-length:]
+        rows = rows[: cut.get(u, rows.shape[0])]
+        end = rows.shape[0]
+        while end >= 2:
+            spans.append((rows[max(0, end - length) : end], u))
+            if not every:
+                break
+            end -= length - 1
+    n_w = len(spans)
+    items = np.zeros((n_w, length), dtype=np.int64)
+    types = np.zeros((n_w, length), dtype=np.int64)
+    gaps = np.zeros((n_w, length), dtype=np.float32)
+    pos = np.zeros((n_w, length), dtype=bool)
+    for k, (rows, _) in enumerate(spans):
         n = rows.shape[0]
-        if n < 2:
-            continue
-        keep[u] = True
-        items[u, length - n :] = [item_row[log.items[r]] for r in rows.tolist()]
-        types[u, length - n :] = codes[rows]
+        items[k, length - n :] = [item_row[log.items[r]] for r in rows.tolist()]
+        types[k, length - n :] = codes[rows]
         ts = log.ts[rows]
-        gaps[u, length - n :] = np.maximum(np.diff(ts, prepend=ts[0]), 0.0)
-        pos[u, length - n :] = log.strength[rows] > 0
-    return items[keep], types[keep], gaps[keep], pos[keep]
+        gaps[k, length - n :] = np.maximum(np.diff(ts, prepend=ts[0]), 0.0)
+        pos[k, length - n :] = log.strength[rows] > 0
+    return items, types, gaps, pos
 
 
 def _length_batches(lengths: npt.NDArray[Any], batch_size: int, rng: np.random.Generator
@@ -285,7 +300,8 @@ def train_sequence(
     scorer.to(device)
     model = SequenceModel(ids, scorer, config)
 
-    items, types, gaps, pos = _windows(log, seqs, cut, item_row, cfg.max_len + 1)
+    items, types, gaps, pos = _windows(log, seqs, cut, item_row, cfg.max_len + 1,
+                                       every=cfg.windows == "all")  # fmt: skip
     x_items = torch.from_numpy(items).to(device)
     x_types = torch.from_numpy(types).to(device)
     x_gaps = torch.from_numpy(gaps).to(device)

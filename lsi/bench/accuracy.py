@@ -537,6 +537,8 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
     if any(m in SEQUENCE_MODELS for m in opts.models):
         q, base = opts.sequence, SequenceConfig()
         parts.append(f"--seeds {opts.seeds} --max-len {q.max_len} --dropout {q.dropout}")
+        if q.windows != base.windows:
+            parts.append(f"--windows {q.windows}")
         if q.negatives != base.negatives:
             parts.append(f"--negatives {q.negatives}")
         if q.epochs != base.epochs:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,11 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
     log = synthetic_log(tmp_path / "ring.csv")
     out = tmp_path / "results"
     models = BASELINES if protocol == "temporal" else DEFAULT_MODELS
+    # loo trains the encoder on every window of the history (the others on the last one)
+    seq = replace(SMALL_SEQ, windows="all") if protocol == "loo" else SMALL_SEQ
     report = run_accuracy_bench(AccuracyOptions(dataset=str(log), protocol=protocol, seeds=2,
                                                 out=out, refresh_every=150, models=models,
-                                                sequence=SMALL_SEQ),
+                                                sequence=seq),
                                 log=lambda _: None)  # fmt: skip
     on_disk = json.loads((out / f"ring-{protocol}.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
@@ -86,6 +89,7 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         assert (out / "ring-loo-gate.png").stat().st_size > 0
         pair = models_["fused"]["vs_short_only_ndcg@10"]
         assert pair["cases"] == models_["fused"]["cases"]
+        assert "--max-len 12 --dropout 0.2 --windows all" in (out / "ring-loo.md").read_text()
     if protocol == "prequential":
         # warm refreshes happened during the replay (one per 150 events, none at the start)
         n = on_disk["events"]

@@ -43,6 +43,7 @@ def test_unknown_variable_names_a_suggestion() -> None:
         ("LSI_FILTER_SEEN", "maybe"),
         ("LSI_EMIT_POLICY", "sometimes"),
         ("LSI_TOP_K", "0"),
+        ("LSI_SEQUENCE_WINDOWS", "every"),
     ],
 )
 def test_bad_values_say_what_is_wrong(var: str, value: str) -> None:

@@ -563,6 +563,8 @@ def test_sequence_config_is_checked() -> None:
         SequenceConfig(dim=10, heads=3)
     with pytest.raises(ValueError, match="device"):
         SequenceConfig(device="tpu")
+    with pytest.raises(ValueError, match="last or all"):
+        SequenceConfig(windows="every")
 
 
 # -- serving: the batch engine -------------------------------------------------------------
@@ -694,3 +696,37 @@ def test_length_batches_cover_every_row_once_with_similar_lengths() -> None:
     # the order of the batches (and ties within a length) changes with the generator
     again = _length_batches(lengths, 128, np.random.default_rng(1))
     assert [b.tolist() for b in again] != [b.tolist() for b in batches]
+
+
+def test_all_windows_make_every_event_a_target_once_with_serving_gaps() -> None:
+    from models.train_sequence import _windows
+
+    # user a: 12 events (times 0, 10, …, 110; the 8th, x7, is a skip), cut before the last
+    # two; user b: one event (no target, no window)
+    n = 12
+    log = Log(["a"] * n + ["b"], [f"x{j}" for j in range(n)] + ["y"],
+              np.array([10.0 * j for j in range(n)] + [0.0]), np.ones(n + 1, dtype=np.float32),
+              np.array([1] * 7 + [5] + [1] * 4 + [1], dtype=np.int8))  # fmt: skip
+    log.strength[7] = 0.0  # a skip: an input, never a target
+    seqs = UserSequences.build(log)
+    row = {k: j + 1 for j, k in enumerate(log.items)}
+    cut = {0: 10}
+    items, types, gaps, pos = _windows(log, seqs, cut, row, 4)
+    assert items.tolist() == [[row["x6"], row["x7"], row["x8"], row["x9"]]]
+    items, types, gaps, pos = _windows(log, seqs, cut, row, 4, every=True)
+    # windows of 4 ending at x9, x6, x3, sharing one event: x6…x9, x3…x6, x0…x3
+    assert [[log.items[r - 1] if r else "-" for r in w] for w in items.tolist()] == [
+        ["x6", "x7", "x8", "x9"],
+        ["x3", "x4", "x5", "x6"],
+        ["x0", "x1", "x2", "x3"],
+    ]
+    targets = [log.items[r - 1] for w, p in zip(items, pos, strict=True)
+               for r, ok in zip(w[1:], p[1:], strict=True) if ok]  # fmt: skip
+    assert sorted(targets) == sorted(f"x{j}" for j in range(1, 10) if j != 7)
+    assert types[0].tolist() == [1, 5, 1, 1]
+    assert gaps.tolist() == [[0.0, 10.0, 10.0, 10.0]] * 3  # measured within each window
+    # a short remainder is left-padded; one event alone is not a window
+    items, _, gaps, _ = _windows(log, seqs, {0: 5}, row, 4, every=True)
+    assert items.tolist() == [[row["x1"], row["x2"], row["x3"], row["x4"]],
+                              [0, 0, row["x0"], row["x1"]]]  # fmt: skip
+    assert gaps[1].tolist() == [0.0, 0.0, 0.0, 10.0]
