@@ -516,16 +516,19 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
             "cpus": os.cpu_count(),
         },
         "anchors": ANCHORS.get(data.name, {}) if opts.protocol == "loo" else {},
-        "command": _command(opts, data.name, list(models)),
+        "command": _command(opts, data.name, [m for m in opts.models if m in models]),
     }
     _write(opts.out, report)
     return report
 
 
 def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
-    """The command line that reproduces this report (the encoder's options when it ran)."""
-    parts = [f"lsi bench accuracy --dataset {name} --protocol {opts.protocol}",
-             f"--models {','.join(models)}"]  # fmt: skip
+    """The command line that reproduces this report: the models this run evaluated (not the
+    rows ``--merge`` kept), the encoder's options and the thread count when they were set."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    parts = [f"OMP_NUM_THREADS={threads} " if threads else ""]
+    parts[0] += f"lsi bench accuracy --dataset {name} --protocol {opts.protocol}"
+    parts.append(f"--models {','.join(models)}")
     if opts.phase != "test":
         parts.append(f"--phase {opts.phase}")
     if opts.filter_seen:
@@ -547,6 +550,10 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
             parts.append(f"--train-budget {q.max_train_s:g}")
         if q.device != "auto":
             parts.append(f"--device {q.device}")
+        if opts.jobs > 1:
+            parts.append(f"--jobs {opts.jobs}")
+    if opts.merge:
+        parts.append("--merge")
     if opts.out != Path("benchmarks/results"):
         parts.append(f"--out {opts.out}")
     return " ".join(parts)

@@ -139,6 +139,10 @@ def test_merge_keeps_the_rows_of_models_not_rerun_and_marks_them(tmp_path: Path)
     assert report["models"]["mostpop"]["earlier_run"] is True
     assert "earlier_run" not in report["models"]["covisit"]
     assert "¹ from an earlier run" in (out / "ring-loo.md").read_text()
+    # the reproduce line is this run's: the kept rows are not re-run by it
+    assert "--models covisit " in report["command"] and report["command"].endswith(
+        f"--merge --out {out}"
+    )
     with pytest.raises(LsiError, match="other options"):
         run_accuracy_bench(AccuracyOptions(dataset=str(log), models=("covisit",), seeds=1, out=out,
                                            merge=True, filter_seen=True), **quiet)  # fmt: skip
