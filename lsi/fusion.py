@@ -266,29 +266,37 @@ class SequenceModel:
         fused_top = torch.topk(lp.fused, kk, dim=1)
         short_top = torch.topk(lp.short, kk, dim=1)
         long_top = torch.topk(lp.long, kk, dim=1)
-        p_fused, p_short, p_long = lp.fused.exp(), lp.short.exp(), lp.long.exp()
+        has_long = known if long is not None else torch.zeros_like(known)
+        # which list each record leads with: 0 short-term, 1 long-term, 2 fused
+        lead = torch.zeros_like(known, dtype=torch.int64)
+        if mode != "short_only":
+            lead = torch.where(has_long, 1 if mode == "long_only" else 2, 0)
+        pick = lead[:, None]
+        cols = torch.where(pick == 0, short_top.indices,
+                           torch.where(pick == 1, long_top.indices, fused_top.indices))  # fmt: skip
+        main = torch.where(pick == 0, short_top.values,
+                           torch.where(pick == 1, long_top.values, fused_top.values))  # fmt: skip
+        # probabilities of the listed items only (not of the whole [B, I] catalogue)
+        p_short, p_long = lp.short.gather(1, cols).exp(), lp.long.gather(1, cols).exp()
+        p_main = main.exp()
+        names = ("short_term", "long_term", "fused")
         out: list[SeqLists | None] = []
         for b in range(len(reqs)):
             if not scorable[b]:
                 out.append(None)
                 continue
-            has_long = bool(known[b]) and long is not None
+            row_long = bool(has_long[b])
             short_list = _scored(short_top, b, ids)
-            long_list = _scored(long_top, b, ids) if has_long else ()
-            if mode == "short_only" or not has_long:
-                w, src, top, p_main = 0.0, "short_term", short_top, p_short
-            elif mode == "long_only":
-                w, src, top, p_main = 1.0, "long_term", long_top, p_long
-            else:
-                w, src, top, p_main = float(lp.long_weight[b]), "fused", fused_top, p_fused
-            rows = [j for j, v in zip(top.indices[b].tolist(), top.values[b].tolist(),
-                                      strict=True) if v > float("-inf")]  # fmt: skip
+            long_list = _scored(long_top, b, ids) if row_long else ()
+            src = int(lead[b])
+            w = (0.0, 1.0, float(lp.long_weight[b]))[src]
             items = tuple(
-                RecItem(ids[j], float(p_main[b, j]),
-                        float(p_long[b, j]) if has_long else 0.0, float(p_short[b, j]))
-                for j in rows
+                RecItem(ids[j], float(p_main[b, c]), float(p_long[b, c]) if row_long else 0.0,
+                        float(p_short[b, c]))
+                for c, (j, v) in enumerate(zip(cols[b].tolist(), main[b].tolist(), strict=True))
+                if v > float("-inf")
             )  # fmt: skip
-            out.append(SeqLists(items, short_list, long_list, w, src))
+            out.append(SeqLists(items, short_list, long_list, w, names[src]))
         return out
 
     # -- persistence (inside a snapshot directory) ---------------------------------------
