@@ -63,8 +63,12 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 # -- worker --------------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace) -> int:
     from lsi.kafka_io import ensure_topics, wait_for_group_coordinator
+    from lsi.worker_process import die_with_parent
     from streams.app import run_worker
 
+    if args.parent_pid is not None and not die_with_parent(args.parent_pid):
+        raise LsiError(f"the process that started this worker (pid {args.parent_pid}) has "
+                       "already exited; start the worker again, or drop --parent-pid")  # fmt: skip
     settings = _settings(args)
     ensure_topics(settings, changelogs=True)
     wait_for_group_coordinator(settings)
@@ -453,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-dir")
     w.add_argument("--emit-policy", choices=["event", "batch", "interval", "request"])
     w.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    w.add_argument("--parent-pid", type=int, metavar="PID",
+                   help="stop when process PID (the tool that started this worker) exits; "
+                        "Linux only")  # fmt: skip
     w.set_defaults(func=cmd_worker)
 
     r = sub.add_parser("replay", help="publish a dataset as click events in time order")

@@ -2,7 +2,9 @@
 
 The child gets exactly the caller's :class:`~lsi.config.Settings` through ``LSI_*``
 variables (``LSI_KAFKA_*`` and ``LSI_DATASETS_DIR`` pass through; other ``LSI_*`` of the
-caller's environment do not), runs in its own process group, and logs to a file.
+caller's environment do not), runs in its own process group, logs to a file, and (on Linux)
+stops when the process that started it dies, however it died (``lsi worker --parent-pid``):
+a demo or benchmark killed with ``SIGKILL`` leaves no worker behind.
 """
 
 from __future__ import annotations
@@ -18,7 +20,20 @@ from pathlib import Path
 from lsi.config import Settings
 from lsi.present import MetricsSnapshot, parse_metrics
 
-__all__ = ["scrape_metrics", "settings_env", "start_worker", "stop_worker"]
+__all__ = ["die_with_parent", "scrape_metrics", "settings_env", "start_worker", "stop_worker"]
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """Have the kernel send this process ``SIGTERM`` when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``, Linux only; elsewhere a no-op). ``False`` when the parent
+    ``parent_pid`` is already gone (this process was re-parented before the call)."""
+    if sys.platform != "linux":
+        return True
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    return os.getppid() == parent_pid
 
 
 def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -37,11 +52,13 @@ def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict
 def start_worker(
     settings: Settings, log: Path, *args: str, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``lsi worker`` in a new process group, output to ``log``."""
+    """Start ``lsi worker`` in a new process group, output to ``log``; it stops (``SIGTERM``)
+    when this process dies. Call it from a thread that outlives the worker: the kernel ties
+    the child to the thread that started it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "lsi", "worker", *args],
+            [sys.executable, "-m", "lsi", "worker", "--parent-pid", str(os.getpid()), *args],
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=settings_env(settings),

@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -66,6 +64,7 @@ from lsi.evaluation.metrics import (
 from lsi.evaluation.splits import loo_split, temporal_split
 from lsi.evaluation.streaming import NOT_EVALUATED, StreamingModel
 from lsi.records import EVENT_TYPES, Event
+from lsi.worker_process import die_with_parent
 from models.train import Log
 from models.train_sequence import SequenceConfig
 
@@ -391,17 +390,11 @@ def _seq_seed(opts: AccuracyOptions, names: list[str], seed: int) -> dict[str, _
     return out
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Process-pool initializer: on Linux, have the kernel send this worker ``SIGTERM`` when
-    its parent dies (``prctl(PR_SET_PDEATHSIG)``), so a killed ``lsi bench … --jobs N`` does
+def _pool_worker_init(parent_pid: int) -> None:
+    """Process-pool initializer: the worker gets ``SIGTERM`` when the bench process dies
+    (:func:`lsi.worker_process.die_with_parent`), so a killed ``lsi bench … --jobs N`` does
     not leave ``N`` trainings running; exits at once if the parent is already gone."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:
+    if not die_with_parent(parent_pid):
         os._exit(1)
 
 
@@ -414,7 +407,7 @@ def _seq_runs(opts: AccuracyOptions, names: list[str],
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(opts.jobs, opts.seeds), mp_context=mp.get_context("spawn"),
-                                 initializer=die_with_parent,
+                                 initializer=_pool_worker_init,
                                  initargs=(os.getpid(),)) as pool:  # fmt: skip
             results = list(pool.map(_seq_seed, [opts] * opts.seeds, [names] * opts.seeds,
                                     range(opts.seeds)))  # fmt: skip

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import urllib.error
@@ -17,8 +22,9 @@ from lsi.config import Settings
 from lsi.datasets import load
 from lsi.kafka_io import producer
 from lsi.replay import events_of, replay
+from lsi.worker_process import scrape_metrics, settings_env
 from streams.context import partition_of
-from tests.integration.conftest import WorkerProcess, consume
+from tests.integration.conftest import ROOT, WorkerProcess, consume
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -195,3 +201,51 @@ def test_sigkill_mid_stream_restores_state_from_the_changelog_and_loses_nothing(
     m = second.metrics()
     restored = m.total("lsi_events_total", agent="interest", outcome="accepted")
     assert restored < N, "the second worker resumed; it did not reprocess everything"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_stops_when_the_tool_that_started_it_is_killed(
+    lsi_settings: Settings, tmp_path: Path
+) -> None:
+    """A demo or benchmark killed with SIGKILL (no cleanup runs) leaves no worker behind."""
+    s = lsi_settings.with_(data_dir=tmp_path / "orphan")
+    tool = tmp_path / "tool.py"
+    tool.write_text(
+        textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from lsi.config import Settings
+        from lsi.worker_process import start_worker
+
+        proc = start_worker(Settings.from_env(), Path({str(tmp_path / "orphan.log")!r}))
+        print(proc.pid, flush=True)
+        time.sleep(600)
+    """)
+    )
+    with subprocess.Popen([sys.executable, str(tool)], stdout=subprocess.PIPE, text=True,
+                          env=settings_env(s), cwd=ROOT) as parent:  # fmt: skip
+        try:
+            assert parent.stdout is not None
+            worker = int(parent.stdout.readline())
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and scrape_metrics(s, timeout_s=1) is None:
+                assert _running(worker), (tmp_path / "orphan.log").read_text()
+                time.sleep(0.5)
+            assert scrape_metrics(s) is not None, "the worker came up"
+            parent.kill()
+            parent.wait(timeout=30)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _running(worker):
+                time.sleep(0.2)
+            assert not _running(worker), "the worker outlived the killed tool"
+        finally:
+            parent.kill()
+            if _running(worker):
+                os.killpg(worker, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -156,11 +156,11 @@ def test_pool_workers_die_with_the_bench_process(tmp_path: Path) -> None:
         textwrap.dedent("""
         import multiprocessing as mp, os, sys, time
         from concurrent.futures import ProcessPoolExecutor
-        from lsi.bench.accuracy import die_with_parent
+        from lsi.bench.accuracy import _pool_worker_init
 
         if __name__ == "__main__":
             pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
-                                       initializer=die_with_parent, initargs=(os.getpid(),))
+                                       initializer=_pool_worker_init, initargs=(os.getpid(),))
             print(pool.submit(os.getpid).result(), flush=True)
             time.sleep(600)
     """)

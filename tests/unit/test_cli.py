@@ -9,6 +9,8 @@ import math
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +67,18 @@ def test_publish_without_user_is_a_one_line_error(capsys: pytest.CaptureFixture[
     line = one_line_error(err, "publish")
     assert "--user" in line and "--item" in line
     assert out == ""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_whose_parent_is_gone_says_so() -> None:
+    # in a child process: the check arms PR_SET_PDEATHSIG on the process that runs it. Its
+    # parent (this test) is not the pid named: the tool that started it "is gone".
+    done = subprocess.run([sys.executable, "-m", "lsi", "worker", "--parent-pid",
+                           str(os.getpid() + 1_000_000)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    line = one_line_error(done.stderr, "worker")
+    assert "already exited" in line and "start the worker again" in line
 
 
 def test_recs_with_no_worker_says_to_start_it(
