@@ -314,10 +314,27 @@ class LongShortScorer(nn.Module):
         self.fixed_logit = nn.Parameter(torch.zeros(()))  # w = σ(b) for every user ("fixed")
         self.log_tau = nn.Parameter(torch.zeros(()))
 
-    def short_state(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
-        """:math:`S_u`: the encoder's output at each window's last position, ``[B, d]``."""
-        out: Tensor = self.encoder(items, types, gaps)[:, -1]
-        return out
+    def short_state(self, items: Tensor, types: Tensor, gaps: Tensor, chunk: int = 64) -> Tensor:
+        """:math:`S_u`: the encoder's output at each window's last position, ``[B, d]``.
+
+        Rows are encoded in chunks of ``chunk`` rows of similar window length, each chunk cut
+        to its own longest window (left padding never changes a row's result, so this is the
+        same function): one long history in a micro-batch no longer makes every row pay
+        attention over ``T`` positions (:math:`O(T^2)` each)."""
+        b = items.shape[0]
+        if b <= chunk:
+            out: Tensor = self.encoder(items, types, gaps)[:, -1]
+            return out
+        lengths = (items != 0).sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        parts = []
+        for s in range(0, b, chunk):
+            rows = order[s : s + chunk]
+            n = max(1, int(lengths[rows].max()))
+            parts.append(self.encoder(items[rows, -n:], types[rows, -n:], gaps[rows, -n:])[:, -1])
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(b, device=order.device)
+        return torch.cat(parts)[inverse]
 
     def forward(self, items: Tensor, types: Tensor, gaps: Tensor, long_vec: Tensor,
                 long_logits: Tensor, since_last_s: Tensor, session_len: Tensor,

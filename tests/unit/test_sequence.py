@@ -377,3 +377,25 @@ def test_short_long_contrastive_is_info_nce_over_cosines() -> None:
     assert torch.allclose(short_long_contrastive(3 * s, 0.5 * m, 0.2), got, atol=1e-5)
     aligned = short_long_contrastive(m + 0.01 * s, m, 0.2)
     assert float(aligned) < float(got) and float(aligned) < 0.1
+
+
+def test_short_state_in_length_chunks_is_the_same_function() -> None:
+    """Rows are encoded in chunks of similar length, each cut to its longest window: the
+    result is each row's own (and their order is kept), whatever the mix of lengths."""
+    s = scorer("learned").eval()
+    g = torch.Generator().manual_seed(5)
+    b, t = 23, 6  # the encoder's max_len
+    items = torch.randint(1, 13, (b, t), generator=g)
+    lengths = torch.randint(1, t + 1, (b,), generator=g)
+    items[torch.arange(t)[None, :] < (t - lengths)[:, None]] = 0  # left padding
+    types = torch.randint(0, 4, (b, t), generator=g)
+    gaps = torch.rand(b, t, generator=g) * 1e4
+    with torch.no_grad():
+        whole = s.short_state(items, types, gaps, chunk=b)
+        chunked = s.short_state(items, types, gaps, chunk=4)
+        alone = torch.cat([s.encoder(items[k : k + 1, t - int(lengths[k]) :],
+                                     types[k : k + 1, t - int(lengths[k]) :],
+                                     gaps[k : k + 1, t - int(lengths[k]) :])[:, -1]
+                           for k in range(b)])  # fmt: skip
+    assert torch.allclose(chunked, whole, atol=1e-5)
+    assert torch.allclose(chunked, alone, atol=1e-5)
