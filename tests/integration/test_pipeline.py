@@ -25,6 +25,7 @@ from lsi.replay import events_of, replay
 from lsi.worker_process import scrape_metrics, settings_env
 from streams.context import partition_of
 from tests.integration.conftest import ROOT, WorkerProcess, consume
+from tests.processes import kill_and_watch, running
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -229,23 +230,11 @@ def test_a_worker_stops_when_the_tool_that_started_it_is_killed(
             worker = int(parent.stdout.readline())
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and scrape_metrics(s, timeout_s=1) is None:
-                assert _running(worker), (tmp_path / "orphan.log").read_text()
+                assert running(worker), (tmp_path / "orphan.log").read_text()
                 time.sleep(0.5)
             assert scrape_metrics(s) is not None, "the worker came up"
-            parent.kill()
-            parent.wait(timeout=30)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and _running(worker):
-                time.sleep(0.2)
-            assert not _running(worker), "the worker outlived the killed tool"
+            assert kill_and_watch(parent, worker, 60), "the worker outlived the killed tool"
         finally:
             parent.kill()
-            if _running(worker):
+            if running(worker):
                 os.killpg(worker, signal.SIGKILL)
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

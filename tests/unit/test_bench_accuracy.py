@@ -9,7 +9,6 @@ import random
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from lsi.bench.accuracy import DEFAULT_MODELS, SEEDED, AccuracyOptions, run_accuracy_bench
 from lsi.errors import LsiError
 from models.train_sequence import SequenceConfig
+from tests.processes import kill_and_watch
 
 KS = (5, 10, 20)
 METRICS = ("hr", "ndcg", "recall")
@@ -171,19 +171,6 @@ def test_pool_workers_die_with_the_bench_process(tmp_path: Path) -> None:
             assert parent.stdout is not None
             child = int(parent.stdout.readline())
             os.kill(child, 0)  # the pool worker is alive
-            parent.kill()
-            parent.wait(timeout=30)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and _running(child):
-                time.sleep(0.1)
-            assert not _running(child), "the pool worker outlived the killed bench process"
+            assert kill_and_watch(parent, child, 30), "the pool worker outlived the killed bench"
         finally:
             parent.kill()
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
