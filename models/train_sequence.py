@@ -10,9 +10,10 @@ their calibration case (SASRec's recipe: the most recent window; older history i
 long-term model's job) gives ``max_len`` next-item targets; with ``windows="all"`` the
 older history is cut into further windows of ``max_len + 1`` events, overlapping by one
 event, so every event before the cut is a target exactly once (each seen with at most
-``max_len`` events of context, as in serving). Skips are inputs but never targets. Loss: full- or sampled-softmax cross-entropy (``negatives``;
-:func:`models.sequence.next_item_loss`), plus, with
-``contrastive > 0``, the CLSR-style InfoNCE of :func:`models.sequence.short_long_contrastive`.
+``max_len`` events of context, as in serving). Skips are inputs but never targets. Loss:
+full- or sampled-softmax cross-entropy (``negatives``; :func:`models.sequence.next_item_loss`),
+plus, with ``contrastive > 0``, the CLSR-style InfoNCE of
+:func:`models.sequence.short_long_contrastive`.
 Every ``eval_every`` epochs the short-term NDCG@10 on the calibration cases decides early
 stopping (``patience`` evaluations without a gain); the best weights are kept.
 
@@ -203,13 +204,13 @@ def _windows(log: Log, seqs: UserSequences, cut: dict[int, int], item_row: dict[
     each event after a user's first is a target in exactly one window. Gaps are measured
     within a window (0 for its first event), as :meth:`SequenceModel.inputs` does."""
     codes = log.type_codes()
-    spans: list[tuple[npt.NDArray[np.int64], int]] = []
+    spans: list[npt.NDArray[np.int64]] = []
     for u in range(len(seqs.user_ids)):
         rows = seqs.rows(u)
         rows = rows[: cut.get(u, rows.shape[0])]
         end = rows.shape[0]
         while end >= 2:
-            spans.append((rows[max(0, end - length) : end], u))
+            spans.append(rows[max(0, end - length) : end])
             if not every:
                 break
             end -= length - 1
@@ -218,7 +219,7 @@ def _windows(log: Log, seqs: UserSequences, cut: dict[int, int], item_row: dict[
     types = np.zeros((n_w, length), dtype=np.int64)
     gaps = np.zeros((n_w, length), dtype=np.float32)
     pos = np.zeros((n_w, length), dtype=bool)
-    for k, (rows, _) in enumerate(spans):
+    for k, rows in enumerate(spans):
         n = rows.shape[0]
         items[k, length - n :] = [item_row[log.items[r]] for r in rows.tolist()]
         types[k, length - n :] = codes[rows]

@@ -519,9 +519,9 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
     """The command line that reproduces this report: the models this run evaluated (not the
     rows ``--merge`` kept), the encoder's options and the thread count when they were set."""
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    parts = [f"OMP_NUM_THREADS={threads} " if threads else ""]
-    parts[0] += f"lsi bench accuracy --dataset {name} --protocol {opts.protocol}"
-    parts.append(f"--models {','.join(models)}")
+    env = f"OMP_NUM_THREADS={threads} " if threads else ""
+    parts = [f"{env}lsi bench accuracy --dataset {name} --protocol {opts.protocol}",
+             f"--models {','.join(models)}"]  # fmt: skip
     if opts.phase != "test":
         parts.append(f"--phase {opts.phase}")
     if opts.filter_seen:
