@@ -225,7 +225,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             seq = SequenceConfig(max_len=args.max_len, windows=args.windows,
                                  dropout=args.dropout, epochs=args.epochs,
                                  max_train_s=args.train_budget, device=args.device,
-                                 negatives=args.negatives)  # fmt: skip
+                                 negatives=args.negatives,
+                                 precision=args.precision)  # fmt: skip
         except ValueError as exc:
             raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
@@ -554,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--train-budget", type=float,
                     help="stop each encoder training after this many seconds")  # fmt: skip
     ba.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ba.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: train the encoder under bfloat16 autocast (faster on CPUs "
+                         "with AMX and on recent GPUs)")  # fmt: skip
     ba.add_argument("--jobs", type=int, default=1,
                     help="seeds of the fused scorer trained in parallel processes")  # fmt: skip
     ba.add_argument("--merge", action="store_true",

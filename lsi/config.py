@@ -77,6 +77,8 @@ class Settings:
         sequence_max_len: the encoder's window (at most ``recent_n``).
         sequence_windows: train on each user's ``last`` window or on ``all`` of their
             history in consecutive windows.
+        sequence_precision: ``fp32``, or ``bf16`` (the encoder's training steps under
+            bfloat16 autocast; faster on CPUs with AMX and on recent GPUs).
         sequence_epochs: most epochs of a cold encoder training (early stopping).
         sequence_budget_s: most seconds of encoder training per refresh (the best weights
             so far are kept).
@@ -123,6 +125,7 @@ class Settings:
     sequence_encoder: str = "attention"
     sequence_max_len: int = 200
     sequence_windows: str = "last"
+    sequence_precision: str = "fp32"
     sequence_epochs: int = 200
     sequence_budget_s: float = 900.0
     sequence_negatives: int = 0
@@ -152,6 +155,9 @@ class Settings:
         if self.sequence_windows not in ("last", "all"):
             raise ConfigError(f"sequence_windows must be last or all, got "
                               f"{self.sequence_windows!r}")  # fmt: skip
+        if self.sequence_precision not in ("fp32", "bf16"):
+            raise ConfigError(f"sequence_precision must be fp32 or bf16, got "
+                              f"{self.sequence_precision!r}")  # fmt: skip
         if self.sequence_negatives < 0:
             raise ConfigError("sequence_negatives must be >= 0 (0: full softmax)")
         if not 1 <= self.sequence_max_len <= self.recent_n or self.sequence_epochs < 1:

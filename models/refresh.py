@@ -386,7 +386,7 @@ class RefreshJob:
     def _seq_cfg(self) -> SequenceConfig:
         s = self.settings
         return SequenceConfig(encoder=s.sequence_encoder, max_len=s.sequence_max_len,
-                              windows=s.sequence_windows,
+                              windows=s.sequence_windows, precision=s.sequence_precision,
                               epochs=s.sequence_epochs, session_gap_s=s.session_gap_s,
                               max_train_s=s.sequence_budget_s, negatives=s.sequence_negatives,
                               device=self.cfg.device)  # fmt: skip

@@ -85,6 +85,11 @@ class SequenceConfig:
             weights so far are kept); ``None``: no time limit.
         seed: RNG seed.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        precision: ``fp32``, or ``bf16``: the encoder's training steps run under bfloat16
+            autocast (matrix products in bfloat16; weights, optimizer state, the softmax and
+            its loss in float32). 1.2× faster per step on a CPU with AMX (``T = 50``, one
+            thread) and on GPUs with bfloat16 units; emulated, hence slower, elsewhere.
+            Early stopping, the gate and serving stay in float32.
     """
 
     encoder: str = "attention"
@@ -114,6 +119,7 @@ class SequenceConfig:
     max_train_s: float | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.encoder not in ("attention", "gru"):
@@ -133,6 +139,8 @@ class SequenceConfig:
             raise ValueError("contrastive, warm_epochs and gate_epochs must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
 
 @dataclass
@@ -329,6 +337,7 @@ def train_sequence(
     enc_params = list(scorer.encoder.parameters())
     opt = torch.optim.AdamW(enc_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     max_epochs = cfg.warm_epochs if warm is not None else cfg.epochs
+    bf16 = cfg.precision == "bf16"
     lengths = (items != 0).sum(axis=1)
     losses: list[float] = []
     curve: list[tuple[int, float]] = []
@@ -343,13 +352,15 @@ def train_sequence(
             bi, bt, bg, by = x_items[idx], x_types[idx], x_gaps[idx], targets[idx]
             first = int((bi != 0).int().argmax(dim=1).min())  # trim all-padding columns
             bi, bt, bg, by = bi[:, first:], bt[:, first:], bg[:, first:], by[:, first:]
-            out = scorer.encoder(bi[:, :-1], bt[:, :-1], bg[:, :-1])
-            loss = next_item_loss(out, by[:, 1:], scorer.encoder.item_embeddings, cfg.negatives)
-            if cfg.contrastive > 0:
-                last = bi[:, -cfg.contrastive_last - 1 : -1]
-                emb = scorer.encoder.embed.item(last)
-                mean = emb.sum(1) / (last != 0).sum(1, keepdim=True).clamp(min=1)
-                loss = loss + cfg.contrastive * short_long_contrastive(out[:, -1], mean)
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                out = scorer.encoder(bi[:, :-1], bt[:, :-1], bg[:, :-1])
+                loss = next_item_loss(out, by[:, 1:], scorer.encoder.item_embeddings,
+                                      cfg.negatives)  # fmt: skip
+                if cfg.contrastive > 0:
+                    last = bi[:, -cfg.contrastive_last - 1 : -1]
+                    emb = scorer.encoder.embed.item(last)
+                    mean = emb.sum(1) / (last != 0).sum(1, keepdim=True).clamp(min=1)
+                    loss = loss + cfg.contrastive * short_long_contrastive(out[:, -1], mean)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()

@@ -543,6 +543,8 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
             parts.append(f"--train-budget {q.max_train_s:g}")
         if q.device != "auto":
             parts.append(f"--device {q.device}")
+        if q.precision != base.precision:
+            parts.append(f"--precision {q.precision}")
         if opts.jobs > 1:
             parts.append(f"--jobs {opts.jobs}")
     if opts.merge:

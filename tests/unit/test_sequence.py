@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from torch import nn
 
 from models.sequence import (
+    ByteDropout,
     CausalSelfAttentionEncoder,
     FusedLogProbs,
     GRUEncoder,
@@ -399,3 +401,45 @@ def test_short_state_in_length_chunks_is_the_same_function() -> None:
                            for k in range(b)])  # fmt: skip
     assert torch.allclose(chunked, whole, atol=1e-5)
     assert torch.allclose(chunked, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_byte_dropout_drops_p_of_the_elements_and_keeps_the_mean(p: float) -> None:
+    drop = ByteDropout(p)
+    x = torch.ones(1000, 1000)
+    torch.manual_seed(0)
+    y = drop(x)
+    dropped = float((y == 0).double().mean())
+    q = round(p * 256) / 256  # p to the nearest 1/256
+    assert abs(dropped - q) < 0.003 and abs(q - p) <= 1 / 512
+    assert float(y.double().mean()) == pytest.approx(1.0, abs=0.005)
+    assert torch.unique(y).tolist() == [0.0, pytest.approx(1 / (1 - q))]
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # seeded like every other draw
+    drop.eval()
+    assert drop(x) is x
+
+
+def test_byte_dropout_passes_gradients_through_the_kept_elements() -> None:
+    drop = ByteDropout(0.5)
+    x = torch.randn(64, 32, requires_grad=True)
+    y = drop(x)
+    y.sum().backward()
+    kept = y.detach() != 0
+    assert torch.equal(x.grad != 0, kept) and torch.allclose(x.grad[kept], torch.tensor(2.0))
+    with pytest.raises(ValueError, match="dropout"):
+        ByteDropout(1.0)
+    assert ByteDropout(0.0)(x) is x
+
+
+def test_the_encoder_uses_byte_dropout_without_new_weights() -> None:
+    enc = CausalSelfAttentionEncoder(20, dim=8, max_len=6, layers=2, heads=2, dropout=0.3)
+    assert not any(isinstance(m, nn.Dropout) for m in enc.modules())
+    assert sum(isinstance(m, ByteDropout) for m in enc.modules()) == 1 + 3 * 2
+    # the parameters are those of the stock Transformer blocks: old snapshots still load
+    stock = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 32, 0.3, batch_first=True,
+                                                             norm_first=True), 2,
+                                   enable_nested_tensor=False)  # fmt: skip
+    assert {k.removeprefix("blocks.") for k in enc.state_dict() if k.startswith("blocks.")} == set(
+        stock.state_dict()
+    )
