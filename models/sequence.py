@@ -154,18 +154,68 @@ class CausalSelfAttentionEncoder(nn.Module):
         """Catalogue item vectors ``[I, d]`` (row 0, the padding, excluded)."""
         return self.embed.item.weight[1:]
 
-    def forward(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
-        t = items.shape[1]
-        h = self.embed(items, types, gaps)
-        dev = items.device
+    def _blocked(self, items: Tensor) -> Tensor:
+        """``[B, T, T]``: no attention to later positions, nor to padding (but each position
+        may always see itself, so a padded position's row is defined; its output is
+        zeroed)."""
+        t, dev = items.shape[1], items.device
         causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=dev), diagonal=1)
         eye = torch.eye(t, dtype=torch.bool, device=dev)
-        # [B, T, T]: no attention to later positions, nor to padding (but each position may
-        # always see itself, so a padded position's row is defined; its output is zeroed)
-        blocked = causal[None] | ((items == 0)[:, None, :] & ~eye[None])
-        out = self.blocks(h, mask=blocked.repeat_interleave(self.heads, dim=0))
+        return causal[None] | ((items == 0)[:, None, :] & ~eye[None])
+
+    def forward(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
+        h = self.embed(items, types, gaps)
+        out = self.blocks(h, mask=self._blocked(items).repeat_interleave(self.heads, dim=0))
         result: Tensor = self.norm(out) * (items != 0).unsqueeze(-1)
         return result
+
+    def last(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
+        """``forward(items, types, gaps)[:, -1]`` (``[B, d]``, the short-term vector: all that
+        serving needs) at less cost. The same blocks, with the same weights, computed two ways
+        faster: attention through ``scaled_dot_product_attention`` with one ``[B, 1, T, T]``
+        mask (not a ``[B·heads, T, T]`` copy turned into an additive mask), and the last
+        block for the last position only (the blocks below give its keys and values), so its
+        attention and feed-forward cost :math:`O(T d)` and :math:`O(d^2)` instead of
+        :math:`O(T^2 d)` and :math:`O(T d^2)`. Equal to ``forward`` up to float rounding."""
+        h = self.embed(items, types, gaps)
+        allowed = ~self._blocked(items)[:, None]  # [B, 1, T, T]
+        *lower, top = self.blocks.layers
+        for layer in lower:  # pre-norm: x + SA(norm1(x)), then x + FF(norm2(x))
+            h = h + layer.dropout1(_attend(layer, layer.norm1(h), allowed))
+            h = h + _feed_forward(layer, layer.norm2(h))
+        kv = top.norm1(h)
+        a = _attend(top, kv, allowed[:, :, -1:], query=kv[:, -1:])[:, 0]
+        x = h[:, -1] + top.dropout1(a)
+        x = x + _feed_forward(top, top.norm2(x))
+        result: Tensor = self.norm(x) * (items[:, -1] != 0).unsqueeze(-1)
+        return result
+
+
+def _attend(layer: nn.TransformerEncoderLayer, x: Tensor, allowed: Tensor,
+            query: Tensor | None = None) -> Tensor:  # fmt: skip
+    """The block's multi-head self-attention over ``x`` ``[B, T, d]`` for the queries
+    ``query`` ``[B, Q, d]`` (default ``x``), ``allowed`` ``[B, 1, Q, T]``; ``[B, Q, d]``."""
+    mha = layer.self_attn
+    d, heads = x.shape[-1], mha.num_heads
+    w, b = mha.in_proj_weight, mha.in_proj_bias
+    q = nn.functional.linear(x if query is None else query, w[:d], b[:d])
+    k = nn.functional.linear(x, w[d : 2 * d], b[d : 2 * d])
+    v = nn.functional.linear(x, w[2 * d :], b[2 * d :])
+
+    def split(z: Tensor) -> Tensor:  # [B, n, d] -> [B, heads, n, d / heads]
+        return z.reshape(*z.shape[:-1], heads, d // heads).transpose(1, 2)
+
+    o = nn.functional.scaled_dot_product_attention(
+        split(q), split(k), split(v), attn_mask=allowed,
+        dropout_p=mha.dropout if mha.training else 0.0,
+    )  # fmt: skip
+    out: Tensor = mha.out_proj(o.transpose(1, 2).flatten(2))
+    return out
+
+
+def _feed_forward(layer: nn.TransformerEncoderLayer, x: Tensor) -> Tensor:
+    out: Tensor = layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(x)))))
+    return out
 
 
 class GRUEncoder(nn.Module):
@@ -180,6 +230,11 @@ class GRUEncoder(nn.Module):
     @property
     def item_embeddings(self) -> Tensor:
         return self.embed.item.weight[1:]
+
+    def last(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
+        """The output at the last position, ``[B, d]``."""
+        out: Tensor = self.forward(items, types, gaps)[:, -1]
+        return out
 
     def forward(self, items: Tensor, types: Tensor, gaps: Tensor) -> Tensor:
         """Each row's recurrence starts at its first real event: the left-padded rows are
@@ -357,15 +412,14 @@ class LongShortScorer(nn.Module):
         attention over ``T`` positions (:math:`O(T^2)` each)."""
         b = items.shape[0]
         if b <= chunk:
-            out: Tensor = self.encoder(items, types, gaps)[:, -1]
-            return out
+            return self.encoder.last(items, types, gaps)
         lengths = (items != 0).sum(dim=1)
         order = torch.argsort(lengths, stable=True)
         parts = []
         for s in range(0, b, chunk):
             rows = order[s : s + chunk]
             n = max(1, int(lengths[rows].max()))
-            parts.append(self.encoder(items[rows, -n:], types[rows, -n:], gaps[rows, -n:])[:, -1])
+            parts.append(self.encoder.last(items[rows, -n:], types[rows, -n:], gaps[rows, -n:]))
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(b, device=order.device)
         return torch.cat(parts)[inverse]

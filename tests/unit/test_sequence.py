@@ -68,6 +68,23 @@ def test_no_position_depends_on_a_later_one(make) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("make", ENCODERS, ids=["attention", "gru"])
+def test_last_is_the_whole_sequence_at_its_last_position(make) -> None:  # type: ignore[no-untyped-def]
+    """``last`` (what serving calls) is ``forward(…)[:, -1]``, for full, left-padded and
+    empty windows and for a window of one event."""
+    torch.manual_seed(2)
+    enc = make().eval()
+    items, types, gaps = batch(seed=4, b=4, t=12)
+    items[1, :11] = 0  # one event
+    items[2] = 0  # no events
+    with torch.inference_mode():
+        for t in (12, 5, 1):
+            x = items[:, -t:], types[:, -t:], gaps[:, -t:]
+            full, last = enc(*x)[:, -1], enc.last(*x)
+            assert last.shape == (4, 16) and torch.allclose(last, full, atol=1e-5), t
+            assert (last[2] == 0).all() and bool(last[0].abs().sum() > 0)
+
+
+@pytest.mark.parametrize("make", ENCODERS, ids=["attention", "gru"])
 def test_event_by_event_equals_the_whole_sequence(make) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(1)
     enc = make().eval()
