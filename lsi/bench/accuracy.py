@@ -464,6 +464,9 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         entry["train_s"] = round(float(np.mean([r.train_s for r in runs])), 2)
         entry["eval_s"] = round(float(np.mean([r.eval_s for r in runs])), 2)
         entry.update(runs[0].extra)
+        if "curve" in runs[0].extra:  # each seed's early-stopping record, not only seed 0's
+            entry["training"] = [{k: r.extra[k] for k in ("epochs", "best_epoch", "curve")}
+                                 for r in runs]  # fmt: skip
         models[name] = entry
         per_case_first[name] = runs[0].per_case
         case_ids_first[name] = runs[0].case_ids

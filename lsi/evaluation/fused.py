@@ -73,6 +73,7 @@ class Bundle:
         return {"long_term_s": round(self.lt_seconds, 2), "sequence_s": round(self.seq.seconds, 2),
                 "gate_s": round(self.seq.gate_seconds, 2), "device": self.seq.device,
                 "epochs": self.seq.epochs, "best_epoch": self.seq.best_epoch,
+                "curve": [[e, round(s, 5)] for e, s in self.seq.curve],
                 "calibration": self.seq.validation}  # fmt: skip
 
 

@@ -85,6 +85,13 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         assert models_["fused"]["list"] == "fused" and models_["long_only"]["list"] == "long"
         # one training per seed serves all three lists; the gate's profile is reported
         assert models_["fused"]["train_s"] == models_["short_only"]["train_s"]
+        # every seed's early stopping: calibration NDCG@10 at each evaluated epoch
+        training = models_["fused"]["training"]
+        assert len(training) == 2 and training[0]["epochs"] == models_["fused"]["epochs"]
+        for t in training:
+            assert [e for e, _ in t["curve"]][-1] == t["epochs"]
+            assert t["best_epoch"] in [e for e, _ in t["curve"]]
+            assert all(0.0 <= s <= 1.0 for _, s in t["curve"])
         profile = models_["fused"]["long_weight_profile"]
         assert profile["cases"] > 0 and sum(profile["histogram"]) == profile["cases"]
         assert (out / "ring-loo-gate.png").stat().st_size > 0
