@@ -226,7 +226,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                  dropout=args.dropout, epochs=args.epochs,
                                  max_train_s=args.train_budget, device=args.device,
                                  negatives=args.negatives,
-                                 precision=args.precision)  # fmt: skip
+                                 precision=args.precision,
+                                 patience=args.patience)  # fmt: skip
         except ValueError as exc:
             raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
@@ -552,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--negatives", type=int, default=0,
                     help="sampled-softmax negatives per batch (0: full softmax)")  # fmt: skip
     ba.add_argument("--epochs", type=int, default=200, help="most encoder epochs (early stopping)")
+    ba.add_argument("--patience", type=int, default=3,
+                    help="early stopping: evaluations (every 5 epochs) without a gain before "
+                         "the encoder stops")  # fmt: skip
     ba.add_argument("--train-budget", type=float,
                     help="stop each encoder training after this many seconds")  # fmt: skip
     ba.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

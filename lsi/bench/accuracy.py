@@ -542,6 +542,8 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
             parts.append(f"--negatives {q.negatives}")
         if q.epochs != base.epochs:
             parts.append(f"--epochs {q.epochs}")
+        if q.patience != base.patience:
+            parts.append(f"--patience {q.patience}")
         if q.max_train_s is not None:
             parts.append(f"--train-budget {q.max_train_s:g}")
         if q.device != "auto":

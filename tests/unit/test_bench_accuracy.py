@@ -52,7 +52,8 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
     models = BASELINES if protocol == "temporal" else DEFAULT_MODELS
     # loo trains the encoder on every window of the history, under bfloat16 autocast (the
     # others on the last window, in float32)
-    seq = replace(SMALL_SEQ, windows="all", precision="bf16") if protocol == "loo" else SMALL_SEQ
+    loo_seq = replace(SMALL_SEQ, windows="all", precision="bf16", patience=4)
+    seq = loo_seq if protocol == "loo" else SMALL_SEQ
     report = run_accuracy_bench(AccuracyOptions(dataset=str(log), protocol=protocol, seeds=2,
                                                 out=out, refresh_every=150, models=models,
                                                 sequence=seq),
@@ -99,6 +100,7 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         assert pair["cases"] == models_["fused"]["cases"]
         md = (out / "ring-loo.md").read_text()
         assert "--max-len 12 --dropout 0.2 --windows all" in md and "--precision bf16" in md
+        assert "--patience 4" in md
     if protocol == "prequential":
         # warm refreshes happened during the replay (one per 150 events, none at the start)
         n = on_disk["events"]
