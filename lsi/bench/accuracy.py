@@ -463,7 +463,7 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         entry["seeds"] = len(runs)
         entry["train_s"] = round(float(np.mean([r.train_s for r in runs])), 2)
         entry["eval_s"] = round(float(np.mean([r.eval_s for r in runs])), 2)
-        entry.update(runs[0].extra)
+        entry.update({k: v for k, v in runs[0].extra.items() if k != "curve"})
         if "curve" in runs[0].extra:  # each seed's early-stopping record, not only seed 0's
             entry["training"] = [{k: r.extra[k] for k in ("epochs", "best_epoch", "curve")}
                                  for r in runs]  # fmt: skip
