@@ -276,6 +276,16 @@ class LongShortGate(nn.Module):
         x = torch.cat([long_vec, short_vec, feats], dim=-1)
         return torch.sigmoid(self.mlp(x).squeeze(-1))
 
+    def start_at(self, logit: float) -> None:
+        """Make the gate the constant :math:`\\sigma(\\text{logit})` for every user: the
+        output layer's weights become 0 and its bias ``logit`` (the hidden layer keeps its
+        weights, so training moves away from the constant from the first step)."""
+        out = self.mlp[2]
+        assert isinstance(out, nn.Linear)
+        with torch.no_grad():
+            out.weight.zero_()
+            out.bias.fill_(logit)
+
 
 def next_item_loss(states: Tensor, targets: Tensor, item_embeddings: Tensor,
                    negatives: int = 0, generator: torch.Generator | None = None) -> Tensor:  # fmt: skip

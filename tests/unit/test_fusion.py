@@ -441,9 +441,14 @@ def test_train_sequence_learns_a_sequential_pattern(trained: Trained) -> None:
         pop.append(ndcg_at_10(sorted(cand, key=lambda k: (-counts[k], k)), y))
     assert short > 0.6 and short > float(np.mean(pop)) + 0.4, (short, np.mean(pop))
     v = t.res.validation
-    assert set(v) == {"fused", "short_only", "long_only", "long_weight"}
+    assert set(v) == {"fused", "short_only", "long_only", "long_weight", "gate_fit"}
     for mode in ("fused", "short_only", "long_only"):
         assert 0.0 <= v[mode]["ndcg@10"] <= 1.0 and v[mode]["cases"] >= 1
+    # the per-user gate starts from the best constant and keeps its best held-out pass
+    g = v["gate_fit"]
+    assert set(g) == {"constant_passes", "constant_nll", "passes", "nll"}
+    assert 0 <= g["passes"] <= t.cfg.gate_epochs and 0 <= g["constant_passes"] <= t.cfg.gate_epochs
+    assert 0.0 < g["nll"] <= g["constant_nll"]
     assert 0.0 < v["long_weight"]["p10"] <= v["long_weight"]["mean"] <= v["long_weight"]["p90"] < 1
     assert model.metrics["validation"] == v and model.metrics["best_epoch"] == t.res.best_epoch
     assert t.res.device == "cpu" and len(t.res.losses) == t.res.epochs
@@ -483,7 +488,8 @@ def test_the_fixed_gate_variant_weighs_every_user_the_same(trained: Trained) -> 
     assert set(t.res.variants) == {"fixed"}
     assert fixed.scorer.gate_kind == "fixed" and fixed.config["gate"] == "fixed"
     assert t.res.model.scorer.gate_kind == "learned"
-    assert set(fixed.metrics["validation"]) == {"fused", "short_only", "long_only", "long_weight"}
+    modes = {"fused", "short_only", "long_only", "long_weight", "gate_fit"}
+    assert set(fixed.metrics["validation"]) == modes
     lp_fixed, _ = fixed.log_probs(t.reqs, t.long)
     lp_learned, _ = t.res.model.log_probs(t.reqs, t.long)
     w = lp_fixed.long_weight
