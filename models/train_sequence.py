@@ -77,7 +77,8 @@ class SequenceConfig:
         eval_cases: calibration cases used by early stopping.
         gate: ``learned`` (per user) or ``fixed`` (one constant weight; an ablation).
         gate_hidden: the gate MLP's hidden width.
-        gate_epochs: passes over the calibration cases when fitting the gate.
+        gate_epochs: passes over the calibration cases when fitting the gate (a learned
+            gate: that many for the constant it starts from, then as many for the gate).
         gate_lr: the gate's Adam learning rate.
         negatives: 0 = full-softmax loss; ``N`` = sampled softmax against ``N`` uniformly
             drawn items per batch (:func:`models.sequence.next_item_loss`).
@@ -449,8 +450,9 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
     """Fit the gate (encoder frozen) on 90 % of the cases; measure the modes on the rest.
 
     The learned gate starts from the best constant weight; both fits keep the pass with the
-    lowest held-out loss (reported as ``gate_fit``: passes kept and held-out
-    :math:`-\\log p(y)`, of the constant and of the gate). The held-out cases thus choose the
+    lowest held-out loss, reported as ``gate_fit``: ``passes`` kept and the held-out
+    :math:`-\\log p(y)` ``nll`` (a learned gate adds ``constant_passes`` and ``constant_nll``,
+    those of the constant it started from). The held-out cases thus choose the
     pass *and* measure the modes, so those measures are slightly optimistic; the benchmark's
     own test items never reach this function."""
     scorer = model.scorer
@@ -511,8 +513,11 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
 
     head = [p for n_, p in scorer.named_parameters() if not n_.startswith("encoder.")]
 
+    scored = bool(val.size) and bool(f["ok"][torch.from_numpy(val).to(device)].any())
+
     def held_out_nll() -> float:
-        """Mean :math:`-\\log p(y)` of the fused list over the held-out cases."""
+        """Mean :math:`-\\log p(y)` of the fused list over the held-out cases (a target the
+        list cannot offer counts as :math:`\\log p = -30`)."""
         total, n = 0.0, 0
         with torch.no_grad():
             for s in range(0, val.size, 512):
@@ -522,13 +527,16 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
                 lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -30.0))
                 total += float(-(lp[ok]).sum())
                 n += int(ok.sum())
-        return total / n if n else 0.0
+        return total / n
 
-    def fit_head() -> tuple[int, float]:
+    def fit_head(start: float | None = None) -> tuple[int, float | None]:
         """Adam on the fused cross-entropy of the fit cases for ``gate_epochs`` passes;
-        keeps the parameters of the pass (0 = the start) with the lowest held-out loss."""
+        keeps the parameters of the pass (0 = the start, whose held-out loss is ``start``
+        when given) with the lowest held-out loss. Without scorable held-out cases: the
+        last pass, no loss."""
         opt = torch.optim.Adam(head, lr=cfg.gate_lr)
-        best, best_pass = held_out_nll() if val.size else 0.0, 0
+        best = (held_out_nll() if start is None else start) if scored else float("inf")
+        best_pass = 0
         best_state = [p.detach().clone() for p in head]
         for n_pass in range(1, cfg.gate_epochs + 1):
             shuffled = fit[rng.permutation(fit.size)]
@@ -544,29 +552,41 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
-            if not val.size:
+            if not scored:
                 best_pass = n_pass
                 continue
             score = held_out_nll()
             if score < best:
                 best, best_pass = score, n_pass
                 best_state = [p.detach().clone() for p in head]
-        if val.size:
+        if scored:
             with torch.no_grad():
                 for p, kept in zip(head, best_state, strict=True):
                     p.copy_(kept)
-        return best_pass, best
+        return best_pass, best if scored else None
 
     fitted: dict[str, float] = {}
+
+    def record(prefix: str, result: tuple[int, float | None]) -> None:
+        fitted[f"{prefix}passes"] = result[0]
+        if result[1] is not None:
+            fitted[f"{prefix}nll"] = result[1]
+
     if long is not None and fit.size and cfg.gate_epochs:
         if scorer.gate_kind == "learned":
             # the best single weight first; the per-user gate starts from it and moves away
             # only as far as the held-out cases agree (it over-fits small data otherwise)
+            # (a warm start's gate is refitted too: the calibration cases are new each refresh)
             scorer.gate_kind = "fixed"
-            fitted["constant_passes"], fitted["constant_nll"] = fit_head()
-            scorer.gate_kind = "learned"
+            try:
+                record("constant_", fit_head())
+            finally:
+                scorer.gate_kind = "learned"
             scorer.gate.start_at(float(scorer.fixed_logit.detach()))
-        fitted["passes"], fitted["nll"] = fit_head()
+            # pass 0 is that constant, whatever the last bit of a vectorised sigmoid says
+            record("", fit_head(start=fitted.get("constant_nll")))
+        else:
+            record("", fit_head())
     for p in scorer.encoder.parameters():
         p.requires_grad_(True)
     scorer.eval()
