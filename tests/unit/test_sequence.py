@@ -101,10 +101,13 @@ def test_gap_buckets_are_log_minutes() -> None:
     assert got.tolist() == [[0, 0, 1, 2, 5, 23]]
 
 
-def test_the_gate_is_a_weight_and_learns_when_long_term_matters() -> None:
+@pytest.mark.parametrize("start", [None, -1.5])
+def test_the_gate_is_a_weight_and_learns_when_long_term_matters(start: float | None) -> None:
     """Crafted: the long-term source is right after a long pause, the short-term one within a
     session. A few steps of fitting must make the gate rise with the time since the last
-    event and fall with the session length."""
+    event and fall with the session length, also from ``start_at(b)``, which gives σ(b) to
+    every input (what the fit starts the per-user gate from: the gradient still reaches the
+    hidden layer, so fitting moves away from the constant)."""
     torch.manual_seed(0)
     gate = LongShortGate(dim=4, hidden=8)
     n = 512
@@ -113,6 +116,10 @@ def test_the_gate_is_a_weight_and_learns_when_long_term_matters() -> None:
     history = torch.full((n,), 100.0)
     long_vec, short_vec = torch.randn(n, 4), torch.randn(n, 4)
     target = torch.cat([torch.zeros(n // 2), torch.ones(n // 2)])  # 1 = long-term was right
+    if start is not None:
+        gate.start_at(start)
+        w = gate(long_vec, short_vec, since, session, torch.rand(n) * 500)
+        assert torch.equal(w, torch.sigmoid(torch.tensor(start)).expand(n))
     w = gate(long_vec, short_vec, since, session, history)
     assert ((w > 0) & (w < 1)).all()
     opt = torch.optim.Adam(gate.parameters(), lr=0.05)
@@ -129,33 +136,6 @@ def test_the_gate_is_a_weight_and_learns_when_long_term_matters() -> None:
         binge = gate(z, z, torch.tensor([30.0]), torch.tensor([12.0]), 100 * one)
         returning = gate(z, z, torch.tensor([3 * 86400.0]), one, 100 * one)
     assert float(binge) < 0.2 < 0.8 < float(returning)
-
-
-def test_a_gate_started_at_a_constant_gives_it_to_everyone_and_still_learns() -> None:
-    """``start_at(b)``: σ(b) for any input (what the fit starts the per-user gate from), and
-    the gradient still reaches the hidden layer, so fitting moves away from the constant."""
-    torch.manual_seed(1)
-    gate = LongShortGate(dim=4, hidden=8)
-    gate.start_at(-1.5)
-    n = 256
-    since = torch.cat([torch.full((n // 2,), 30.0), torch.full((n // 2,), 3 * 86400.0)])
-    session = torch.cat([torch.full((n // 2,), 12.0), torch.full((n // 2,), 1.0)])
-    history = torch.rand(n) * 500
-    long_vec, short_vec = torch.randn(n, 4), torch.randn(n, 4)
-    w = gate(long_vec, short_vec, since, session, history)
-    assert torch.allclose(w, torch.sigmoid(torch.tensor(-1.5)).expand(n), atol=0, rtol=0)
-    target = torch.cat([torch.zeros(n // 2), torch.ones(n // 2)])
-    opt = torch.optim.Adam(gate.parameters(), lr=0.05)
-    for _ in range(100):
-        loss = torch.nn.functional.binary_cross_entropy(
-            gate(long_vec, short_vec, since, session, history), target
-        )
-        opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        opt.step()
-    with torch.no_grad():
-        w = gate(long_vec, short_vec, since, session, history)
-    assert float(w[: n // 2].mean()) < 0.2 < 0.8 < float(w[n // 2 :].mean())
 
 
 def test_next_item_loss_is_the_full_softmax_cross_entropy() -> None:
