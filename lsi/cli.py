@@ -226,7 +226,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                  dropout=args.dropout, epochs=args.epochs,
                                  max_train_s=args.train_budget, device=args.device,
                                  negatives=args.negatives,
-                                 precision=args.precision,
+                                 precision=args.precision, dim=args.dim,
+                                 layers=args.layers, heads=args.heads,
                                  patience=args.patience)  # fmt: skip
         except ValueError as exc:
             raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
@@ -550,6 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train the encoder on each user's last window, or on all of their "
                          "history in consecutive windows")  # fmt: skip
     ba.add_argument("--dropout", type=float, default=0.2, help="the encoder's dropout")
+    ba.add_argument("--dim", type=int, default=64,
+                    help="the encoder's width (item rows start from the long-term vectors "
+                         "when it equals theirs, 64)")  # fmt: skip
+    ba.add_argument("--layers", type=int, default=2, help="the encoder's blocks")
+    ba.add_argument("--heads", type=int, default=2, help="attention heads per block")
     ba.add_argument("--negatives", type=int, default=0,
                     help="sampled-softmax negatives per batch (0: full softmax)")  # fmt: skip
     ba.add_argument("--epochs", type=int, default=200, help="most encoder epochs (early stopping)")

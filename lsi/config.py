@@ -83,6 +83,9 @@ class Settings:
         sequence_budget_s: most seconds of encoder training per refresh (the best weights
             so far are kept).
         sequence_negatives: 0 = full-softmax loss; N = sampled softmax against N items.
+        sequence_dim, sequence_layers, sequence_heads: the encoder's width, blocks and
+            attention heads (``dim`` a multiple of ``heads``; item rows start from the
+            long-term item vectors when ``dim`` equals the long-term model's).
     """
 
     app_id: str = "lsi"
@@ -129,6 +132,9 @@ class Settings:
     sequence_epochs: int = 200
     sequence_budget_s: float = 900.0
     sequence_negatives: int = 0
+    sequence_dim: int = 64
+    sequence_layers: int = 2
+    sequence_heads: int = 2
 
     def __post_init__(self) -> None:
         if self.emit_policy not in EMIT_POLICIES:
@@ -158,6 +164,13 @@ class Settings:
         if self.sequence_precision not in ("fp32", "bf16"):
             raise ConfigError(f"sequence_precision must be fp32 or bf16, got "
                               f"{self.sequence_precision!r}")  # fmt: skip
+        if min(self.sequence_dim, self.sequence_layers, self.sequence_heads) < 1 or (
+            self.sequence_dim % self.sequence_heads
+        ):
+            raise ConfigError(f"sequence_dim, sequence_layers and sequence_heads must be at least "
+                              f"1, and sequence_dim a multiple of sequence_heads; got "
+                              f"{self.sequence_dim}, {self.sequence_layers}, "
+                              f"{self.sequence_heads}")  # fmt: skip
         if self.sequence_negatives < 0:
             raise ConfigError("sequence_negatives must be >= 0 (0: full softmax)")
         if not 1 <= self.sequence_max_len <= self.recent_n or self.sequence_epochs < 1:

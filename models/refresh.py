@@ -316,6 +316,7 @@ class RefreshJob:
         if seq is not None:
             seq_info = {
                 "encoder": seq.model.config["encoder"],
+                **{k: seq.model.config[k] for k in ("dim", "layers", "heads", "max_len")},
                 "seconds": round(seq.seconds, 3),
                 "gate_seconds": round(seq.gate_seconds, 3),
                 "device": seq.device,
@@ -389,7 +390,8 @@ class RefreshJob:
                               windows=s.sequence_windows, precision=s.sequence_precision,
                               epochs=s.sequence_epochs, session_gap_s=s.session_gap_s,
                               max_train_s=s.sequence_budget_s, negatives=s.sequence_negatives,
-                              device=self.cfg.device)  # fmt: skip
+                              dim=s.sequence_dim, layers=s.sequence_layers,
+                              heads=s.sequence_heads, device=self.cfg.device)  # fmt: skip
 
     def _read(self) -> tuple[Log, Watermark]:
         if not self.progress:

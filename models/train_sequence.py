@@ -135,7 +135,7 @@ class SequenceConfig:
         if self.gate not in ("learned", "fixed"):
             raise ValueError(f"gate must be learned or fixed, got {self.gate!r}")
         if min(self.dim, self.max_len, self.epochs, self.batch_size, self.eval_every,
-               self.patience, self.eval_cases, self.heads) < 1:  # fmt: skip
+               self.patience, self.eval_cases, self.heads, self.layers) < 1:  # fmt: skip
             raise ValueError("sizes, epochs, eval_every and patience must be positive")
         if self.dim % self.heads:
             raise ValueError("dim must be a multiple of heads")

@@ -538,6 +538,10 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
         parts.append(f"--seeds {opts.seeds} --max-len {q.max_len} --dropout {q.dropout}")
         if q.windows != base.windows:
             parts.append(f"--windows {q.windows}")
+        for flag, value, default in (("--dim", q.dim, base.dim), ("--layers", q.layers, base.layers),
+                                     ("--heads", q.heads, base.heads)):  # fmt: skip
+            if value != default:
+                parts.append(f"{flag} {value}")
         if q.negatives != base.negatives:
             parts.append(f"--negatives {q.negatives}")
         if q.epochs != base.epochs:

@@ -99,8 +99,8 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         pair = models_["fused"]["vs_short_only_ndcg@10"]
         assert pair["cases"] == models_["fused"]["cases"]
         md = (out / "ring-loo.md").read_text()
-        assert "--max-len 12 --dropout 0.2 --windows all" in md and "--precision bf16" in md
-        assert "--patience 4" in md
+        assert "--max-len 12 --dropout 0.2 --windows all --dim 16" in md
+        assert "--precision bf16" in md and "--patience 4" in md and "--layers" not in md
     if protocol == "prequential":
         # warm refreshes happened during the replay (one per 150 events, none at the start)
         n = on_disk["events"]

@@ -567,6 +567,8 @@ def test_sequence_config_is_checked() -> None:
         SequenceConfig(gate="mlp")
     with pytest.raises(ValueError, match="multiple of heads"):
         SequenceConfig(dim=10, heads=3)
+    with pytest.raises(ValueError, match="positive"):
+        SequenceConfig(layers=0)
     with pytest.raises(ValueError, match="device"):
         SequenceConfig(device="tpu")
     with pytest.raises(ValueError, match="last or all"):
