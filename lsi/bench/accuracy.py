@@ -461,6 +461,9 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         entry: dict[str, Any] = {k: float(np.mean([r.metrics[k] for r in runs])) for k in keys}
         entry["std"] = {k: float(np.std([r.metrics[k] for r in runs])) for k in keys}
         entry["seeds"] = len(runs)
+        if len(runs) > 1:  # each seed's headline, so a mean can be read apart
+            entry["per_seed"] = [{"ndcg@10": r.metrics["ndcg@10"], "hr@10": r.metrics["hr@10"],
+                                  "train_s": round(r.train_s, 2)} for r in runs]  # fmt: skip
         entry["train_s"] = round(float(np.mean([r.train_s for r in runs])), 2)
         entry["eval_s"] = round(float(np.mean([r.eval_s for r in runs])), 2)
         entry.update({k: v for k, v in runs[0].extra.items() if k != "curve"})

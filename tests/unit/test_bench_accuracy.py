@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -73,6 +74,12 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         assert 0.0 <= m["mrr"] <= 1.0
         assert set(m["std"]) >= {"hr@10", "ndcg@10", "mrr"}
         assert m["seeds"] == (2 if name in SEEDED else 1)
+        if m["seeds"] > 1:  # the mean and std are those of the seeds reported one by one
+            nd = [r["ndcg@10"] for r in m["per_seed"]]
+            assert len(nd) == 2 and m["ndcg@10"] == pytest.approx(statistics.fmean(nd))
+            assert m["std"]["ndcg@10"] == pytest.approx(statistics.pstdev(nd))
+        else:
+            assert "per_seed" not in m
         assert m["train_s"] >= 0 and m["eval_s"] >= 0
         if protocol != "prequential":
             assert 0.0 < m["coverage@10"] <= 1.0
