@@ -23,10 +23,10 @@ temperature are fitted on 90 % of the calibration cases by the fused cross-entro
 other 10 %. The per-user gate is fitted in two steps: first the best single weight
 :math:`w = \\sigma(b)` for everyone, then the gate's MLP starting from exactly that constant
 (:meth:`models.sequence.LongShortGate.start_at`); after each pass the held-out 10 % are
-scored, and the pass with the lowest held-out loss is kept (pass 0 = the constant), so on
-data too small for a per-user gate it stays the constant instead of over-fitting. Why in two
-stages: the long-term model has learned every training interaction,
-so on training positions its scores look better than they will on tomorrow's events, and a
+scored, and the pass with the lowest held-out loss is kept (pass 0 = the constant), so the
+gate moves away from the constant only while held-out loss improves (a per-user gate
+over-fits small data otherwise). Why in two stages: the long-term model has learned every
+training interaction, so on training positions its scores look better than they will on tomorrow's events, and a
 gate fitted there would over-trust it. On the calibration cases neither source has seen the
 target, as in serving.
 
@@ -497,7 +497,9 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
     item_mat = item_mat.to(device)
     targets = torch.from_numpy(tgt).to(device)
 
-    def batch(idx: npt.NDArray[np.int64]) -> Any:
+    def head_inputs(idx: npt.NDArray[np.int64]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The rows ``idx`` and :meth:`LongShortScorer.head`'s arguments for them (none
+        depends on a trained parameter)."""
         sel = torch.from_numpy(idx).to(device)
         excl = np.zeros((idx.size, n_items), dtype=bool)
         for k, j in enumerate(idx.tolist()):
@@ -507,25 +509,25 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
         logits = torch.where(
             f["known"][sel][:, None], logits, torch.full_like(logits, float("nan"))
         )
-        return sel, scorer.head(f["short"][sel], lv, logits, f["since"][sel], f["session"][sel],
-                                f["history"][sel], f["known"][sel],
-                                torch.from_numpy(excl).to(device))  # fmt: skip
+        return sel, (f["short"][sel], lv, logits, f["since"][sel], f["session"][sel],
+                     f["history"][sel], f["known"][sel], torch.from_numpy(excl).to(device))  # fmt: skip
+
+    def target_logp(sel: torch.Tensor, out: Any) -> torch.Tensor:
+        """The fused log-probability of each row's target (one the list cannot offer: -30)."""
+        lp = out.fused.gather(1, targets[sel].clamp(min=0)[:, None])[:, 0]
+        return torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -30.0))
 
     head = [p for n_, p in scorer.named_parameters() if not n_.startswith("encoder.")]
-
+    held_out = [head_inputs(val[s : s + 512]) for s in range(0, val.size, 512)]  # built once
     scored = bool(val.size) and bool(f["ok"][torch.from_numpy(val).to(device)].any())
 
     def held_out_nll() -> float:
-        """Mean :math:`-\\log p(y)` of the fused list over the held-out cases (a target the
-        list cannot offer counts as :math:`\\log p = -30`)."""
+        """Mean :math:`-\\log p(y)` of the fused list over the held-out cases."""
         total, n = 0.0, 0
         with torch.no_grad():
-            for s in range(0, val.size, 512):
-                sel, out = batch(val[s : s + 512])
+            for sel, args in held_out:
                 ok = f["ok"][sel]
-                lp = out.fused.gather(1, targets[sel].clamp(min=0)[:, None])[:, 0]
-                lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -30.0))
-                total += float(-(lp[ok]).sum())
+                total += float(-(target_logp(sel, scorer.head(*args))[ok]).sum())
                 n += int(ok.sum())
         return total / n
 
@@ -541,14 +543,11 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
         for n_pass in range(1, cfg.gate_epochs + 1):
             shuffled = fit[rng.permutation(fit.size)]
             for s in range(0, fit.size, 512):
-                idx = shuffled[s : s + 512]
-                sel, out = batch(idx)
+                sel, args = head_inputs(shuffled[s : s + 512])
                 ok = f["ok"][sel]
                 if not bool(ok.any()):
                     continue
-                lp = out.fused.gather(1, targets[sel].clamp(min=0)[:, None])[:, 0]
-                lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -30.0))
-                loss = -(lp[ok]).mean()
+                loss = -(target_logp(sel, scorer.head(*args))[ok]).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
@@ -596,8 +595,8 @@ def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
                                                             "long_only": []}  # fmt: skip
         weights: list[npt.NDArray[np.float32]] = []
         with torch.no_grad():
-            for s in range(0, val.size, 512):
-                sel, lp = batch(val[s : s + 512])
+            for sel, args in held_out:
+                lp = scorer.head(*args)
                 t = targets[sel].cpu()
                 ok = f["ok"][sel].cpu()
                 parts["fused"].append(_ndcg_of(lp.fused.cpu(), torch.where(ok, t, -1)))
