@@ -9,7 +9,7 @@ mkdir -p var/bench-logs
 $L --dataset ml-1m --protocol loo --models fused,short_only,long_only --seeds 3 --jobs 3 \
    --max-len 200 --windows all --dropout 0.2 --patience 30 --merge > var/bench-logs/ml-1m-loo.log 2>&1 &
 $L --dataset amazon-beauty --protocol loo --models fused,short_only,long_only --seeds 3 --jobs 3 \
-   --max-len 50 --dropout 0.5 --negatives 512 --patience 30 --merge > var/bench-logs/amazon-beauty-loo.log 2>&1 &
+   --max-len 50 --dropout 0.5 --negatives 2048 --patience 30 --merge > var/bench-logs/amazon-beauty-loo.log 2>&1 &
 $L --dataset ml-1m --protocol prequential --seeds 1 --max-len 200 --refresh-every 100000 \
    --models mostpop,covisit,streaming,fused,short_only,long_only > var/bench-logs/ml-1m-prequential.log 2>&1 &
 $L --dataset ml-1m --protocol loo --phase valid --seeds 1 --max-len 200 --out benchmarks/results/ablation \
