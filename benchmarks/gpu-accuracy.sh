@@ -1,8 +1,8 @@
 #!/bin/bash
 # The accuracy runs of docs/benchmarks.md as they are meant to run: on one GPU, the encoder
-# trained for up to 200 epochs (patience 30, the best evaluated epoch kept: patience 3
-# on the noisy calibration curve cut the CPU runs short; no time budget), the three ML-1M / Beauty runs and the
-# ablation in parallel. Usage: bash benchmarks/gpu-accuracy.sh  (from the repository root).
+# trained for up to 200 epochs (patience 30, the best evaluated epoch kept: patience 3 on the
+# noisy calibration curve cut the CPU runs short; no time budget), the three ML-1M / Beauty
+# runs and the ablation in parallel. Usage: bash benchmarks/gpu-accuracy.sh  (from the repository root).
 set -u
 L="lsi bench accuracy --device cuda"
 mkdir -p var/bench-logs

@@ -26,9 +26,9 @@ other 10 %. The per-user gate is fitted in two steps: first the best single weig
 scored, and the pass with the lowest held-out loss is kept (pass 0 = the constant), so the
 gate moves away from the constant only while held-out loss improves (a per-user gate
 over-fits small data otherwise). Why in two stages: the long-term model has learned every
-training interaction, so on training positions its scores look better than they will on tomorrow's events, and a
-gate fitted there would over-trust it. On the calibration cases neither source has seen the
-target, as in serving.
+training interaction, so on training positions its scores look better than they will on
+tomorrow's events, and a gate fitted there would over-trust it. On the calibration cases
+neither source has seen the target, as in serving.
 
 Every feature goes through :meth:`lsi.fusion.SequenceModel.inputs`, the function workers
 call, so training and serving cannot disagree about a window, a gap or an excluded item.
