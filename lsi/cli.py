@@ -228,7 +228,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                  negatives=args.negatives,
                                  precision=args.precision, dim=args.dim,
                                  layers=args.layers, heads=args.heads,
-                                 patience=args.patience)  # fmt: skip
+                                 patience=args.patience,
+                                 lr_schedule=args.lr_schedule,
+                                 ema_decay=args.ema_decay)  # fmt: skip
         except ValueError as exc:
             raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
@@ -559,6 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--negatives", type=int, default=0,
                     help="sampled-softmax negatives per batch (0: full softmax)")  # fmt: skip
     ba.add_argument("--epochs", type=int, default=200, help="most encoder epochs (early stopping)")
+    ba.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                    help="the encoder's learning rate: constant, or falling to 0 along half a "
+                         "cosine over --epochs")  # fmt: skip
+    ba.add_argument("--ema-decay", type=float, default=0.0,
+                    help="evaluate and keep a moving average of the encoder's weights with this "
+                         "decay per step (0: off)")  # fmt: skip
     ba.add_argument("--patience", type=int, default=3,
                     help="early stopping: evaluations (every 5 epochs) without a gain before "
                          "the encoder stops")  # fmt: skip

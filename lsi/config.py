@@ -83,6 +83,11 @@ class Settings:
         sequence_budget_s: most seconds of encoder training per refresh (the best weights
             so far are kept).
         sequence_negatives: 0 = full-softmax loss; N = sampled softmax against N items.
+        sequence_lr_schedule: the encoder's learning rate, ``constant`` or ``cosine``
+            (falling to 0 over ``sequence_epochs``, or the warm epochs when continuing).
+        sequence_ema_decay: 0 = off; :math:`\\beta \\in (0, 1)`: the snapshot carries a
+            moving average of the encoder's weights (decay :math:`\\beta` per step), which
+            early stopping also evaluates.
         sequence_dim, sequence_layers, sequence_heads: the encoder's width, blocks and
             attention heads (``dim`` a multiple of ``heads``; item rows start from the
             long-term item vectors when ``dim`` equals the long-term model's).
@@ -132,6 +137,8 @@ class Settings:
     sequence_epochs: int = 200
     sequence_budget_s: float = 900.0
     sequence_negatives: int = 0
+    sequence_lr_schedule: str = "constant"
+    sequence_ema_decay: float = 0.0
     sequence_dim: int = 64
     sequence_layers: int = 2
     sequence_heads: int = 2
@@ -171,6 +178,12 @@ class Settings:
                               f"1, and sequence_dim a multiple of sequence_heads; got "
                               f"{self.sequence_dim}, {self.sequence_layers}, "
                               f"{self.sequence_heads}")  # fmt: skip
+        if self.sequence_lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"sequence_lr_schedule must be constant or cosine, got "
+                              f"{self.sequence_lr_schedule!r}")  # fmt: skip
+        if not 0.0 <= self.sequence_ema_decay < 1.0:
+            raise ConfigError(f"sequence_ema_decay must be in [0, 1) (0: off), got "
+                              f"{self.sequence_ema_decay!r}")  # fmt: skip
         if self.sequence_negatives < 0:
             raise ConfigError("sequence_negatives must be >= 0 (0: full softmax)")
         if not 1 <= self.sequence_max_len <= self.recent_n or self.sequence_epochs < 1:

@@ -316,7 +316,10 @@ class RefreshJob:
         if seq is not None:
             seq_info = {
                 "encoder": seq.model.config["encoder"],
-                **{k: seq.model.config[k] for k in ("dim", "layers", "heads", "max_len")},
+                **{
+                    k: seq.model.config[k]
+                    for k in ("dim", "layers", "heads", "max_len", "lr_schedule", "ema_decay")
+                },
                 "seconds": round(seq.seconds, 3),
                 "gate_seconds": round(seq.gate_seconds, 3),
                 "device": seq.device,
@@ -391,7 +394,9 @@ class RefreshJob:
                               epochs=s.sequence_epochs, session_gap_s=s.session_gap_s,
                               max_train_s=s.sequence_budget_s, negatives=s.sequence_negatives,
                               dim=s.sequence_dim, layers=s.sequence_layers,
-                              heads=s.sequence_heads, device=self.cfg.device)  # fmt: skip
+                              heads=s.sequence_heads, lr_schedule=s.sequence_lr_schedule,
+                              ema_decay=s.sequence_ema_decay,
+                              device=self.cfg.device)  # fmt: skip
 
     def _read(self) -> tuple[Log, Watermark]:
         if not self.progress:

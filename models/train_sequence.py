@@ -15,7 +15,9 @@ full- or sampled-softmax cross-entropy (``negatives``; :func:`models.sequence.ne
 plus, with ``contrastive > 0``, the CLSR-style InfoNCE of
 :func:`models.sequence.short_long_contrastive`.
 Every ``eval_every`` epochs the short-term NDCG@10 on the calibration cases decides early
-stopping (``patience`` evaluations without a gain); the best weights are kept.
+stopping (``patience`` evaluations without a gain); the best weights are kept. AdamW's rate is
+constant or falls along a cosine (``lr_schedule``); with ``ema_decay`` the weights evaluated
+and kept are a moving average of the steps' weights.
 
 Stage 2, the gate. With the encoder frozen, the gate, the long-term projection and the
 temperature are fitted on 90 % of the calibration cases by the fused cross-entropy
@@ -36,9 +38,11 @@ call, so training and serving cannot disagree about a window, a gap or an exclud
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,8 +74,20 @@ class SequenceConfig:
         epochs: most epochs of a cold start (early stopping usually ends sooner).
         warm_epochs: most epochs when continuing from the live snapshot's encoder.
         batch_size: users per step.
-        lr: AdamW learning rate.
+        lr: AdamW learning rate (the peak, with a schedule).
+        lr_schedule: ``constant``, or ``cosine``: the rate falls per step from ``lr`` to 0
+            along half a cosine over the most epochs of the run (``epochs``, or
+            ``warm_epochs`` when continuing), :math:`\\eta_t = \\frac{\\eta}{2}(1 + \\cos
+            \\frac{\\pi t}{T})`. A falling rate lets Adam settle into a minimum that a constant
+            rate only circles; a time budget that ends the run early cuts the schedule short.
         weight_decay: AdamW weight decay.
+        ema_decay: 0 = off; :math:`\\beta \\in (0, 1)`: early stopping evaluates, and training
+            returns, an exponential moving average of the encoder's weights, updated after
+            every step, :math:`\\bar\\theta_t = \\beta \\bar\\theta_{t-1} + (1 - \\beta)
+            \\theta_t` (:math:`\\bar\\theta_0` the initial weights), rather than the weights
+            of one step: a constant learning rate leaves the weights wandering around a
+            minimum, and their average over the last :math:`\\approx 1 / (1 - \\beta)` steps
+            sits nearer its centre (Polyak averaging; SWA, Izmailov et al., 2018).
         eval_every: epochs between early-stopping evaluations.
         patience: evaluations without a gain before stopping.
         eval_cases: calibration cases used by early stopping.
@@ -109,7 +125,9 @@ class SequenceConfig:
     warm_epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
+    ema_decay: float = 0.0
     eval_every: int = 5
     patience: int = 3
     eval_cases: int = 2000
@@ -134,6 +152,10 @@ class SequenceConfig:
             raise ValueError(f"windows must be last or all, got {self.windows!r}")
         if self.gate not in ("learned", "fixed"):
             raise ValueError(f"gate must be learned or fixed, got {self.gate!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if min(self.dim, self.max_len, self.epochs, self.batch_size, self.eval_every,
                self.patience, self.eval_cases, self.heads, self.layers) < 1:  # fmt: skip
             raise ValueError("sizes, epochs, eval_every and patience must be positive")
@@ -341,10 +363,14 @@ def train_sequence(
         return float(np.concatenate(vals).mean()) if vals else 0.0
 
     enc_params = list(scorer.encoder.parameters())
+    averaged = [p.detach().clone() for p in enc_params] if cfg.ema_decay > 0 else None
     opt = torch.optim.AdamW(enc_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     max_epochs = cfg.warm_epochs if warm is not None else cfg.epochs
     bf16 = cfg.precision == "bf16"
     lengths = (items != 0).sum(axis=1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_factor(cfg.lr_schedule, max_epochs * -(-items.shape[0] // cfg.batch_size))
+    )
     losses: list[float] = []
     curve: list[tuple[int, float]] = []
     best, best_epoch, waited = -1.0, 0, 0
@@ -370,6 +396,11 @@ def train_sequence(
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
+            sched.step()
+            if averaged is not None:
+                with torch.no_grad():
+                    for a, p in zip(averaged, enc_params, strict=True):
+                        a.lerp_(p.detach(), 1.0 - cfg.ema_decay)
             total += float(loss.detach())
             steps += 1
         losses.append(total / max(steps, 1))
@@ -377,11 +408,14 @@ def train_sequence(
             progress(epoch, max_epochs, losses[-1])
         out_of_time = cfg.max_train_s is not None and time.perf_counter() - t0 > cfg.max_train_s
         if epoch % cfg.eval_every == 0 or epoch == max_epochs or out_of_time:
-            score = evaluate()
+            with _swapped_in(enc_params, averaged):
+                score = evaluate()
+                if score > best:
+                    best_state = {k: v.detach().clone()
+                                  for k, v in scorer.encoder.state_dict().items()}  # fmt: skip
             curve.append((epoch, score))
             if score > best:
                 best, best_epoch, waited = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
             else:
                 waited += 1
                 if waited >= cfg.patience:
@@ -390,7 +424,8 @@ def train_sequence(
                 break
     if not eval_reqs:
         best_epoch = epoch
-        best_state = scorer.encoder.state_dict()
+        with _swapped_in(enc_params, averaged):
+            best_state = {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
     scorer.encoder.load_state_dict(best_state)
     t_gate = time.perf_counter()
     validation = _fit_gate(model, log, cases, req, item_row, long, cfg,
@@ -412,6 +447,38 @@ def train_sequence(
         gate_seconds=gate_s, device=str(device), losses=losses, curve=curve,
         validation=validation, warm_from=warm_version, variants=variants,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _swapped_in(params: Sequence[torch.Tensor], values: Sequence[torch.Tensor] | None
+                ) -> Iterator[None]:  # fmt: skip
+    """Within the block the parameters hold ``values`` (the averaged weights); after it, their
+    own again. ``None``: nothing changes."""
+    if values is None:
+        yield
+        return
+    with torch.no_grad():
+        own = [p.detach().clone() for p in params]
+        for p, v in zip(params, values, strict=True):
+            p.copy_(v)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, v in zip(params, own, strict=True):
+                p.copy_(v)
+
+
+def lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
+    """The learning rate's multiplier at step ``t`` of ``total_steps``: 1 (``constant``) or
+    :math:`\\frac12(1 + \\cos \\frac{\\pi t}{T})` (``cosine``, 1 at the first step, 0 after the
+    last)."""
+    if schedule == "constant":
+        return lambda t: 1.0
+    if schedule != "cosine":
+        raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
+    n = max(1, total_steps)
+    return lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, n) / n))
 
 
 def _init_items(scorer: Any, ids: tuple[str, ...], long: LongTermModel | None,

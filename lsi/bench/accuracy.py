@@ -549,6 +549,10 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
             parts.append(f"--negatives {q.negatives}")
         if q.epochs != base.epochs:
             parts.append(f"--epochs {q.epochs}")
+        if q.lr_schedule != base.lr_schedule:
+            parts.append(f"--lr-schedule {q.lr_schedule}")
+        if q.ema_decay != base.ema_decay:
+            parts.append(f"--ema-decay {q.ema_decay:g}")
         if q.patience != base.patience:
             parts.append(f"--patience {q.patience}")
         if q.max_train_s is not None:

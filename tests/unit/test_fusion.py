@@ -32,6 +32,8 @@ from models.train_sequence import (
     SequenceConfig,
     TrainedSequence,
     UserSequences,
+    _swapped_in,
+    lr_factor,
     request,
     train_sequence,
 )
@@ -575,6 +577,35 @@ def test_sequence_config_is_checked() -> None:
         SequenceConfig(windows="every")
     with pytest.raises(ValueError, match="fp32 or bf16"):
         SequenceConfig(precision="fp16")
+    with pytest.raises(ValueError, match="constant or cosine"):
+        SequenceConfig(lr_schedule="linear")
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema_decay"):
+            SequenceConfig(ema_decay=bad)
+
+
+def test_the_cosine_schedule_falls_from_the_peak_to_zero() -> None:
+    assert [lr_factor("constant", 10)(t) for t in (0, 5, 10, 99)] == [1.0] * 4
+    f = lr_factor("cosine", 100)
+    values = [f(t) for t in range(0, 120)]
+    assert values[0] == 1.0 and values[50] == pytest.approx(0.5) and values[100] == 0.0
+    assert all(a >= b for a, b in itertools.pairwise(values)) and values[119] == 0.0
+    assert f(25) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    with pytest.raises(ValueError, match="constant or cosine"):
+        lr_factor("step", 10)
+
+
+def test_cosine_training_learns_the_pattern_and_ends_at_a_zero_rate(trained: Trained) -> None:
+    """With the rate falling to 0 over the run's epochs the encoder still learns the ring,
+    and its last epoch moves the loss less than the same run's at a constant rate."""
+    t = trained
+    cfg = replace(t.cfg, lr_schedule="cosine", gate_epochs=1, patience=10)
+    res = train_sequence(t.log, t.cal_rows, t.long, cfg)
+    assert res.epochs == cfg.epochs and max(s for _, s in res.curve) > 0.6, res.curve
+    assert res.losses[-1] < res.losses[0]
+    # the same run at a constant rate (the fixture) still moves in its last epoch
+    assert len(t.res.losses) == len(res.losses)
+    assert abs(res.losses[-1] - res.losses[-2]) < abs(t.res.losses[-1] - t.res.losses[-2]) / 2
 
 
 def test_bf16_training_learns_the_pattern_and_serves_in_float32(trained: Trained) -> None:
@@ -588,6 +619,50 @@ def test_bf16_training_learns_the_pattern_and_serves_in_float32(trained: Trained
     assert {p.dtype for p in res.model.scorer.parameters()} == {torch.float32}
     lp, _ = res.model.log_probs(t.reqs, None)
     assert lp.short.dtype == torch.float32 and not bool(torch.isnan(lp.short).any())
+
+
+def test_the_averaged_encoder_learns_the_pattern(trained: Trained) -> None:
+    """With a moving average of the weights (horizon of about ten steps) early stopping
+    measures, and training returns, the average: it learns the ring as the raw weights do,
+    and differs from them."""
+    t = trained
+    cfg = replace(t.cfg, ema_decay=0.9, gate_epochs=1, patience=10)
+    res = train_sequence(t.log, t.cal_rows, t.long, cfg)
+    assert max(s for _, s in res.curve) > 0.6, res.curve
+    lp, _ = res.model.log_probs(t.reqs, None)
+    assert not bool(torch.isnan(lp.short).any())
+    mine = dict(res.model.scorer.encoder.named_parameters())
+    raw = dict(t.res.model.scorer.encoder.named_parameters())
+    assert any(not torch.equal(mine[k], raw[k]) for k in raw)
+
+
+def test_an_average_with_a_long_horizon_stays_near_the_start(trained: Trained) -> None:
+    """:math:`\\beta = 1 - 10^{-6}`: after a few hundred steps the average is still the
+    initial weights (those of a run whose rate is too small to move them), while the raw
+    weights of the same run have moved."""
+    t = trained
+    base = replace(t.cfg, epochs=2, eval_every=1, gate_epochs=1)
+    avg = train_sequence(t.log, t.cal_rows, t.long, replace(base, ema_decay=1 - 1e-6))
+    still = train_sequence(t.log, t.cal_rows, t.long, replace(base, lr=1e-12))
+    moved = train_sequence(t.log, t.cal_rows, t.long, base)
+    a, s, m = (
+        {k: p.detach() for k, p in r.model.scorer.encoder.named_parameters()}
+        for r in (avg, still, moved)
+    )
+    for k in s:
+        assert torch.allclose(a[k], s[k], atol=1e-3), k
+    assert max(float((m[k] - s[k]).abs().max()) for k in s) > 0.05
+
+
+def test_swapping_the_averaged_weights_in_restores_the_own_ones() -> None:
+    p = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.zeros(2))]
+    v = [torch.full((3,), 5.0), torch.full((2,), -1.0)]
+    with _swapped_in(p, v):
+        assert torch.equal(p[0].detach(), v[0]) and torch.equal(p[1].detach(), v[1])
+    assert torch.equal(p[0].detach(), torch.ones(3)) and torch.equal(p[1].detach(), torch.zeros(2))
+    with _swapped_in(p, None):
+        assert torch.equal(p[0].detach(), torch.ones(3))
+    assert torch.equal(v[0], torch.full((3,), 5.0))
 
 
 # -- serving: the batch engine -------------------------------------------------------------
