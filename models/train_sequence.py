@@ -376,7 +376,11 @@ def train_sequence(
     losses: list[float] = []
     curve: list[tuple[int, float]] = []
     best, best_epoch, waited = -1.0, 0, 0
-    best_state = {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
+
+    def encoder_state() -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
+
+    best_state = encoder_state()
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         scorer.train()
@@ -410,11 +414,10 @@ def train_sequence(
             progress(epoch, max_epochs, losses[-1])
         out_of_time = cfg.max_train_s is not None and time.perf_counter() - t0 > cfg.max_train_s
         if epoch % cfg.eval_every == 0 or epoch == max_epochs or out_of_time:
-            with _swapped_in(enc_params, averaged):
+            with _swapped_in(enc_params, averaged):  # the weights evaluated are those kept
                 score = evaluate()
                 if score > best:
-                    best_state = {k: v.detach().clone()
-                                  for k, v in scorer.encoder.state_dict().items()}  # fmt: skip
+                    best_state = encoder_state()
             curve.append((epoch, score))
             if score > best:
                 best, best_epoch, waited = score, epoch, 0
@@ -427,7 +430,7 @@ def train_sequence(
     if not eval_reqs:
         best_epoch = epoch
         with _swapped_in(enc_params, averaged):
-            best_state = {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
+            best_state = encoder_state()
     scorer.encoder.load_state_dict(best_state)
     t_gate = time.perf_counter()
     validation = _fit_gate(model, log, cases, req, item_row, long, cfg,
