@@ -230,7 +230,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                  layers=args.layers, heads=args.heads,
                                  patience=args.patience,
                                  lr_schedule=args.lr_schedule,
-                                 ema_decay=args.ema_decay)  # fmt: skip
+                                 ema_decay=args.ema_decay,
+                                 balanced_init=args.balanced_init)  # fmt: skip
         except ValueError as exc:
             raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
@@ -567,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--ema-decay", type=float, default=0.0,
                     help="evaluate and keep a moving average of the encoder's weights with this "
                          "decay per step (0: off)")  # fmt: skip
+    ba.add_argument("--balanced-init", action="store_true",
+                    help="start the position, event-type and time-gap embeddings at the item "
+                         "rows' scale (std dim**-0.5) instead of N(0, 1)")  # fmt: skip
     ba.add_argument("--patience", type=int, default=3,
                     help="early stopping: evaluations (every 5 epochs) without a gain before "
                          "the encoder stops")  # fmt: skip

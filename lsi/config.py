@@ -88,6 +88,8 @@ class Settings:
         sequence_ema_decay: 0 = off; :math:`\\beta \\in (0, 1)`: the snapshot carries a
             moving average of the encoder's weights (decay :math:`\\beta` per step), which
             early stopping also evaluates.
+        sequence_balanced_init: a cold start draws the position, event-type and time-gap
+            embeddings at the item rows' scale (std ``dim**-0.5``) instead of N(0, 1).
         sequence_dim, sequence_layers, sequence_heads: the encoder's width, blocks and
             attention heads (``dim`` a multiple of ``heads``; item rows start from the
             long-term item vectors when ``dim`` equals the long-term model's).
@@ -139,6 +141,7 @@ class Settings:
     sequence_negatives: int = 0
     sequence_lr_schedule: str = "constant"
     sequence_ema_decay: float = 0.0
+    sequence_balanced_init: bool = False
     sequence_dim: int = 64
     sequence_layers: int = 2
     sequence_heads: int = 2

@@ -52,6 +52,10 @@ __all__ = ["RefreshJob", "RefreshOutcome", "announce", "read_log", "run_forever"
 
 log = logging.getLogger(__name__)
 
+#: the encoder's shape and training choices a snapshot manifest records
+MANIFEST_SEQUENCE_KEYS = ("dim", "layers", "heads", "max_len", "lr_schedule", "ema_decay",
+                          "balanced_init")  # fmt: skip
+
 Watermark = dict[str, dict[str, int]]  # topic -> partition -> next offset
 
 
@@ -316,10 +320,7 @@ class RefreshJob:
         if seq is not None:
             seq_info = {
                 "encoder": seq.model.config["encoder"],
-                **{
-                    k: seq.model.config[k]
-                    for k in ("dim", "layers", "heads", "max_len", "lr_schedule", "ema_decay")
-                },
+                **{k: seq.model.config[k] for k in MANIFEST_SEQUENCE_KEYS},
                 "seconds": round(seq.seconds, 3),
                 "gate_seconds": round(seq.gate_seconds, 3),
                 "device": seq.device,
@@ -396,6 +397,7 @@ class RefreshJob:
                               dim=s.sequence_dim, layers=s.sequence_layers,
                               heads=s.sequence_heads, lr_schedule=s.sequence_lr_schedule,
                               ema_decay=s.sequence_ema_decay,
+                              balanced_init=s.sequence_balanced_init,
                               device=self.cfg.device)  # fmt: skip
 
     def _read(self) -> tuple[Log, Watermark]:

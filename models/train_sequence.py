@@ -52,7 +52,7 @@ import torch
 
 from lsi.fusion import SeqRequest, SequenceModel, scorer_from_config
 from lsi.longterm import LongTermModel
-from models.sequence import next_item_loss, short_long_contrastive
+from models.sequence import Encoder, next_item_loss, short_long_contrastive
 from models.train import Log, pick_device
 
 __all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "train_sequence"]
@@ -104,6 +104,15 @@ class SequenceConfig:
         contrastive_last: the recent items the short-term vector is tied to.
         init_from_long_term: start the encoder's item rows from the long-term item vectors
             (one item space for both sources).
+        balanced_init: start the position, event-type and time-gap embeddings at the item
+            rows' scale (std :math:`d^{-1/2}`) instead of PyTorch's :math:`\\mathcal N(0, 1)`,
+            whose rows are :math:`\\sqrt d` times longer than an item's: at the input
+            :math:`h = e_i + p_t + e_\\tau + g_\\Delta` the item is then one term of four of
+            equal size rather than :math:`1 / (3d + 1)` of the sum's variance (1/193 at
+            :math:`d = 64`), so the first epochs learn from what was seen instead of from
+            where and when. SASRec balances the same
+            sum by scaling the item by :math:`\\sqrt d`; scaling the others down leaves
+            serving untouched (a cold start's initial weights only).
         session_gap_s: a gap longer than this starts a new session (a gate feature).
         max_train_s: stop the encoder's training after this many seconds (the best
             weights so far are kept); ``None``: no time limit.
@@ -141,6 +150,7 @@ class SequenceConfig:
     contrastive: float = 0.0
     contrastive_last: int = 5
     init_from_long_term: bool = True
+    balanced_init: bool = False
     session_gap_s: float = 1800.0
     max_train_s: float | None = None
     seed: int = 0
@@ -335,6 +345,8 @@ def train_sequence(
     config: dict[str, Any] = asdict(cfg)
     long_dim = long.dim if long is not None else cfg.dim
     scorer = scorer_from_config(config, len(ids), long_dim)
+    if cfg.balanced_init and warm is None:
+        balance_inputs(scorer.encoder)
     _init_items(scorer, ids, long, warm, cfg)
     scorer.to(device)
     model = SequenceModel(ids, scorer, config)
@@ -484,6 +496,16 @@ def lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
         raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
     n = max(1, total_steps)
     return lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, n) / n))
+
+
+def balance_inputs(encoder: Encoder) -> None:
+    """Redraw the encoder's position, event-type and time-gap embeddings from
+    :math:`\\mathcal N(0, d^{-1})`, the item rows' scale (``SequenceConfig.balanced_init``)."""
+    embed = encoder.embed
+    std = embed.item.weight.shape[1] ** -0.5
+    with torch.no_grad():
+        for table in (embed.pos, embed.etype, embed.gap):
+            table.weight.normal_(0.0, std)
 
 
 def _init_items(scorer: Any, ids: tuple[str, ...], long: LongTermModel | None,

@@ -52,10 +52,10 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
     out = tmp_path / "results"
     models = BASELINES if protocol == "temporal" else DEFAULT_MODELS
     # loo trains the encoder on every window of the history, under bfloat16 autocast, with a
-    # cosine learning rate and averaged weights (the others on the last window, in float32, at a
-    # constant rate, the last step's weights)
+    # cosine learning rate, averaged weights and balanced input tables (the others on the last
+    # window, in float32, at a constant rate, the last step's weights, PyTorch's init)
     loo_seq = replace(SMALL_SEQ, windows="all", precision="bf16", patience=4, lr_schedule="cosine",
-                      ema_decay=0.9)  # fmt: skip
+                      ema_decay=0.9, balanced_init=True)  # fmt: skip
     seq = loo_seq if protocol == "loo" else SMALL_SEQ
     report = run_accuracy_bench(AccuracyOptions(dataset=str(log), protocol=protocol, seeds=2,
                                                 out=out, refresh_every=150, models=models,
@@ -110,7 +110,7 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         md = (out / "ring-loo.md").read_text()
         assert "--max-len 12 --dropout 0.2 --windows all --dim 16" in md
         assert "--precision bf16" in md and "--patience 4" in md and "--layers" not in md
-        assert "--lr-schedule cosine" in md and "--ema-decay 0.9 " in md
+        assert "--lr-schedule cosine" in md and "--ema-decay 0.9 --balanced-init " in md
     if protocol == "prequential":
         # warm refreshes happened during the replay (one per 150 events, none at the start)
         n = on_disk["events"]

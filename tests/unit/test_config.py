@@ -46,6 +46,7 @@ def test_unknown_variable_names_a_suggestion() -> None:
         ("LSI_SEQUENCE_WINDOWS", "every"),
         ("LSI_SEQUENCE_LR_SCHEDULE", "linear"),
         ("LSI_SEQUENCE_EMA_DECAY", "1"),
+        ("LSI_SEQUENCE_BALANCED_INIT", "sometimes"),
         ("LSI_SEQUENCE_HEADS", "3"),
         ("LSI_SEQUENCE_LAYERS", "0"),
     ],

@@ -26,13 +26,14 @@ from lsi.scoring import ScoringConfig
 from lsi.snapshots import SnapshotArrays, SnapshotError, SnapshotStore
 from lsi.state import UserState
 from lsi.stats import ItemStats, Trending
-from models.sequence import LongShortScorer
+from models.sequence import LongShortScorer, make_encoder
 from models.train import Log, TrainConfig, holdout_last, train_long_term
 from models.train_sequence import (
     SequenceConfig,
     TrainedSequence,
     UserSequences,
     _swapped_in,
+    balance_inputs,
     lr_factor,
     request,
     train_sequence,
@@ -663,6 +664,40 @@ def test_swapping_the_averaged_weights_in_restores_the_own_ones() -> None:
     with _swapped_in(p, None):
         assert torch.equal(p[0].detach(), torch.ones(3))
     assert torch.equal(v[0], torch.full((3,), 5.0))
+
+
+def test_balancing_draws_the_context_tables_at_the_item_rows_scale() -> None:
+    """PyTorch draws the position, event-type and gap tables from N(0, 1), rows √d times
+    longer than an item's (std d^-1/2); balancing redraws those three at the item's scale
+    and leaves the item rows alone."""
+    torch.manual_seed(0)
+    enc = make_encoder("attention", num_items=2000, dim=64, max_len=50, layers=1, heads=1,
+                       dropout=0.0)  # fmt: skip
+    e = enc.embed
+    items = e.item.weight.detach().clone()
+    assert float(items[1:].std()) == pytest.approx(64**-0.5, rel=0.05)
+    for table in (e.pos, e.etype, e.gap):
+        assert float(table.weight.detach().std()) == pytest.approx(1.0, rel=0.1)
+    balance_inputs(enc)
+    for table in (e.pos, e.etype, e.gap):
+        assert float(table.weight.detach().std()) == pytest.approx(64**-0.5, rel=0.1)
+    assert torch.equal(e.item.weight.detach(), items)
+
+
+def test_balanced_training_starts_balanced_and_learns_the_pattern(trained: Trained) -> None:
+    """A cold start with ``balanced_init`` learns the ring; at a rate too small to move
+    the weights the trained encoder's context tables are still at the item rows' scale,
+    where the default start leaves them at N(0, 1)."""
+    t = trained
+    res = train_sequence(t.log, t.cal_rows, t.long,
+                         replace(t.cfg, balanced_init=True, gate_epochs=1, patience=10))  # fmt: skip
+    assert res.losses[-1] < res.losses[0] and max(s for _, s in res.curve) > 0.6, res.curve
+    still = replace(t.cfg, epochs=1, eval_every=1, gate_epochs=1, lr=1e-12, dim=32, heads=2)
+    for balanced, std in ((True, 32**-0.5), (False, 1.0)):
+        r = train_sequence(t.log, t.cal_rows, t.long, replace(still, balanced_init=balanced))
+        pos = r.model.scorer.encoder.embed.pos.weight.detach()
+        assert float(pos.std()) == pytest.approx(std, rel=0.25), balanced
+        assert r.model.config["balanced_init"] is balanced
 
 
 # -- serving: the batch engine -------------------------------------------------------------
