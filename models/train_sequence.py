@@ -110,9 +110,9 @@ class SequenceConfig:
             :math:`h = e_i + p_t + e_\\tau + g_\\Delta` the item is then one term of four of
             equal size rather than :math:`1 / (3d + 1)` of the sum's variance (1/193 at
             :math:`d = 64`), so the first epochs learn from what was seen instead of from
-            where and when. SASRec balances the same
-            sum by scaling the item by :math:`\\sqrt d`; scaling the others down leaves
-            serving untouched (a cold start's initial weights only).
+            where and when. SASRec balances the same sum by scaling the item by
+            :math:`\\sqrt d`; scaling the others down leaves serving untouched (initial
+            weights only: a warm start copies the live encoder's).
         session_gap_s: a gap longer than this starts a new session (a gate feature).
         max_train_s: stop the encoder's training after this many seconds (the best
             weights so far are kept); ``None``: no time limit.
@@ -345,7 +345,7 @@ def train_sequence(
     config: dict[str, Any] = asdict(cfg)
     long_dim = long.dim if long is not None else cfg.dim
     scorer = scorer_from_config(config, len(ids), long_dim)
-    if cfg.balanced_init and warm is None:
+    if cfg.balanced_init:  # a warm start then overwrites the tables whose shape still fits
         balance_inputs(scorer.encoder)
     _init_items(scorer, ids, long, warm, cfg)
     scorer.to(device)

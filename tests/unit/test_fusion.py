@@ -693,11 +693,17 @@ def test_balanced_training_starts_balanced_and_learns_the_pattern(trained: Train
                          replace(t.cfg, balanced_init=True, gate_epochs=1, patience=10))  # fmt: skip
     assert res.losses[-1] < res.losses[0] and max(s for _, s in res.curve) > 0.6, res.curve
     still = replace(t.cfg, epochs=1, eval_every=1, gate_epochs=1, lr=1e-12, dim=32, heads=2)
+    runs = {}
     for balanced, std in ((True, 32**-0.5), (False, 1.0)):
         r = train_sequence(t.log, t.cal_rows, t.long, replace(still, balanced_init=balanced))
         pos = r.model.scorer.encoder.embed.pos.weight.detach()
         assert float(pos.std()) == pytest.approx(std, rel=0.25), balanced
         assert r.model.config["balanced_init"] is balanced
+        runs[balanced] = pos
+    # a warm start keeps the live encoder's tables, whatever the flag says
+    warm = replace(still, balanced_init=True, warm_epochs=1)
+    w = train_sequence(t.log, t.cal_rows, t.long, warm, warm=r.model)
+    assert torch.allclose(w.model.scorer.encoder.embed.pos.weight.detach(), runs[False])
 
 
 # -- serving: the batch engine -------------------------------------------------------------
