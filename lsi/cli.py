@@ -570,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "decay per step (0: off)")  # fmt: skip
     ba.add_argument("--balanced-init", action="store_true",
                     help="start the position, event-type and time-gap embeddings at the item "
-                         "rows' scale (std dim**-0.5) instead of N(0, 1)")  # fmt: skip
+                         "rows' scale (std dim**-0.5) instead of N(0, 1), as `lsi refresh` does "
+                         "by default (LSI_SEQUENCE_BALANCED_INIT)")  # fmt: skip
     ba.add_argument("--patience", type=int, default=3,
                     help="early stopping: evaluations (every 5 epochs) without a gain before "
                          "the encoder stops")  # fmt: skip

@@ -89,7 +89,10 @@ class Settings:
             moving average of the encoder's weights (decay :math:`\\beta` per step), which
             early stopping also evaluates.
         sequence_balanced_init: a cold start draws the position, event-type and time-gap
-            embeddings at the item rows' scale (std ``dim**-0.5``) instead of N(0, 1).
+            embeddings at the item rows' scale (std ``dim**-0.5``) instead of N(0, 1) (on by
+            default: the encoder learns in 5–10 epochs what took 25–60 without it, on
+            ML-1M and Beauty; ``lsi bench accuracy`` keeps it opt-in, ``--balanced-init``, so
+            that the committed reports made before it still reproduce).
         sequence_dim, sequence_layers, sequence_heads: the encoder's width, blocks and
             attention heads (``dim`` a multiple of ``heads``; item rows start from the
             long-term item vectors when ``dim`` equals the long-term model's).
@@ -141,7 +144,7 @@ class Settings:
     sequence_negatives: int = 0
     sequence_lr_schedule: str = "constant"
     sequence_ema_decay: float = 0.0
-    sequence_balanced_init: bool = False
+    sequence_balanced_init: bool = True
     sequence_dim: int = 64
     sequence_layers: int = 2
     sequence_heads: int = 2

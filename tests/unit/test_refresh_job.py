@@ -171,14 +171,15 @@ def test_models_list_promote_rollback_from_the_command_line(
 
 def test_the_encoder_shape_comes_from_the_settings(tmp_path: Path) -> None:
     """LSI_SEQUENCE_DIM / _LAYERS / _HEADS shape the encoder the refresh trains (and
-    _LR_SCHEDULE / _EMA_DECAY / _BALANCED_INIT how it trains); a width other than the long-term model's still trains (item
+    _LR_SCHEDULE / _EMA_DECAY how it trains, with the balanced tables by default); a width other than the long-term model's still trains (item
     rows then start at random)."""
     j = job(tmp_path, sequence_dim=24, sequence_layers=1, sequence_heads=3, sequence_max_len=8,
             sequence_epochs=2, sequence_lr_schedule="cosine",
-            sequence_ema_decay=0.5, sequence_balanced_init=True)  # fmt: skip
+            sequence_ema_decay=0.5)  # fmt: skip
     log = clustered_log(n_users=40)
     out = j.run_once("manual", data=(log, {"lsi.interactions": {"0": len(log)}}))
     seq = SnapshotStore(tmp_path / "models").manifest(out.version)["sequence"]
     assert (seq["dim"], seq["layers"], seq["heads"], seq["max_len"]) == (24, 1, 3, 8)
-    assert seq["lr_schedule"] == "cosine" and seq["ema_decay"] == 0.5 and seq["balanced_init"]
+    assert seq["lr_schedule"] == "cosine" and seq["ema_decay"] == 0.5
+    assert seq["balanced_init"] is True  # the refresh's default
     assert seq["epochs"] <= 2 and 0.0 <= seq["validation"]["fused"]["ndcg@10"] <= 1.0
