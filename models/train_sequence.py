@@ -428,10 +428,11 @@ def train_sequence(
         if epoch % cfg.eval_every == 0 or epoch == max_epochs or out_of_time:
             with _swapped_in(enc_params, averaged):  # the weights evaluated are those kept
                 score = evaluate()
-                if score > best:
+                improved = score > best
+                if improved:
                     best_state = encoder_state()
             curve.append((epoch, score))
-            if score > best:
+            if improved:
                 best, best_epoch, waited = score, epoch, 0
             else:
                 waited += 1
