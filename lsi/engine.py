@@ -70,7 +70,8 @@ class BatchResult:
     """What a batch changed and produced.
 
     Attributes:
-        states: users whose state changed → new state (write these back).
+        states: users whose state changed, or who had a re-delivered event skipped →
+            their state (write these back; see :func:`process_batch`).
         recommendations: records to emit, in order.
         deltas: item id → statistics increment (send to the stats topic).
         accepted: event type → events learned.
@@ -186,6 +187,10 @@ def process_batch(
         outcome = state.learn_one(event, cfg.state, sources[n] if sources is not None else None)
         if outcome.redelivered:
             out.redelivered += 1
+            # written back unchanged: a crash may have kept this state's last changelog
+            # record from the broker while the local store has it; the re-delivery is the
+            # moment to make the changelog whole again (a restore must equal live state)
+            out.states.setdefault(user, state)
             continue
         if outcome.duplicate:
             out.duplicates[event.type] += 1

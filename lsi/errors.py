@@ -7,15 +7,23 @@ all) can catch one type and print a message instead of a traceback::
     ├── ConfigError             bad or unknown setting (names the key and what was expected)
     ├── BrokerError             the local Kafka broker cannot be resolved, started or reached
     ├── DatasetError            a dataset is missing or malformed
-    └── InvalidEvent            an event failed validation; carries a stable ``reason`` code
+    └── InvalidRecord           a record failed validation; carries a stable ``reason`` code
+        └── InvalidEvent        ... an event (``lsi.events``, ``lsi.interactions``)
 
-:class:`InvalidEvent` is control flow, not a crash: the ingest agent turns it into a
-dead-letter record whose headers carry ``reason`` and ``detail``.
+:class:`InvalidRecord` is control flow, not a crash: the agents turn it into a dead-letter
+record whose headers carry ``reason`` and ``detail``.
 """
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "ConfigError", "DatasetError", "InvalidEvent", "LsiError"]
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "DatasetError",
+    "InvalidEvent",
+    "InvalidRecord",
+    "LsiError",
+]
 
 
 class LsiError(Exception):
@@ -34,8 +42,8 @@ class DatasetError(LsiError):
     """A dataset is missing, unreadable or does not have the expected columns."""
 
 
-class InvalidEvent(LsiError):
-    """An event failed validation.
+class InvalidRecord(LsiError):
+    """A record read from a topic failed validation.
 
     Attributes:
         reason: a stable, machine-readable code (``malformed_json``, ``missing_field`` …)
@@ -47,3 +55,7 @@ class InvalidEvent(LsiError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class InvalidEvent(InvalidRecord):
+    """An event failed validation (see :mod:`lsi.validation` for the reason codes)."""

@@ -76,9 +76,17 @@ class Event:
 
     @property
     def strength(self) -> float:
-        """Implicit-feedback strength: type weight times the event's own weight."""
+        """Implicit-feedback strength: type weight times the event's own weight.
+
+        A negative type (``skip``) never counts as interest: its strength is
+        ``-|weight|``, so ``{"type": "skip", "weight": -1000}`` is a strong skip, not +1000.
+        """
         base = TYPE_WEIGHTS[self.type]
-        return base * (1.0 if self.weight is None else self.weight)
+        if self.weight is None:
+            return base
+        if base < 0:  # a negative type stays negative whatever the weight's sign
+            return base * abs(self.weight)
+        return base * self.weight
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -95,7 +103,7 @@ class Event:
         return out
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
     def from_trusted(cls, data: dict[str, Any]) -> Event:
@@ -204,4 +212,4 @@ class Recommendation:
         return out
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()

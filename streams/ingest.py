@@ -14,8 +14,11 @@ Per micro-batch of ``lsi.events``:
 
 Output is delivered before the de-duplication window is written (:mod:`streams.delivery`),
 so a crash can re-forward an event but never lose one; the interest agent recognises the
-re-forwarded copy by its ``lsi-src`` offset and skips it. A bug on one event dead-letters that event with
-reason ``internal_error`` instead of stopping the worker.
+re-forwarded copy by its ``lsi-src`` offset and skips it. A bug on one event dead-letters
+that event with reason ``internal_error`` (the detail names the stage and the exception)
+instead of stopping the worker or costing the rest of the batch. A user whose event is found
+in the window again has their window written again, so the changelog catches up with a local
+write that a crash kept from reaching it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from lsi.state import event_hash
 from lsi.validation import validate_event
 from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
+from streams.dlq import DeadLetters, dlq_headers
 from streams.tables import Tables
 from streams.topics import Topics
 
@@ -43,22 +47,6 @@ log = logging.getLogger(__name__)
 
 #: event ids remembered per user at ingest
 SEEN_WINDOW = 64
-
-
-def dlq_headers(message: Any, reason: str, detail: str, now: float) -> list[tuple[str, bytes]]:
-    """The original headers plus the reason and the source coordinates."""
-    original = list(message.headers or [])
-    if isinstance(message.headers, dict):
-        original = list(message.headers.items())
-    return [
-        *[(str(k), bytes(v) if v is not None else b"") for k, v in original],
-        ("lsi-dlq-reason", reason.encode()),
-        ("lsi-dlq-detail", detail.encode()[:1024]),
-        ("lsi-source-topic", str(message.topic).encode()),
-        ("lsi-source-partition", str(message.partition).encode()),
-        ("lsi-source-offset", str(message.offset).encode()),
-        ("lsi-dlq-at", f"{now:.3f}".encode()),
-    ]
 
 
 class Ingest:
@@ -72,6 +60,7 @@ class Ingest:
         self.tables = tables
         self.metrics = metrics
         self.limits = settings.limits()
+        self.dead = DeadLetters(topics.dlq, self.name, metrics)
 
     def register(self, app: Any) -> None:
         @app.agent(self.topics.events, name="lsi.ingest")
@@ -100,25 +89,29 @@ class Ingest:
                 event = validate_event(msg.value, msg.key, now, self.limits)
                 seen = self._seen(event.user_id, seen_cache)
                 fingerprint = event_hash(event.event_id)
+                # seen again: a client duplicate, or our own re-delivery after a crash that
+                # may have kept the window's changelog record from the broker; either way
+                # the window is written again (it is unchanged, so that costs nothing else)
+                changed[event.user_id] = ev
                 if fingerprint in seen:
                     m.events.labels(agent=self.name, type=event.type, outcome="duplicate").inc()
                     continue
                 seen.append(fingerprint)
                 if len(seen) > SEEN_WINDOW:
                     del seen[: len(seen) - SEEN_WINDOW]
-                changed[event.user_id] = ev
                 origin = [(SOURCE_HEADER, f"{msg.partition}:{msg.offset}".encode())]
                 out.append(
                     (self.topics.interactions, event.user_id.encode(), event.to_json(), origin)
                 )
                 m.events.labels(agent=self.name, type=event.type, outcome="forwarded").inc()
             except InvalidEvent as exc:
-                self._dead_letter(out, msg, exc.reason, exc.detail, now)
+                out.append(self.dead.record(msg, exc.reason, exc.detail, now))
             except Exception as exc:  # a bug must cost one event, not the worker
                 log.exception("ingest: %s[%s]@%s failed", msg.topic, msg.partition, msg.offset)
                 m.errors.labels(agent=self.name, kind="internal").inc()
-                self._dead_letter(out, msg, "internal_error", repr(exc), now)
-        await deliver(out, self.name, m)
+                detail = f"stage ingest.validate: {type(exc).__name__}: {exc}"
+                out.append(self.dead.record(msg, "internal_error", detail, now))
+        await deliver(out, self.name, m, replace=self.dead.undeliverable)
         for user, source in changed.items():
             with acting_for(source):
                 self.tables.ingest_seen[user.encode()] = json.dumps(seen_cache[user]).encode()
@@ -127,13 +120,3 @@ class Ingest:
             m.processing_latency.labels(agent=self.name).observe(
                 max(0.0, done - ev.message.timestamp)
             )
-
-    def _dead_letter(
-        self, out: list[Outgoing], msg: Any, reason: str, detail: str, now: float
-    ) -> None:
-        log.info("ingest: dead-letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset,
-                 reason, detail)  # fmt: skip
-        value = msg.value if msg.value is not None else b""
-        out.append((self.topics.dlq, msg.key, value, dlq_headers(msg, reason, detail, now)))
-        self.metrics.dlq.labels(reason=reason).inc()
-        self.metrics.events.labels(agent=self.name, type="unknown", outcome="dlq").inc()

@@ -5,6 +5,11 @@ each holding only items whose key hashes to that partition), sums a batch's delt
 ``item_stats`` GlobalTable, and refreshes the trending list of every partition it touched
 (:func:`lsi.stats.update_trending`). Every worker replicates both tables, so any worker can
 score any user.
+
+Bundles are validated (:func:`lsi.validation.validate_bundle`): anyone with access can write
+to ``lsi.item-deltas``, and one NaN or negative number would poison an item's statistics for
+good. A bad bundle is dead-lettered whole with its topic and reason; the rest of the batch is
+folded.
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from lsi.config import Settings
+from lsi.errors import InvalidRecord
 from lsi.metrics import WorkerMetrics
 from lsi.stats import (
     ItemDelta,
     ItemStats,
     StatsConfig,
     Trending,
-    decode_bundle,
     fold_deltas,
     merge_into,
 )
+from lsi.validation import validate_bundle
 from streams.context import acting_for, key_for_partition
+from streams.delivery import Outgoing, deliver
+from streams.dlq import DeadLetters
 from streams.tables import Tables
 from streams.topics import Topics
 
@@ -45,13 +53,14 @@ class ItemStatsAgent:
         self.tables = tables
         self.metrics = metrics
         self.cfg: StatsConfig = settings.engine().stats
+        self.dead = DeadLetters(topics.dlq, self.name, metrics)
 
     def register(self, app: Any) -> None:
         @app.agent(self.topics.item_deltas, name="lsi.item-stats")
         async def item_stats(stream: Any) -> None:
             async for batch in stream.take_events(self.settings.batch_max * 4,
                                                   within=self.settings.batch_within_s * 4):  # fmt: skip
-                self.handle(batch)
+                await self.handle(batch)
 
     def _stats(self, item: str) -> ItemStats | None:
         raw = self.tables.item_stats.get(item.encode())
@@ -63,19 +72,27 @@ class ItemStatsAgent:
         )
         return Trending.from_bytes(raw) if raw else None
 
-    def handle(self, batch: Sequence[Any]) -> None:
+    async def handle(self, batch: Sequence[Any]) -> None:
         m = self.metrics
         m.batch_size.labels(agent=self.name).observe(len(batch))
         merged: dict[int, dict[str, ItemDelta]] = {}
         source: dict[int, Any] = {}  # partition -> one of its events (see streams.context)
+        rejected: list[Outgoing] = []
+        now = time.time()
         for ev in batch:
             msg = ev.message
             try:
-                bundle = decode_bundle(msg.value)
-            except Exception as exc:
+                bundle = validate_bundle(msg.value, msg.partition, self.settings.partitions)
+            except InvalidRecord as exc:
                 m.errors.labels(agent=self.name, kind="decode").inc()
-                log.error("item-stats: cannot decode %s[%s]@%s: %r", msg.topic, msg.partition,
+                rejected.append(self.dead.record(msg, exc.reason, exc.detail, now))
+                continue
+            except Exception as exc:
+                m.errors.labels(agent=self.name, kind="internal").inc()
+                log.error("item-stats: %s[%s]@%s failed: %r", msg.topic, msg.partition,
                           msg.offset, exc)  # fmt: skip
+                detail = f"stage item_stats.validate: {type(exc).__name__}: {exc}"
+                rejected.append(self.dead.record(msg, "internal_error", detail, now))
                 continue
             source[msg.partition] = ev
             acc_items = merged.setdefault(msg.partition, {})
@@ -86,6 +103,8 @@ class ItemStatsAgent:
                 else:
                     merge_into(acc, delta)
 
+        if rejected:
+            await deliver(rejected, self.name, m, replace=self.dead.undeliverable)
         n = self.settings.partitions
         new_stats, new_trending = fold_deltas(merged, self._stats, self._trending, self.cfg)
         for partition, items in new_stats.items():

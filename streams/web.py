@@ -1,24 +1,43 @@
 """HTTP views of a worker: ``/metrics`` (Prometheus) and ``/recommendations/{user_id}/``.
 
 A recommendation request is routed to the worker that owns the user's partition (Faust's
-``table_route``), scored there with :meth:`streams.interest.Interest.recommend_now`, and
-returned as the same JSON record the stream emits, with ``trigger = "request"``.
+router, as ``table_route`` uses it), scored there with
+:meth:`streams.interest.Interest.recommend_now`, and returned as the same JSON record the
+stream emits, with ``trigger = "request"``.
+
+Every answer is a status with a JSON body: 200; 400 for an id that no event could carry
+(the rules of :func:`lsi.validation.id_problem`); 503 while the worker cannot answer yet or
+the owner of the user cannot be reached (starting up, no partition assignment or producer
+metadata yet, a rebalance, the owner just left): try again shortly; 500 only for a bug, which
+is logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
+from aiohttp import ClientError
+from faust.exceptions import SameNode
+from faust.web.exceptions import ServiceUnavailable
 from prometheus_client import generate_latest
 
 from lsi.metrics import WorkerMetrics
+from lsi.validation import id_problem
 from streams.interest import Interest
 from streams.tables import Tables
 
 __all__ = ["register_views"]
 
+log = logging.getLogger(__name__)
+
 # aiohttp takes the charset separately; the exposition format is UTF-8 text 0.0.4
 _CONTENT_TYPE = "text/plain; version=0.0.4"
+#: what makes routing fail while the group is forming or a worker is leaving
+_NOT_READY = (ServiceUnavailable, KeyError, TypeError, AttributeError, ClientError, OSError,
+              asyncio.TimeoutError)  # fmt: skip
+_RETRY = {"Retry-After": "1"}
 
 
 def register_views(app: Any, tables: Tables, interest: Interest, metrics: WorkerMetrics) -> None:
@@ -29,12 +48,27 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
         return web.bytes(generate_latest(metrics.registry), content_type=_CONTENT_TYPE)
 
     @app.page("/recommendations/{user_id}/")
-    @app.table_route(table=tables.user_state, match_info="user_id")
     async def recommendations(web: Any, request: Any, user_id: str) -> Any:
-        if not user_id or len(user_id) > 128:
-            return web.json({"error": "user_id must have 1 to 128 characters"}, status=400)
-        return web.json(interest.recommend_now(user_id).to_dict())
+        problem = id_problem(user_id, "user_id")
+        if problem is not None:
+            return web.json({"error": problem}, status=400)
+        try:
+            return await app.router.route_req(tables.user_state.name, user_id, web, request)
+        except SameNode:
+            pass  # this worker owns the user
+        except _NOT_READY as exc:
+            return _unavailable(web, f"the worker that owns this user cannot be reached yet "
+                                f"({type(exc).__name__}); try again shortly")  # fmt: skip
+        try:
+            return web.json(interest.recommend_now(user_id).to_dict())
+        except Exception as exc:
+            log.exception("GET /recommendations/%r/ failed", user_id)
+            return web.json({"error": f"internal error ({type(exc).__name__})"}, status=500)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "app": app.conf.id})
+
+
+def _unavailable(web: Any, message: str) -> Any:
+    return web.json({"error": message}, status=503, headers=_RETRY)

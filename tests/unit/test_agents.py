@@ -15,7 +15,9 @@ micro-batch holds; ``test_the_*_agent_consumes_*`` drive the registered agents t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import hashlib
 import inspect
 import json
 import time
@@ -26,8 +28,13 @@ from typing import Any
 
 import jsonschema
 import pytest
+from aiohttp import ClientConnectorError
 from aiohttp.test_utils import make_mocked_request
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    UnknownTopicOrPartitionError,
+)
 from faust.events import Event as FaustEvent
 from faust.exceptions import ProducerSendError, SameNode
 from faust.types import TP, Message
@@ -35,13 +42,16 @@ from faust.types.tuples import RecordMetadata
 
 import lsi
 import streams.ingest
+import streams.interest
 from lsi.config import Settings
-from lsi.records import SOURCE_HEADER, Event
+from lsi.records import SOURCE_HEADER, Event, RecItem
 from lsi.state import UserState, event_hash
 from lsi.stats import ItemDelta, ItemStats, Trending, decode_bundle, encode_bundle
 from lsi.validation import validate_event
 from streams.app import Pipeline, build_app
 from streams.context import key_for_partition, partition_of
+from streams.delivery import classify, deliver
+from streams.dlq import MAX_VALUE_BYTES
 from streams.ingest import SEEN_WINDOW
 
 PARTITIONS = 4
@@ -72,7 +82,8 @@ class MemoryProducer:
     ``send`` carries the agents' output, ``send_soon`` the tables' changelog writes.
     ``fail_sends`` makes the next sends' acknowledgements fail, as a broker timeout would;
     ``raise_sends`` makes the next sends raise at once, as Faust's producer does when it
-    cannot queue a record (no metadata, buffer full). ``log`` keeps the order of everything:
+    cannot queue a record (no metadata, buffer full); a record over ``max_request_size`` is
+    refused for good, as aiokafka refuses it. ``log`` keeps the order of everything:
     ``(kind, topic)`` with kind ``send``, ``failed`` or ``changelog``.
     """
 
@@ -83,6 +94,7 @@ class MemoryProducer:
         self.log: list[tuple[str, str]] = []
         self.fail_sends = 0
         self.raise_sends = 0
+        self.max_request_size = 1_000_000  # Faust's producer_max_request_size default
 
     async def maybe_start(self) -> None:
         return None
@@ -105,6 +117,12 @@ class MemoryProducer:
             self.raise_sends -= 1
             self.log.append(("failed", topic))
             raise ProducerSendError(f"Error while sending: {KafkaTimeoutError()!r}")
+        pairs_ = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in pairs_)
+        if size > self.max_request_size:  # what aiokafka raises, wrapped as Faust does
+            self.log.append(("refused", topic))
+            too_large = MessageSizeTooLargeError(f"{size} bytes")
+            raise ProducerSendError(f"Error while sending: {too_large!r}") from too_large
         fut: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
         if self.fail_sends > 0:
             self.fail_sends -= 1
@@ -468,7 +486,7 @@ async def test_a_bug_on_one_event_dead_letters_that_event_only(
     assert dead.value == crash
     headers = dict(dead.headers)
     assert headers["lsi-dlq-reason"] == b"internal_error"
-    assert headers["lsi-dlq-detail"] == b"RuntimeError('boom')"
+    assert headers["lsi-dlq-detail"] == b"stage ingest.validate: RuntimeError: boom"
     assert metric(pipeline, "lsi_errors_total", agent="ingest", kind="internal") == 1
     assert metric(pipeline, "lsi_dlq_total", reason="internal_error") == 1
 
@@ -677,7 +695,7 @@ async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     src = Source(pipeline.app, ITEM_DELTAS)
-    pipeline.item_stats.handle(
+    await pipeline.item_stats.handle(
         [
             src(*bundle("i1", delta(1.0, 100.0, i2=1.0))),
             src(*bundle("i1", delta(2.0, 100.0, i2=0.5, i3=1.0))),
@@ -703,7 +721,9 @@ async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
     )
     assert pipeline.interest.trending().items == (("i1", 3.0), ("i2", 1.0))
 
-    pipeline.item_stats.handle([src(*bundle("i1", delta(1.0, 100.0)))])  # a later batch adds up
+    await pipeline.item_stats.handle(
+        [src(*bundle("i1", delta(1.0, 100.0)))]
+    )  # a later batch adds up
     stats = item_stats(pipeline, "i1")
     assert stats is not None and stats.pop == 4.0
     assert pipeline.interest.trending().items[0] == ("i1", 4.0)
@@ -711,7 +731,7 @@ async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
 
 async def test_item_stats_skip_an_undecodable_delta(pipeline: Pipeline) -> None:
     src = Source(pipeline.app, ITEM_DELTAS)
-    pipeline.item_stats.handle([src(b"{", b"i9"), src(*bundle("i1", delta(1.0, 5.0)))])
+    await pipeline.item_stats.handle([src(b"{", b"i9"), src(*bundle("i1", delta(1.0, 5.0)))])
     assert metric(pipeline, "lsi_errors_total", agent="item_stats", kind="decode") == 1
     assert item_stats(pipeline, "i9") is None
     assert item_stats(pipeline, "i1") == ItemStats(1.0, 5.0, {})
@@ -737,7 +757,7 @@ async def run_through(pipeline: Pipeline, producer: MemoryProducer, raw: list[Fa
     mid = len(producer.records)
     await pipeline.interest.handle(Source(pipeline.app, INTERACTIONS).of(forwarded))
     deltas = [r for r in producer.records[mid:] if r.topic == ITEM_DELTAS]
-    pipeline.item_stats.handle(Source(pipeline.app, ITEM_DELTAS).of(deltas))
+    await pipeline.item_stats.handle(Source(pipeline.app, ITEM_DELTAS).of(deltas))
 
 
 async def test_co_visits_learned_from_one_user_reach_another(
@@ -839,3 +859,250 @@ async def test_the_metrics_and_health_views(pipeline: Pipeline) -> None:
     assert "lsi_worker_info{" in text
     health = await get(pipeline, "/healthz")
     assert json.loads(health.body) == {"status": "ok", "app": "lsi"}
+
+
+# -- bad input and failures ----------------------------------------------------------------
+async def test_a_value_near_the_broker_limit_is_dead_lettered_bounded_and_the_batch_moves_on(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = time.time()
+    events = Source(pipeline.app, EVENTS)
+    huge = b'{"event_id":"big","context":{"pad":"' + b"x" * 999_950 + b'"}}'
+    assert 999_000 < len(huge) < producer.max_request_size  # what the broker would take
+    async with asyncio.timeout(10):  # the whole copy was refused and retried forever before
+        await pipeline.ingest.handle(
+            [events(huge, b"u1"), events(event_json(now, event_id="ok"), b"u1")]
+        )
+    [dead] = producer.sent_to(DLQ)
+    headers = dict(dead.headers)
+    assert headers["lsi-dlq-reason"] == b"oversized"
+    assert dead.value == huge[:MAX_VALUE_BYTES]
+    assert headers["lsi-original-size"] == str(len(huge)).encode()
+    assert headers["lsi-original-sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert [json.loads(r.value or b"")["event_id"] for r in producer.sent_to(INTERACTIONS)] == [
+        "ok"
+    ]
+    assert json.loads(pipeline.tables.ingest_seen.get(b"u1")) == [event_hash("ok")]
+
+
+async def test_a_client_cannot_put_its_own_reason_on_a_dead_letter(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    events = Source(pipeline.app, EVENTS)
+    forged = [("lsi-dlq-reason", b"all_good"), ("traceparent", b"00-abc-01")]
+    await pipeline.ingest.handle([events(b"{nope", b"u1", headers=forged)])
+    [dead] = producer.sent_to(DLQ)
+    assert [v for k, v in dead.headers if k == "lsi-dlq-reason"] == [b"malformed_json"]
+    assert dead.headers[0] == ("traceparent", b"00-abc-01")
+    assert dict(dead.headers)["lsi-dlq-headers-dropped"] == b"1"
+
+
+async def test_a_record_the_broker_refuses_for_good_is_dead_lettered_once_then_dropped(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    producer.max_request_size = 100_000
+    topic = pipeline.topics.recommendations
+    records: list[Any] = [(topic, b"u1", b"x" * 200_000, None), (topic, b"u2", b"ok", None)]
+    async with asyncio.timeout(10):
+        await deliver(
+            records, "interest", pipeline.metrics, replace=pipeline.interest.dead.undeliverable
+        )
+    assert [r.value for r in producer.sent_to(RECOMMENDATIONS)] == [b"ok"]
+    [dead] = producer.sent_to(DLQ)
+    headers = dict(dead.headers)
+    assert headers["lsi-dlq-reason"] == b"undeliverable"
+    assert headers["lsi-dlq-destination"] == RECOMMENDATIONS.encode()
+    assert headers["lsi-original-size"] == b"200000" and len(dead.value or b"") == MAX_VALUE_BYTES
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="send_permanent") == 1
+
+    producer.max_request_size = 1_000  # now the dead letter is refused too: dropped, counted
+    async with asyncio.timeout(10):
+        await deliver([(topic, b"u3", b"y" * 2_000, None)], "interest", pipeline.metrics,
+                      replace=pipeline.interest.dead.undeliverable)  # fmt: skip
+    assert len(producer.sent_to(DLQ)) == 1
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="undeliverable") == 1
+
+
+def test_send_errors_are_classified_by_whether_they_can_pass() -> None:
+    too_large = ProducerSendError("x")
+    too_large.__cause__ = MessageSizeTooLargeError()
+    assert classify(too_large) == "permanent"
+    assert classify(KafkaTimeoutError()) == "transient"
+    assert classify(UnknownTopicOrPartitionError()) == "bounded"
+    assert classify(TypeError("not bytes")) == "permanent"  # a bug never passes
+
+
+async def test_interest_validates_its_topic_and_dead_letters_stray_records(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    t0 = round(time.time(), 3)
+    src = Source(pipeline.app, INTERACTIONS)
+
+    def raw(**fields: Any) -> bytes:
+        data = {"event_id": "s", "user_id": "a", "item_id": "i9", "type": "view", "ts": t0}
+        data.update(fields)
+        return json.dumps(data).encode()
+
+    wrong_home = next(p for p in range(PARTITIONS) if p != partition_of(b"a", PARTITIONS))
+    batch = [
+        forwarded(src, "e1", "a", "i1", t0, (0, 1)),
+        src(raw(type="hover"), b"a"),  # unknown type
+        src(raw(user_id=7), b"a"),  # an integer id that is not the key
+        src(raw(user_id="\ud800"), "\ud800".encode("utf-8", "surrogatepass")),
+        src(raw(user_id="__faust\x00offset__"), b"__faust\x00offset__"),
+        src(raw(ts=float("nan")), b"a"),  # json.dumps writes NaN
+        src(raw(), b"a", partition=wrong_home),
+        src(raw(), b"a", headers=[(SOURCE_HEADER, b"x:y")]),
+        forwarded(src, "e2", "b", "i2", t0, (1, 1)),
+    ]
+    await pipeline.interest.handle(batch)
+
+    reasons = [dict(r.headers)["lsi-dlq-reason"].decode() for r in producer.sent_to(DLQ)]
+    assert reasons == ["unknown_type", "key_mismatch", "invalid_value", "invalid_value",
+                       "malformed_json", "key_mismatch", "invalid_value"]  # fmt: skip
+    assert {dict(r.headers)["lsi-source-topic"] for r in producer.sent_to(DLQ)} == {
+        INTERACTIONS.encode()
+    }
+    a, b = user_state(pipeline, "a"), user_state(pipeline, "b")
+    assert a is not None and a.items == ["i1"] and b is not None and b.items == ["i2"]
+    assert sorted(r.key or b"" for r in producer.sent_to(RECOMMENDATIONS)) == [b"a", b"b"]
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="decode") == 7
+    assert metric(pipeline, "lsi_dlq_total", reason="key_mismatch") == 2
+
+
+async def test_an_event_the_scorer_fails_on_is_dead_lettered_alone(
+    pipeline: Pipeline, producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learn = UserState.learn_one
+
+    def flaky(self: UserState, event: Event, *args: Any) -> Any:
+        if event.item_id == "boom":
+            self.items.append("half-applied")  # a failure half-way through an update
+            raise RuntimeError("boom")
+        return learn(self, event, *args)
+
+    monkeypatch.setattr(UserState, "learn_one", flaky)
+    t0 = round(time.time(), 3)
+    src = Source(pipeline.app, INTERACTIONS)
+    await pipeline.interest.handle(
+        [
+            forwarded(src, "e1", "a", "i1", t0, (0, 1)),
+            forwarded(src, "e2", "a", "boom", t0 + 1, (0, 2)),
+            forwarded(src, "e3", "a", "i2", t0 + 2, (0, 3)),
+            forwarded(src, "e4", "c", "i3", t0, (0, 4)),
+        ]
+    )
+    [dead] = producer.sent_to(DLQ)
+    headers = dict(dead.headers)
+    assert headers["lsi-dlq-reason"] == b"internal_error"
+    assert headers["lsi-dlq-detail"] == b"stage interest.process: RuntimeError: boom"
+    assert json.loads(dead.value or b"")["event_id"] == "e2"
+    a, c = user_state(pipeline, "a"), user_state(pipeline, "c")
+    assert a is not None and a.items == ["i1", "i2"] and a.n_events == 2
+    assert c is not None and c.items == ["i3"]
+    assert events_total(pipeline, "interest", "accepted") == 3
+
+
+async def test_a_redelivered_batch_writes_the_state_again_for_the_changelog(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    t0 = round(time.time(), 3)
+    src = Source(pipeline.app, INTERACTIONS)
+    rows = [("e1", "a", "i1", t0, (2, 10)), ("e2", "a", "i2", t0 + 1, (2, 11))]
+    await pipeline.interest.handle([forwarded(src, *row) for row in rows])
+    live = pipeline.tables.user_state.get(b"a")
+    producer.changelog.clear()  # the crash: the local write stays, its changelog record is lost
+
+    await pipeline.interest.handle([forwarded(src, *row) for row in rows])
+    [write] = producer.written_to(STATE_CHANGELOG)
+    assert (write.key, write.value) == (b"a", live)  # the changelog has the live state again
+    assert events_total(pipeline, "interest", "redelivered", etype="unknown") == 2
+
+
+async def test_ingest_writes_the_window_again_when_an_event_comes_back(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    events = Source(pipeline.app, EVENTS)
+    first = events(event_json(time.time(), event_id="e1"), b"u1")
+    await pipeline.ingest.handle([first])
+    producer.changelog.clear()
+    await pipeline.ingest.handle([first])  # delivered again after a crash
+    [write] = producer.written_to(SEEN_CHANGELOG)
+    assert json.loads(write.value or b"") == [event_hash("e1")]
+
+
+async def test_no_record_carries_nan(
+    pipeline: Pipeline, producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = streams.interest.process_batch
+
+    def poisoned(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        bad = result.recommendations[0]
+        item = RecItem("i1", float("nan"), 0.0, float("nan"))
+        result.recommendations[0] = dataclasses.replace(bad, items=(item,))
+        return result
+
+    monkeypatch.setattr(streams.interest, "process_batch", poisoned)
+    t0 = round(time.time(), 3)
+    src = Source(pipeline.app, INTERACTIONS)
+    await pipeline.interest.handle(
+        [forwarded(src, "e1", "a", "i1", t0, (0, 1)), forwarded(src, "e2", "b", "i2", t0, (0, 2))]
+    )
+    sent = producer.sent_to(RECOMMENDATIONS)
+    assert [r.key for r in sent] == [b"b"]
+    for rec in sent:
+        json.loads(rec.value or b"", parse_constant=lambda c: pytest.fail(f"{c} on the wire"))
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="nonfinite") == 1
+    state = user_state(pipeline, "a")
+    assert state is not None and state.n_events == 1  # the event itself was applied
+
+
+async def test_item_stats_dead_letter_bad_bundles_and_fold_the_rest(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    src = Source(pipeline.app, ITEM_DELTAS)
+    home = partition_of(b"i1", PARTITIONS)
+    key = key_for_partition("deltas", home, PARTITIONS)
+    other = next(p for p in range(PARTITIONS) if p != home)
+    batch = [
+        src(b'{"i1":{"p":NaN,"t":5,"c":{}}}', key, partition=home),
+        src(b'{"i1":{"p":"3","t":5,"c":{}}}', key, partition=home),
+        src(b'{"i1":{"p":-3,"t":5,"c":{}}}', key, partition=home),
+        src(b'{"i1":{"p":1,"t":5,"c":{"i2":1e400}}}', key, partition=home),
+        src(b'{"i1":{"p":1,"t":5,"c":{}}}', key, partition=other),
+        src(b"[1]", key, partition=home),
+        src(*bundle("i1", delta(1.0, 5.0, i2=2.0))),
+    ]
+    await pipeline.item_stats.handle(batch)
+    reasons = [dict(r.headers)["lsi-dlq-reason"].decode() for r in producer.sent_to(DLQ)]
+    assert reasons == ["malformed_json", "wrong_type", "invalid_value", "invalid_value",
+                       "key_mismatch", "not_an_object"]  # fmt: skip
+    assert item_stats(pipeline, "i1") == ItemStats(1.0, 5.0, {"i2": 2.0})
+    assert pipeline.interest.trending().items == (("i1", 1.0),)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [TypeError("'NoneType' object is not subscriptable"), ClientConnectorError(None, OSError())],  # type: ignore[arg-type]
+    ids=["no-metadata-yet", "owner-gone"],
+)
+async def test_the_recommendations_view_answers_503_while_routing_cannot(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    async def route(*args: Any, **kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(pipeline.app.router, "route_req", route)
+    response = await get(pipeline, "/recommendations/u1/")
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert "try again" in json.loads(response.body)["error"]
+
+
+@pytest.mark.usefixtures("owns_every_key")
+async def test_the_recommendations_view_rejects_ids_no_event_could_carry(
+    pipeline: Pipeline,
+) -> None:
+    response = await get(pipeline, "/recommendations/__faust%00offset__/")
+    assert response.status == 400
+    assert "control character" in json.loads(response.body)["error"]

@@ -64,10 +64,59 @@ CASES: list[tuple[str, bytes, bytes | None]] = [
     ("key_mismatch", json.dumps(good()).encode(), None),
     ("future_timestamp", json.dumps(good(ts=NOW * 1000)).encode(), b"u1"),
     ("future_timestamp", json.dumps(good(ts=NOW + 301)).encode(), b"u1"),
+    # what later stages could not hold: control characters, integers no id field can carry
+    ("invalid_value", json.dumps(good(item_id="a\u0007b")).encode(), b"u1"),
+    ("invalid_value", json.dumps(good(event_id="e\n1")).encode(), b"u1"),
+    (
+        "invalid_value",
+        json.dumps(good(user_id="__faust\u0000offset__")).encode(),
+        b"__faust\x00offset__",
+    ),
+    ("invalid_value", json.dumps(good(user_id=10**199)).encode(), str(10**199).encode()),
+]
+
+# cases JSON Schema cannot express (lone surrogates, number range, nesting depth)
+BEYOND_SCHEMA: list[tuple[str, bytes, bytes | None]] = [
+    ("invalid_value", json.dumps(good(user_id="\ud800")).encode(), b"u1"),
+    ("invalid_value", json.dumps(good(item_id="x\udfff")).encode(), b"u1"),
+    ("invalid_value", json.dumps(good(event_id="\ud800")).encode(), b"u1"),
+    ("invalid_value", json.dumps(good(ts=0)).encode().replace(b'"ts": 0', b'"ts": 1e400'), b"u1"),
+    (
+        "invalid_value",
+        json.dumps(good(weight=0)).encode().replace(b'"weight": 0', b'"weight": -1e999'),
+        b"u1",
+    ),
+    (
+        "invalid_value",
+        json.dumps(good(ts=10**400 // 10**399))
+        .encode()
+        .replace(b'"ts": 10', b'"ts": 1' + b"0" * 400),
+        b"u1",
+    ),
+    (
+        "invalid_value",
+        json.dumps(good(item_id=1)).encode().replace(b'"item_id": 1', b'"item_id": ' + b"7" * 5000),
+        b"u1",
+    ),
+    (
+        "invalid_value",
+        json.dumps(good(context={"n": 1}))
+        .encode()
+        .replace(b'{"n": 1}', b'{"n": ' * 17 + b"1" + b"}" * 17),
+        b"u1",
+    ),
+    ("malformed_json", b"[" * 2000 + b"]" * 2000, b"u1"),
+    (
+        "malformed_json",
+        json.dumps(good(context={"n": 1}))
+        .encode()
+        .replace(b'{"n": 1}', b'{"n": ' * 2000 + b"1" + b"}" * 2000),
+        b"u1",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("reason", "value", "key"), CASES)
+@pytest.mark.parametrize(("reason", "value", "key"), CASES + BEYOND_SCHEMA)
 def test_invalid_events_get_their_reason(reason: str, value: bytes, key: bytes | None) -> None:
     with pytest.raises(InvalidEvent) as info:
         check(value, key)
@@ -78,6 +127,7 @@ def test_invalid_events_get_their_reason(reason: str, value: bytes, key: bytes |
 
 def test_oversized_is_checked_before_parsing() -> None:
     big = json.dumps(good(context={"pad": "x" * 20_000})).encode()
+    assert check(json.dumps(good(context={"n": [[[1]]]})).encode()).context == {"n": [[[1]]]}
     with pytest.raises(InvalidEvent) as info:
         check(big)
     assert info.value.reason == "oversized"
@@ -116,3 +166,19 @@ def test_schema_accepts_what_the_validator_accepts() -> None:
     ):
         jsonschema.validate(event, SCHEMA)
         check(json.dumps(event).encode(), str(event["user_id"]).encode())
+
+
+def test_ids_reach_the_limits_and_no_further() -> None:
+    top = json.dumps(good(user_id=10**127, item_id="i" * 128)).encode()
+    event = check(top, str(10**127).encode())
+    assert (len(event.user_id), len(event.item_id)) == (128, 128)
+    assert check(json.dumps(good(item_id="café ☕ 東京")).encode()).item_id == "café ☕ 東京"
+    with pytest.raises(InvalidEvent, match="lone surrogate"):
+        check(json.dumps(good(item_id="\ud83d")).encode())
+
+
+def test_a_skip_never_counts_as_interest_whatever_its_weight() -> None:
+    skip = check(json.dumps(good(type="skip", weight=-1000)).encode())
+    assert skip.strength == -1000.0
+    assert check(json.dumps(good(type="skip", weight=2)).encode()).strength == -2.0
+    assert check(json.dumps(good(type="rate", weight=-2)).encode()).strength == -2.0
