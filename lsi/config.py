@@ -2,8 +2,10 @@
 
 Every field of :class:`Settings` can be set with an environment variable named ``LSI_`` plus
 the field name in capitals (``LSI_BROKERS``, ``LSI_EMIT_POLICY`` …). An ``LSI_`` variable that
-names no setting is an error (a typo must not silently fall back to a default); broker
-variables (``LSI_KAFKA_*``) belong to :class:`lsi.broker.BrokerSettings`.
+names no setting is an error (a typo must not silently fall back to a default). The
+``LSI_KAFKA_*`` variables are shared: those that name a field here (the client's security
+settings, ``LSI_KAFKA_SECURITY_PROTOCOL``, ``LSI_KAFKA_SASL_*``, ``LSI_KAFKA_SSL_*``) are read
+here, the others belong to the local broker's :class:`lsi.broker.BrokerSettings`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,12 @@ from lsi.validation import Limits
 
 __all__ = ["Settings"]
 
-_OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")
+_OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")  # the broker's and the tests' own (but see below)
 _OTHER_VARIABLES = frozenset({"LSI_DATASETS_DIR"})  # read by lsi.datasets
+
+#: what ``kafka_security_protocol`` and ``kafka_sasl_mechanism`` accept
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,26 @@ class Settings:
     Attributes:
         app_id: Faust application id: the consumer group and the prefix of internal topics.
         brokers: Kafka bootstrap servers, ``host:port[,host:port]``.
+        kafka_security_protocol: how every Kafka client of lsi connects: ``PLAINTEXT``,
+            ``SSL`` (TLS), ``SASL_PLAINTEXT`` or ``SASL_SSL`` (SASL over TLS; see
+            :mod:`lsi.security`).
+        kafka_sasl_mechanism: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` (SASL only).
+        kafka_sasl_username: the SASL principal's name.
+        kafka_sasl_password: its password; set it in the environment only
+            (``LSI_KAFKA_SASL_PASSWORD``): no command-line flag takes it, and it is left out of
+            the settings' ``repr`` and of every message lsi prints.
+        kafka_ssl_cafile: PEM file of the CA(s) that signed the brokers' certificates (empty:
+            the system's trusted CAs).
+        kafka_ssl_certfile / kafka_ssl_keyfile: the client's own certificate chain and
+            private key (PEM), for brokers that require TLS client authentication; the key
+            may also be in the certificate file.
+        kafka_ssl_check_hostname: verify that a broker's certificate names the host
+            connected to (on by default; turn off only for a test CA).
+        replication_factor: replicas of every topic lsi creates (its own topics, the tables'
+            changelogs, Faust's internal topics); 3 on a production cluster.
+        min_insync_replicas: ``min.insync.replicas`` of those topics: with ``acks=all``, a
+            write succeeds only once this many replicas have it (2 with a replication
+            factor of 3: one broker can fail without losing or refusing writes).
         partitions: partitions of every lsi topic (events, interactions, outputs, tables).
         data_dir: where the worker keeps its RocksDB tables.
         web_host: address the worker advertises to the other workers (they forward
@@ -100,6 +126,16 @@ class Settings:
 
     app_id: str = "lsi"
     brokers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    kafka_ssl_check_hostname: bool = True
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
     partitions: int = 8
     data_dir: Path = Path("var/worker")
     web_host: str = "127.0.0.1"
@@ -199,6 +235,58 @@ class Settings:
             raise ConfigError("models_keep must be at least 1 and promote_margin >= 0")
         if not self.brokers.strip():
             raise ConfigError("brokers must name at least one host:port")
+        self._check_security()
+        if not 1 <= self.min_insync_replicas <= self.replication_factor:
+            raise ConfigError(
+                f"min_insync_replicas (LSI_MIN_INSYNC_REPLICAS) must be between 1 and "
+                f"replication_factor={self.replication_factor}, got {self.min_insync_replicas}"
+            )
+
+    def _check_security(self) -> None:
+        """Reject Kafka security settings that cannot connect or would be silently ignored.
+
+        The messages name the variables to set and never quote the password.
+        """
+        protocol = self.kafka_security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"kafka_security_protocol (LSI_KAFKA_SECURITY_PROTOCOL) must be one of "
+                f"{', '.join(SECURITY_PROTOCOLS)}, got {protocol!r}"
+            )
+        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"kafka_sasl_mechanism (LSI_KAFKA_SASL_MECHANISM) must be one of "
+                f"{', '.join(SASL_MECHANISMS)}, got {self.kafka_sasl_mechanism!r}"
+            )
+        user = {"LSI_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+                "LSI_KAFKA_SASL_PASSWORD": self.kafka_sasl_password}  # fmt: skip
+        if protocol.startswith("SASL_"):
+            missing = [var for var, value in user.items() if not value]
+            if missing:
+                raise ConfigError(
+                    f"kafka_security_protocol={protocol} authenticates with a SASL user: set "
+                    f"{' and '.join(missing)}"
+                )
+        elif any(user.values()):
+            raise ConfigError(
+                f"LSI_KAFKA_SASL_USERNAME or LSI_KAFKA_SASL_PASSWORD is set, but "
+                f"kafka_security_protocol={protocol} does not authenticate: set "
+                "LSI_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        tls = {"LSI_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+               "LSI_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+               "LSI_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}  # fmt: skip
+        given = [var for var, value in tls.items() if value]
+        if given and protocol not in ("SSL", "SASL_SSL"):
+            raise ConfigError(
+                f"{' and '.join(given)} set, but kafka_security_protocol={protocol} does not "
+                "use TLS: set LSI_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ConfigError(
+                "LSI_KAFKA_SSL_KEYFILE is set without LSI_KAFKA_SSL_CERTFILE: set the client "
+                "certificate the key belongs to"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -207,13 +295,13 @@ class Settings:
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
         for var, raw in env.items():
+            name = var[4:].lower()
             if (
                 not var.startswith("LSI_")
-                or var.startswith(_OTHER_PREFIXES)
+                or (var.startswith(_OTHER_PREFIXES) and name not in known)
                 or var in _OTHER_VARIABLES
             ):
                 continue
-            name = var[4:].lower()
             if name not in known:
                 hint = difflib.get_close_matches(name, known, n=1)
                 also = f"; did you mean LSI_{hint[0].upper()}?" if hint else ""
@@ -222,7 +310,14 @@ class Settings:
         for name in overrides:
             if name not in known:
                 raise ConfigError(f"unknown setting {name!r}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            kind = type(getattr(cls(), name))
+            # command-line values arrive as strings; give them the type environment values get
+            if isinstance(value, str) and kind is not str:
+                value = _coerce(name, value, kind)
+            values[name] = value
         return cls(**values)
 
     def with_(self, **changes: Any) -> Settings:

@@ -1,10 +1,17 @@
 """Small kafka-python helpers for the CLI tools: topics, producer, consumer.
 
-Connection failures become :class:`~lsi.errors.BrokerError` with what to do about them.
+Every client connects with the security settings of :mod:`lsi.security` (TLS, SASL), and
+connection failures become :class:`~lsi.errors.BrokerError` with what to do about them. A
+broker that rejects the client's credentials closes the connection, which kafka-python
+retries until its bootstrap timeout (:data:`BOOTSTRAP_TIMEOUT_MS`) and then reports as a
+timeout; :func:`client_errors` adds the last connection error it logged (a TLS handshake
+failure, a dropped connection) and what to check.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -12,10 +19,11 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from lsi.config import Settings
 from lsi.errors import BrokerError
+from lsi.security import describe, kafka_python_options, uses_sasl, uses_tls
 
 __all__ = [
     "TABLES",
@@ -34,20 +42,63 @@ __all__ = [
 BOOTSTRAP_TIMEOUT_MS = 5000
 
 
-def _unreachable(settings: Settings, exc: Exception) -> BrokerError:
+def _unreachable(settings: Settings, exc: Exception, cause: str | None = None) -> BrokerError:
+    secured = settings.kafka_security_protocol != "PLAINTEXT"
+    where = f"Kafka at {settings.brokers}" + (f" ({describe(settings)})" if secured else "")
+    what = _error_text(exc) + (f"; last connection error: {cause}" if cause else "")
+    hint = ""
+    if uses_tls(settings) and cause is not None and ("SSL" in cause or "certificate" in cause):
+        hint = ("check LSI_KAFKA_SSL_CAFILE (the CA that signed the brokers' certificates) and "
+                "LSI_KAFKA_SSL_CHECK_HOSTNAME; ")  # fmt: skip
+    elif uses_sasl(settings):
+        hint = ("check LSI_KAFKA_SASL_USERNAME, LSI_KAFKA_SASL_PASSWORD and "
+                "LSI_KAFKA_SASL_MECHANISM (a broker closes the connection of a client it does not "
+                "authenticate) and LSI_KAFKA_SECURITY_PROTOCOL; ")  # fmt: skip
     return BrokerError(
-        f"Kafka at {settings.brokers} failed ({type(exc).__name__}: {exc}); is it running? "
+        f"{where} failed ({what}); {hint}is it running? "
         "Start the local broker with `lsi kafka up`, or point LSI_BROKERS at yours"
     )
 
 
+def _error_text(exc: BaseException) -> str:
+    """``Type: message`` (kafka-python's errors already start with their type's name)."""
+    text, kind = str(exc), type(exc).__name__
+    return text if text.startswith(kind) else f"{kind}: {text}"
+
+
+class _LastConnectionError(logging.Handler):
+    """Remembers the last exception kafka-python's connection manager logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.error: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        found = next((a for a in args if isinstance(a, BaseException)), None)
+        # the final "unable to bootstrap" timeout is the error itself, not its cause
+        if found is not None and not isinstance(found, KafkaTimeoutError):
+            self.error = _error_text(found)[:300]
+
+
+_CONNECTION_LOGGER = logging.getLogger("kafka.net.manager")
+_capture_lock = threading.Lock()
+
+
 @contextmanager
 def client_errors(settings: Settings) -> Iterator[None]:
-    """Translate kafka-python's connection errors into a :class:`BrokerError`."""
+    """Translate kafka-python's connection errors into a :class:`BrokerError` (with the last
+    connection error kafka-python logged meanwhile, when it logged one)."""
+    handler = _LastConnectionError()
+    with _capture_lock:
+        _CONNECTION_LOGGER.addHandler(handler)
     try:
         yield
     except KafkaError as exc:
-        raise _unreachable(settings, exc) from None
+        raise _unreachable(settings, exc, handler.error) from None
+    finally:
+        with _capture_lock:
+            _CONNECTION_LOGGER.removeHandler(handler)
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -77,6 +128,7 @@ def _admin(settings: Settings, timeout_s: float) -> Iterator[KafkaAdminClient]:
             bootstrap_servers=settings.brokers,
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            **kafka_python_options(settings),
         )
         try:
             yield admin
@@ -87,7 +139,8 @@ def _admin(settings: Settings, timeout_s: float) -> Iterator[KafkaAdminClient]:
 def ensure_topics(
     settings: Settings, timeout_s: float = 30.0, *, changelogs: bool = False
 ) -> list[str]:
-    """Create the lsi topics that are missing, each with ``settings.partitions``.
+    """Create the lsi topics that are missing, each with ``settings.partitions``, replicated
+    ``settings.replication_factor`` times with ``min.insync.replicas`` from the settings.
 
     With ``changelogs``, also the tables' compacted changelog topics (what Faust would create
     itself, but after its consumer has already subscribed: on a brand-new broker a worker
@@ -157,21 +210,26 @@ def _delete_group(admin: KafkaAdminClient, group: str, timeout_s: float) -> None
 
 def _new_topic(settings: Settings, name: str, compacted: bool) -> NewTopic:
     """The interaction log is kept forever (the refresh job trains on all of it); model
-    announcements are one compacted partition (the newest per key is what a worker needs)."""
+    announcements are one compacted partition (the newest per key is what a worker needs).
+    Every topic has the settings' replication factor and ``min.insync.replicas`` (which,
+    with the producers' ``acks=all``, is how many replicas at least hold a sent record)."""
+    configs = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    partitions = settings.partitions
     if name == settings.models_topic:
-        return NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"})
-    if name == settings.interactions_topic:
-        return NewTopic(name, settings.partitions, 1, topic_configs={"retention.ms": "-1",
-                                                                     "retention.bytes": "-1"})  # fmt: skip
-    configs = {"cleanup.policy": "compact"} if compacted else {}
-    return NewTopic(name, settings.partitions, 1, topic_configs=configs)
+        partitions, configs["cleanup.policy"] = 1, "compact"
+    elif name == settings.interactions_topic:
+        configs |= {"retention.ms": "-1", "retention.bytes": "-1"}
+    elif compacted:
+        configs["cleanup.policy"] = "compact"
+    return NewTopic(name, partitions, settings.replication_factor, topic_configs=configs)
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """An idempotent, batching producer (acks=all)."""
+    """An idempotent, batching producer (acks=all), connected as the settings say."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.brokers,
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        **kafka_python_options(settings),
         "acks": "all",
         "linger_ms": 5,
         "batch_size": 256 * 1024,
@@ -183,10 +241,11 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
 
 
 def consumer(settings: Settings, *topics: str, **overrides: Any) -> KafkaConsumer:
-    """A consumer without a group (reads, never commits)."""
+    """A consumer without a group (reads, never commits), connected as the settings say."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.brokers,
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        **kafka_python_options(settings),
         "group_id": None,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

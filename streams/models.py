@@ -27,6 +27,7 @@ from lsi.config import Settings
 from lsi.errors import LsiError
 from lsi.longterm import LongTermModel
 from lsi.metrics import WorkerMetrics
+from lsi.security import aiokafka_options
 from lsi.snapshots import SnapshotStore
 
 __all__ = ["POLL_S", "ModelWatcher"]
@@ -128,8 +129,8 @@ class ModelWatcher:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.brokers, group_id=None,
-                                    enable_auto_commit=False,
-                                    auto_offset_reset="latest")  # fmt: skip
+                                    enable_auto_commit=False, auto_offset_reset="latest",
+                                    **aiokafka_options(settings))  # fmt: skip
         try:
             await consumer.start()
             consumer.assign([TopicPartition(settings.models_topic, 0)])

@@ -9,6 +9,12 @@ with ``controller.quorum.bootstrap.servers``).
 With one broker every replicated internal topic must ask for a replication factor of 1,
 or consumer groups (``__consumer_offsets``), transactions (``__transaction_state``) and
 share groups (``__share_group_state``) never become available.
+
+With ``sasl_ssl_port`` the broker also listens for ``SASL_SSL``: TLS with the PEM keystore
+(``ssl.keystore.type=PEM``) and, with ``tls_client_ca``, a required client certificate;
+then SASL ``PLAIN`` (users in the listener's JAAS config) or ``SCRAM-SHA-256``/``-512``
+(users stored in the metadata log by :func:`scram_arguments` at format time). The
+controller and the ``PLAINTEXT`` listener are unchanged.
 """
 
 from __future__ import annotations
@@ -21,12 +27,18 @@ from xml.sax.saxutils import quoteattr
 from lsi.broker.settings import BrokerSettings
 
 __all__ = [
+    "SCRAM_MECHANISMS",
     "is_formatted",
     "load_or_create_cluster_id",
     "log4j2_config",
     "new_cluster_id",
+    "scram_arguments",
     "server_properties",
 ]
+
+#: the SCRAM mechanisms the ``SASL_SSL`` listener offers; every user gets credentials for each
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+_LISTENER = "listener.name.sasl_ssl."
 
 #: Loggers that are chatty at INFO; ``kafka.server`` stays at INFO to record startup.
 _QUIET_LOGGERS = ("kafka", "org.apache.kafka", "state.change.logger", "kafka.request.logger")
@@ -65,9 +77,54 @@ def server_properties(settings: BrokerSettings) -> str:
         # one member per group in tests and demos: do not wait 3 s for more to join
         "group.initial.rebalance.delay.ms": "0",
     }
+    if settings.sasl_ssl_port:
+        props |= _sasl_ssl_listener(settings)
     lines = ["# Written by lsi (lsi.broker); edits are overwritten on the next `up`."]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
+
+
+def _sasl_ssl_listener(settings: BrokerSettings) -> dict[str, str]:
+    """The properties that add the ``SASL_SSL`` listener (see the module docstring)."""
+    host = settings.host
+    client, sasl_ssl = f"{host}:{settings.port}", f"{host}:{settings.sasl_ssl_port}"
+    plain = ["org.apache.kafka.common.security.plain.PlainLoginModule required"]
+    plain += [f'user_{name}="{password}"' for name, password in settings.sasl_users]
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    props = {
+        "listeners": f"PLAINTEXT://{client},CONTROLLER://{host}:{settings.controller_port},"
+        f"SASL_SSL://{sasl_ssl}",
+        "advertised.listeners": f"PLAINTEXT://{client},SASL_SSL://{sasl_ssl}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+        "SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms": ",".join(("PLAIN", *SCRAM_MECHANISMS)),
+        f"{_LISTENER}plain.sasl.jaas.config": " ".join(plain) + ";",
+        **{f"{_LISTENER}{m.lower()}.sasl.jaas.config": scram for m in SCRAM_MECHANISMS},
+        f"{_LISTENER}ssl.keystore.type": "PEM",
+        f"{_LISTENER}ssl.keystore.location": str(settings.tls_keystore),
+    }
+    if settings.tls_key_password:
+        props[f"{_LISTENER}ssl.key.password"] = settings.tls_key_password
+    if settings.tls_client_ca is not None:
+        props |= {
+            f"{_LISTENER}ssl.truststore.type": "PEM",
+            f"{_LISTENER}ssl.truststore.location": str(settings.tls_client_ca),
+            f"{_LISTENER}ssl.client.auth": "required",
+        }
+    return props
+
+
+def scram_arguments(settings: BrokerSettings) -> list[str]:
+    """``StorageTool format`` arguments that create every SASL user's SCRAM credentials.
+
+    >>> scram_arguments(BrokerSettings(sasl_users=(("lsi", "pw"),)))[:2]
+    ['--add-scram', 'SCRAM-SHA-256=[name=lsi,password=pw]']
+    """
+    arguments: list[str] = []
+    for name, password in settings.sasl_users:
+        for mechanism in SCRAM_MECHANISMS:
+            arguments += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return arguments
 
 
 def log4j2_config(log_file: Path) -> str:

@@ -25,6 +25,7 @@ from lsi.broker.config import (
     is_formatted,
     load_or_create_cluster_id,
     log4j2_config,
+    scram_arguments,
     server_properties,
 )
 from lsi.broker.process import (
@@ -123,16 +124,21 @@ class KafkaBroker:
                 return self.status()
             return current
         s = self.settings
-        for port in (s.port, s.controller_port):
-            if port_in_use(s.host, port):
+        for port in (s.port, s.controller_port, s.sasl_ssl_port):
+            if port and port_in_use(s.host, port):
                 raise BrokerError(
                     f"{s.host}:{port} is already in use by another process, not the "
                     f"lsi broker of {s.data_dir}: stop it or choose other ports "
-                    "(LSI_KAFKA_PORT, LSI_KAFKA_CONTROLLER_PORT)"
+                    "(LSI_KAFKA_PORT, LSI_KAFKA_CONTROLLER_PORT, LSI_KAFKA_SASL_SSL_PORT)"
                 )
+        for path, var in ((s.tls_keystore, "KEYSTORE"), (s.tls_client_ca, "CLIENT_CA")):
+            if s.sasl_ssl_port and path is not None and not path.is_file():
+                raise BrokerError(f"{path} does not exist (LSI_KAFKA_TLS_{var})")
         java = find_java()
         libs = resolve_libs(s)
         s.log_dir.mkdir(parents=True, exist_ok=True)
+        self._properties.touch(mode=0o600)  # it may hold SASL PLAIN passwords
+        self._properties.chmod(0o600)
         self._properties.write_text(server_properties(s), encoding="utf-8")
         self._log4j.write_text(log4j2_config(self.log_path()), encoding="utf-8")
         jvm = [str(java), f"-Dlog4j2.configurationFile={self._log4j}", "-cp", f"{libs}/*"]
@@ -199,10 +205,13 @@ class KafkaBroker:
             cluster_id,
             "-c",
             str(self._properties),
+            *scram_arguments(self.settings),
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             output = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+            for _, password in self.settings.sasl_users:
+                output = output.replace(password, "***")
             raise BrokerError(
                 f"formatting {self.settings.kraft_dir} failed (exit {done.returncode}): {output}"
             )

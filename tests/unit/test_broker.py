@@ -18,6 +18,7 @@ from lsi.broker.config import (
     load_or_create_cluster_id,
     log4j2_config,
     new_cluster_id,
+    scram_arguments,
     server_properties,
 )
 from lsi.broker.runtime import java_major, resolve_libs
@@ -116,6 +117,82 @@ def test_server_properties_is_a_single_node_kraft_broker(tmp_path: Path) -> None
         "share.coordinator.state.topic.min.isr",
     ):
         assert props[key] == "1", key
+
+
+def test_from_env_reads_the_sasl_ssl_listener(tmp_path: Path) -> None:
+    settings = BrokerSettings.from_env(
+        {
+            "LSI_KAFKA_SASL_SSL_PORT": "29094",
+            "LSI_KAFKA_TLS_KEYSTORE": str(tmp_path / "keystore.pem"),
+            "LSI_KAFKA_TLS_KEY_PASSWORD": "kp",
+            "LSI_KAFKA_TLS_CLIENT_CA": str(tmp_path / "ca.pem"),
+            "LSI_KAFKA_SASL_USERS": "lsi:s3cret!, admin:a:b",
+        }
+    )
+    assert settings.sasl_ssl_port == 29094 and settings.sasl_ssl_bootstrap == "127.0.0.1:29094"
+    assert settings.tls_keystore == tmp_path / "keystore.pem" and settings.tls_key_password == "kp"
+    assert settings.tls_client_ca == tmp_path / "ca.pem"
+    assert settings.sasl_users == (("lsi", "s3cret!"), ("admin", "a:b"))
+    assert "s3cret!" not in repr(settings) and "kp" not in repr(settings)
+    assert BrokerSettings().sasl_ssl_bootstrap is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "match"),
+    [
+        ({"LSI_KAFKA_SASL_SSL_PORT": "29094"}, "needs a certificate: set tls_keystore"),
+        ({"LSI_KAFKA_SASL_SSL_PORT": "9092", "LSI_KAFKA_TLS_KEYSTORE": "/k.pem"}, "must differ"),
+        ({"LSI_KAFKA_SASL_SSL_PORT": "99999", "LSI_KAFKA_TLS_KEYSTORE": "/k.pem"}, "65535"),
+        ({"LSI_KAFKA_SASL_USERS": "lsi"}, "name:password"),
+        ({"LSI_KAFKA_SASL_USERS": "a b:pw"}, "user name 'a b'"),
+        ({"LSI_KAFKA_SASL_USERS": "lsi:"}, "password of SASL user 'lsi' must be non-empty"),
+        ({"LSI_KAFKA_SASL_USERS": 'lsi:x"y'}, "without spaces, quotes"),
+    ],
+)
+def test_sasl_ssl_settings_are_checked(environ: dict[str, str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        BrokerSettings.from_env(environ)
+
+
+def test_sasl_ssl_listener_properties(tmp_path: Path) -> None:
+    settings = BrokerSettings(
+        data_dir=tmp_path,
+        sasl_ssl_port=9094,
+        tls_keystore=tmp_path / "keystore.pem",
+        tls_client_ca=tmp_path / "ca.pem",
+        sasl_users=(("lsi", "pw1"), ("admin", "pw2")),
+    )
+    props = _props(server_properties(settings))
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,SASL_SSL://127.0.0.1:9094"
+    )
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094"
+    assert props["listener.security.protocol.map"].split(",") == [
+        "CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT", "SASL_SSL:SASL_SSL"
+    ]  # fmt: skip
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    name = "listener.name.sasl_ssl."
+    assert props[name + "plain.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'user_lsi="pw1" user_admin="pw2";'
+    )
+    for mechanism in ("scram-sha-256", "scram-sha-512"):
+        assert props[f"{name}{mechanism}.sasl.jaas.config"].endswith("ScramLoginModule required;")
+    assert props[name + "ssl.keystore.type"] == props[name + "ssl.truststore.type"] == "PEM"
+    assert props[name + "ssl.keystore.location"] == str(tmp_path / "keystore.pem")
+    assert props[name + "ssl.truststore.location"] == str(tmp_path / "ca.pem")
+    assert props[name + "ssl.client.auth"] == "required"
+    assert name + "ssl.key.password" not in props
+    assert scram_arguments(settings) == [
+        "--add-scram", "SCRAM-SHA-256=[name=lsi,password=pw1]",
+        "--add-scram", "SCRAM-SHA-512=[name=lsi,password=pw1]",
+        "--add-scram", "SCRAM-SHA-256=[name=admin,password=pw2]",
+        "--add-scram", "SCRAM-SHA-512=[name=admin,password=pw2]",
+    ]  # fmt: skip
+    plain = _props(server_properties(BrokerSettings(data_dir=tmp_path)))
+    assert not [key for key in plain if "sasl" in key or "ssl" in key]
+    assert scram_arguments(BrokerSettings()) == []
 
 
 def test_log4j2_config_is_xml_writing_to_the_log_file(tmp_path: Path) -> None:
