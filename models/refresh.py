@@ -456,7 +456,9 @@ def run_forever(
     until ``stop`` is set. A failed refresh is reported and counted; the loop goes on."""
 
     from lsi.kafka_io import client_errors, consumer, ensure_topics
+    from lsi.logs import quiet_repeats
 
+    quiet_repeats()  # a lost broker: one line per error every 10 s, not a flood
     s = job.settings
     ensure_topics(s)
     monitor = HitRateMonitor()

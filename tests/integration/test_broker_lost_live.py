@@ -1,0 +1,84 @@
+"""A worker whose broker goes away says so a few times, not thousands of times a second.
+
+Issue 19: with the broker down a worker logged about 4,500 lines a second of aiokafka
+reconnect errors at ``--loglevel warning``. The test stops a broker of its own under a
+running worker and counts the lines the worker writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from lsi.broker import BrokerSettings, KafkaBroker
+from lsi.config import Settings
+from lsi.kafka_io import ensure_topics
+from lsi.worker_process import scrape_metrics, start_worker, stop_worker
+from tests.integration.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.timeout(300)
+
+#: what aiokafka logs, at ERROR, each time it fails to reach the broker
+UNREACHABLE = "Connect call failed"
+
+
+def test_a_worker_that_loses_its_broker_does_not_flood_its_log(tmp_path: Path) -> None:
+    port, controller = free_port(), free_port()
+    while controller == port:
+        controller = free_port()
+    broker = KafkaBroker(dataclasses.replace(BrokerSettings.from_env(), port=port,
+                                             controller_port=controller,
+                                             data_dir=tmp_path / "kafka", heap="256m"))  # fmt: skip
+    bootstrap = broker.up().bootstrap
+    try:
+        settings = Settings.from_env({}, brokers=bootstrap, partitions=4,
+                                     data_dir=tmp_path / "worker", web_port=free_port(),
+                                     models_dir=tmp_path / "models",
+                                     session_timeout_s=10.0)  # fmt: skip
+        ensure_topics(settings)
+        log = tmp_path / "worker.log"
+        proc = start_worker(settings, log, "--loglevel", "warning", cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 120
+            while scrape_metrics(settings, timeout_s=1) is None:
+                assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, "the worker did not start in 120 s"
+                time.sleep(0.5)
+            broker.down()
+
+            def lines() -> list[str]:
+                return log.read_text(errors="replace").splitlines()
+
+            # the worker says the broker is unreachable ...
+            deadline = time.monotonic() + 60
+            while not any(UNREACHABLE in line for line in lines()):
+                assert time.monotonic() < deadline, "\n".join(lines()[-20:])
+                time.sleep(0.2)
+            first = next(n for n, line in enumerate(lines()) if UNREACHABLE in line)
+            since = time.monotonic()
+            # ... and, a window (10 s) later, how often it failed meanwhile
+            deadline = since + 40
+            while not any("[repeated" in line for line in lines()[first:]):
+                assert proc.poll() is None, "\n".join(lines()[-20:])
+                assert time.monotonic() < deadline, "\n".join(lines()[-40:])
+                time.sleep(0.5)
+            time.sleep(max(0.0, since + 15 - time.monotonic()))
+            written = lines()[first:]
+            elapsed = time.monotonic() - since
+        finally:
+            stop_worker(proc)
+    finally:
+        broker.down()
+
+    # about three templates, each once per 10 s (before: ~40 lines a second on 2 cores,
+    # thousands on a fast machine)
+    assert len(written) < 60, f"{len(written)} lines in {elapsed:.0f} s:\n" + "\n".join(
+        written[:80]
+    )
+    summaries = [line for line in written if UNREACHABLE in line and "[repeated" in line]
+    assert summaries, "\n".join(written)
+    counts = [int(line.split("[repeated ")[1].split()[0]) for line in summaries]
+    assert max(counts) >= 10, summaries  # the reconnect loop did go on, held back
