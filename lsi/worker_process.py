@@ -1,8 +1,8 @@
 """A worker as a child process, for the tools that run one (demo, benchmarks, tests).
 
 The child gets exactly the caller's :class:`~lsi.config.Settings` through ``LSI_*``
-variables (``LSI_KAFKA_*`` and ``LSI_DATASETS_DIR`` pass through; other ``LSI_*`` of the
-caller's environment do not), runs in its own process group, logs to a file, and (on Linux)
+variables (``LSI_KAFKA_*``, ``LSI_TEST_*`` and ``LSI_DATASETS_DIR`` pass through; other
+``LSI_*`` of the caller's environment do not), runs in its own process group, logs to a file, and (on Linux)
 stops when the process that started it dies, however it died (``lsi worker --parent-pid``):
 a demo or benchmark killed with ``SIGKILL`` leaves no worker behind.
 """
@@ -41,7 +41,8 @@ def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict
     source = dict(os.environ) if base is None else base
     env = {
         k: v for k, v in source.items()
-        if not k.startswith("LSI_") or k.startswith("LSI_KAFKA_") or k == "LSI_DATASETS_DIR"
+        if not k.startswith("LSI_") or k.startswith(("LSI_KAFKA_", "LSI_TEST_"))
+        or k == "LSI_DATASETS_DIR"
     }  # fmt: skip
     for field in dataclasses.fields(settings):
         env[f"LSI_{field.name.upper()}"] = str(getattr(settings, field.name))

@@ -2,13 +2,17 @@
 
 Nothing happens at import time: :func:`build_app` creates the app, and :func:`run_worker`
 starts it (``lsi worker``). Faust defaults we change: RocksDB tables (rocksdict), table
-browsing off, the web server on 127.0.0.1, replication factor 1 for a single broker, the
-earliest offset for a new consumer group, and ``acks=all`` for every send.
+browsing off, the web server on 127.0.0.1, the settings' replication factor (1 by default,
+for a single broker) and Kafka credentials (:mod:`lsi.security`), the earliest offset for a
+new consumer group, and ``acks=all`` for every send.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +21,9 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 import lsi
 from lsi.config import Settings
+from lsi.logs import quiet_repeats
 from lsi.metrics import WorkerMetrics
+from lsi.security import faust_credentials
 from streams.ingest import Ingest
 from streams.interest import Interest
 from streams.item_stats import ItemStatsAgent
@@ -55,7 +61,8 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
         store="rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
+        broker_credentials=faust_credentials(settings),
         web_enabled=True,
         web_bind=settings.web_bind or settings.advertised_host,
         web_host=settings.advertised_host,
@@ -136,5 +143,39 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     pipeline = build_app(settings)
     logging.getLogger("lsi").setLevel(loglevel.upper())
-    worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    quiet_repeats()  # a lost broker: one line per error every 10 s, not thousands a second
+    worker = _Worker(pipeline.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
+
+
+#: seconds a worker may take to stop after SIGTERM/SIGINT before it exits without finishing
+SHUTDOWN_GRACE_S = 15.0
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, with a bounded shutdown.
+
+    On a signal Faust stops its agents after waiting for the batches in flight to be
+    acknowledged (``stream_wait_empty``); a batch whose output cannot reach a broker that is
+    down would hold that wait, and the worker, forever. After :data:`SHUTDOWN_GRACE_S` the
+    process exits at once, without committing: nothing is lost, since the batch's offsets are
+    not committed and its events are delivered again to whichever worker takes over.
+    """
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            _arm_shutdown_watchdog(SHUTDOWN_GRACE_S)
+        super()._schedule_shutdown(signal)
+
+
+def _arm_shutdown_watchdog(grace_s: float) -> threading.Timer:
+    def expire() -> None:
+        sys.stderr.write(f"lsi worker: still stopping after {grace_s:.0f} s (a batch in flight "
+                         "could not be delivered); exiting without committing it\n")  # fmt: skip
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(grace_s, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
