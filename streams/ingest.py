@@ -38,7 +38,7 @@ from lsi.validation import validate_event
 from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters, dlq_headers
-from streams.tables import Tables
+from streams.tables import Tables, seen_key
 from streams.topics import Topics
 
 __all__ = ["SEEN_WINDOW", "Ingest", "dlq_headers"]
@@ -72,7 +72,7 @@ class Ingest:
     def _seen(self, user: str, cache: dict[str, list[int]]) -> list[int]:
         seen = cache.get(user)
         if seen is None:
-            raw = self.tables.ingest_seen.get(user.encode())
+            raw = self.tables.ingest_seen.get(seen_key(user))
             seen = cache[user] = json.loads(raw) if raw else []
         return seen
 
@@ -114,7 +114,7 @@ class Ingest:
         await deliver(out, self.name, m, replace=self.dead.undeliverable)
         for user, source in changed.items():
             with acting_for(source):
-                self.tables.ingest_seen[user.encode()] = json.dumps(seen_cache[user]).encode()
+                self.tables.ingest_seen[seen_key(user)] = json.dumps(seen_cache[user]).encode()
         done = time.time()
         for ev in batch:
             m.processing_latency.labels(agent=self.name).observe(

@@ -31,7 +31,7 @@ from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
 from streams.models import ModelWatcher
-from streams.tables import Tables
+from streams.tables import Tables, item_key, user_key
 from streams.topics import Topics
 
 __all__ = ["Interest"]
@@ -70,7 +70,7 @@ class Interest:
 
     # -- lookups over the tables ----------------------------------------------------------
     def load_state(self, user: str) -> UserState | None:
-        raw = self.tables.user_state.get(user.encode())
+        raw = self.tables.user_state.get(user_key(user))
         return UserState.from_bytes(raw) if raw else None
 
     def stats_lookup(self) -> Any:
@@ -82,7 +82,7 @@ class Interest:
         def lookup(item: str) -> ItemStats | None:
             if item in cache:
                 return cache[item]
-            raw = table.get(item.encode())
+            raw = table.get(item_key(item))
             stats: ItemStats | None = self._read(ItemStats.from_bytes, raw, "item_stats")
             cache[item] = stats
             return stats
@@ -179,7 +179,7 @@ class Interest:
         sent = time.time()
         for user, state in result.states.items():
             with acting_for(source[user]):
-                self.tables.user_state[user.encode()] = state.to_bytes()
+                self.tables.user_state[user_key(user)] = state.to_bytes()
         if self._crash_after:
             self._state_writes += 1
             if self._state_writes >= self._crash_after:

@@ -31,10 +31,10 @@ from lsi.stats import (
     merge_into,
 )
 from lsi.validation import validate_bundle
-from streams.context import acting_for, key_for_partition
+from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
-from streams.tables import Tables
+from streams.tables import Tables, item_key, trending_key
 from streams.topics import Topics
 
 __all__ = ["ItemStatsAgent"]
@@ -63,13 +63,11 @@ class ItemStatsAgent:
                 await self.handle(batch)
 
     def _stats(self, item: str) -> ItemStats | None:
-        raw = self.tables.item_stats.get(item.encode())
+        raw = self.tables.item_stats.get(item_key(item))
         return ItemStats.from_bytes(raw) if raw else None
 
     def _trending(self, partition: int) -> Trending | None:
-        raw = self.tables.trending.get(
-            key_for_partition("trending", partition, self.settings.partitions)
-        )
+        raw = self.tables.trending.get(trending_key(partition))
         return Trending.from_bytes(raw) if raw else None
 
     async def handle(self, batch: Sequence[Any]) -> None:
@@ -105,15 +103,15 @@ class ItemStatsAgent:
 
         if rejected:
             await deliver(rejected, self.name, m, replace=self.dead.undeliverable)
-        n = self.settings.partitions
         new_stats, new_trending = fold_deltas(merged, self._stats, self._trending, self.cfg)
         for partition, items in new_stats.items():
             with acting_for(source[partition]):
                 for item, stats in items.items():
-                    self.tables.item_stats[item.encode()] = stats.to_bytes()
+                    self.tables.item_stats[item_key(item)] = stats.to_bytes()
                 if partition in new_trending:
-                    key = key_for_partition("trending", partition, n)
-                    self.tables.trending[key] = new_trending[partition].to_bytes()
+                    self.tables.trending[trending_key(partition)] = new_trending[
+                        partition
+                    ].to_bytes()
         done = time.time()
         for ev in batch:
             m.processing_latency.labels(agent=self.name).observe(

@@ -1,11 +1,17 @@
 """Table declarations: all durable worker state, RocksDB-backed with Kafka changelogs.
 
-The state tables use the producer's partitioner (murmur2 of the key) for their changelogs,
-the same partitioner ingest uses to re-key ``lsi.interactions``, so a user's state, its
-changelog partition and its interactions always share one partition number, whatever
-partitioner the client that produced ``lsi.events`` used. ``ingest_seen`` lives beside
-``lsi.events`` itself and follows its partitions. Values are the compact bytes of the pure state
-types (:class:`~lsi.state.UserState`, :class:`~lsi.stats.ItemStats` …).
+Every write names the event it belongs to (:func:`streams.context.acting_for`), and a table's
+changelog partition is that event's partition (Faust's default; ``use_partitioner`` off). The
+agents pick that event so that a user's state, its changelog partition and its interactions
+share one partition number: ``lsi.interactions`` is keyed by murmur2(user_id) (ingest re-keys
+it, and the interest agent refuses a record on any other partition), ``lsi.item-deltas``
+bundles hold only items of their own partition. ``ingest_seen`` lives beside ``lsi.events``
+itself and follows its partitions.
+
+Keys are namespaced (:func:`user_key`, :func:`item_key`, :func:`trending_key`): Faust keeps
+its own offset under ``__faust\x00offset__`` in the same RocksDB key space, and no id, valid
+or not, can reach that key. Values are the compact bytes of the pure state types
+(:class:`~lsi.state.UserState`, :class:`~lsi.stats.ItemStats` …).
 """
 
 from __future__ import annotations
@@ -17,7 +23,27 @@ import faust
 
 from lsi.config import Settings
 
-__all__ = ["Tables"]
+__all__ = ["Tables", "item_key", "seen_key", "trending_key", "user_key"]
+
+
+def user_key(user_id: str) -> bytes:
+    """The ``user_state`` key of a user."""
+    return b"u:" + user_id.encode()
+
+
+def seen_key(user_id: str) -> bytes:
+    """The ``ingest_seen`` key of a user."""
+    return b"s:" + user_id.encode()
+
+
+def item_key(item_id: str) -> bytes:
+    """The ``item_stats`` key of an item."""
+    return b"i:" + item_id.encode()
+
+
+def trending_key(partition: int) -> bytes:
+    """The ``trending`` key of an item-deltas partition's list."""
+    return b"t:%d" % partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +51,12 @@ class Tables:
     """The tables of one app.
 
     Attributes:
-        user_state: user_id → :class:`~lsi.state.UserState` bytes (partitioned).
-        ingest_seen: user_id → recent event-id fingerprints, ingest's de-duplication window.
-        item_stats: item_id → :class:`~lsi.stats.ItemStats` bytes; a ``GlobalTable``, so
-            every worker can score any user.
-        trending: ``trending:<partition>`` → :class:`~lsi.stats.Trending` bytes of that stats
+        user_state: ``u:<user_id>`` → :class:`~lsi.state.UserState` bytes (partitioned).
+        ingest_seen: ``s:<user_id>`` → recent event-id fingerprints, ingest's
+            de-duplication window.
+        item_stats: ``i:<item_id>`` → :class:`~lsi.stats.ItemStats` bytes; a
+            ``GlobalTable``, so every worker can score any user.
+        trending: ``t:<partition>`` → :class:`~lsi.stats.Trending` bytes of that stats
             partition (global; merged at scoring time).
     """
 
@@ -44,7 +71,7 @@ class Tables:
             "key_type": bytes,  # bytes => the "raw" codec for store and changelog
             "value_type": bytes,
             "partitions": settings.partitions,
-            "use_partitioner": True,
+            "use_partitioner": False,  # the changelog partition is the current event's
         }
         # Global tables are written by whichever worker owns an item's partition and read by
         # all: every worker must follow every changelog partition.
@@ -52,12 +79,8 @@ class Tables:
         return cls(
             user_state=app.Table("user_state", help="Short-term state per user", **common),
             # ingest runs on lsi.events, whose producers may not partition by murmur2: its
-            # window follows the source partition, as Faust tables normally do
-            ingest_seen=app.Table(
-                "ingest_seen",
-                help="Recent event ids per user",
-                **{**common, "use_partitioner": False},
-            ),
+            # window follows the source partition, as every table follows its event's
+            ingest_seen=app.Table("ingest_seen", help="Recent event ids per user", **common),
             item_stats=app.GlobalTable("item_stats", help="Item popularity/co-visits", **glob),
             trending=app.GlobalTable("trending", help="Trending per stats partition", **glob),
         )

@@ -53,6 +53,7 @@ from streams.context import key_for_partition, partition_of
 from streams.delivery import classify, deliver
 from streams.dlq import MAX_VALUE_BYTES
 from streams.ingest import SEEN_WINDOW
+from streams.tables import item_key, seen_key, trending_key, user_key
 
 PARTITIONS = 4
 EVENTS, INTERACTIONS, RECOMMENDATIONS = "lsi.events", "lsi.interactions", "lsi.recommendations"
@@ -255,12 +256,12 @@ def forwarded(
 
 
 def user_state(pipeline: Pipeline, user: str) -> UserState | None:
-    raw = pipeline.tables.user_state.get(user.encode())
+    raw = pipeline.tables.user_state.get(user_key(user))
     return UserState.from_bytes(raw) if raw else None
 
 
 def item_stats(pipeline: Pipeline, item: str) -> ItemStats | None:
-    raw = pipeline.tables.item_stats.get(item.encode())
+    raw = pipeline.tables.item_stats.get(item_key(item))
     return ItemStats.from_bytes(raw) if raw else None
 
 
@@ -324,9 +325,9 @@ async def test_a_valid_event_is_forwarded_once_as_canonical_json_keyed_by_user(
     assert rec.value == json.dumps(expected, separators=(",", ":")).encode()
     assert events_total(pipeline, "ingest", "forwarded") == 1
     assert events_total(pipeline, "ingest", "dlq", etype="unknown") == 0
-    assert json.loads(pipeline.tables.ingest_seen.get(b"7")) == [event_hash("e-1")]
+    assert json.loads(pipeline.tables.ingest_seen.get(seen_key("7"))) == [event_hash("e-1")]
     [write] = producer.written_to(SEEN_CHANGELOG)
-    assert (write.key, write.partition) == (b"7", 1)  # the window follows lsi.events
+    assert (write.key, write.partition) == (b"s:7", 1)  # the window follows lsi.events
     assert producer.log == [("send", INTERACTIONS), ("changelog", SEEN_CHANGELOG)]
 
 
@@ -385,7 +386,7 @@ async def test_an_invalid_event_is_dead_lettered_with_its_original_bytes(
     assert metric(pipeline, "lsi_dlq_total", reason=reason) == 1
     assert events_total(pipeline, "ingest", "dlq", etype="unknown") == 1
     assert producer.changelog == []  # nothing remembered for a rejected event
-    assert pipeline.tables.ingest_seen.get(b"u1") is None
+    assert pipeline.tables.ingest_seen.get(seen_key("u1")) is None
 
 
 async def test_a_mixed_batch_keeps_order_and_isolates_the_bad_events(
@@ -415,12 +416,12 @@ async def test_a_mixed_batch_keeps_order_and_isolates_the_bad_events(
     ]
     assert dict(producer.sent_to(DLQ)[0].headers)["lsi-dlq-reason"] == b"malformed_json"
     assert events_total(pipeline, "ingest", "duplicate") == 1
-    assert json.loads(pipeline.tables.ingest_seen.get(b"a")) == [
+    assert json.loads(pipeline.tables.ingest_seen.get(seen_key("a"))) == [
         event_hash("a1"),
         event_hash("a2"),
     ]
     # one write per changed user, after all output
-    assert sorted(r.key or b"" for r in producer.written_to(SEEN_CHANGELOG)) == [b"a", b"b"]
+    assert sorted(r.key or b"" for r in producer.written_to(SEEN_CHANGELOG)) == [b"s:a", b"s:b"]
     assert producer.log[-2:] == [("changelog", SEEN_CHANGELOG)] * 2
 
 
@@ -452,7 +453,7 @@ async def test_the_de_duplication_window_keeps_the_newest_ids(
     events = Source(pipeline.app, EVENTS)
     batch = [events(event_json(now, event_id=f"e{i}"), b"u1") for i in range(SEEN_WINDOW + 1)]
     await pipeline.ingest.handle(batch)
-    seen = json.loads(pipeline.tables.ingest_seen.get(b"u1"))
+    seen = json.loads(pipeline.tables.ingest_seen.get(seen_key("u1")))
     assert seen == [event_hash(f"e{i}") for i in range(1, SEEN_WINDOW + 1)]
 
     await pipeline.ingest.handle(
@@ -596,7 +597,7 @@ async def test_interest_learns_and_emits_one_valid_recommendation_per_user_per_b
 
     writes = producer.written_to(STATE_CHANGELOG)
     assert sorted((w.key, w.partition) for w in writes) == sorted(
-        (u, partition_of(u, PARTITIONS)) for u in (b"a", b"b")
+        (b"u:" + u, partition_of(u, PARTITIONS)) for u in (b"a", b"b")
     )
     first_write = producer.log.index(("changelog", STATE_CHANGELOG))
     assert all(kind == "send" for kind, _ in producer.log[:first_write])  # output first
@@ -707,14 +708,13 @@ async def test_item_stats_fold_deltas_and_keep_a_trending_list_per_partition(
     # one table write per item per batch, on the item's own partition
     writes = producer.written_to(STATS_CHANGELOG)
     assert sorted((w.key, w.partition) for w in writes) == sorted(
-        (k, partition_of(k, PARTITIONS)) for k in (b"i1", b"i2")
+        (b"i:" + k, partition_of(k, PARTITIONS)) for k in (b"i1", b"i2")
     )
 
     partitions = {partition_of(k, PARTITIONS) for k in (b"i1", b"i2")}
     lists = {}
     for p in partitions:
-        key = key_for_partition("trending", p, PARTITIONS)
-        lists[p] = Trending.from_bytes(pipeline.tables.trending.get(key))
+        lists[p] = Trending.from_bytes(pipeline.tables.trending.get(trending_key(p)))
     assert sorted(item for t in lists.values() for item, _ in t.items) == ["i1", "i2"]
     assert sorted(w.partition for w in producer.written_to(TRENDING_CHANGELOG)) == sorted(
         partitions
@@ -882,7 +882,7 @@ async def test_a_value_near_the_broker_limit_is_dead_lettered_bounded_and_the_ba
     assert [json.loads(r.value or b"")["event_id"] for r in producer.sent_to(INTERACTIONS)] == [
         "ok"
     ]
-    assert json.loads(pipeline.tables.ingest_seen.get(b"u1")) == [event_hash("ok")]
+    assert json.loads(pipeline.tables.ingest_seen.get(seen_key("u1"))) == [event_hash("ok")]
 
 
 async def test_a_client_cannot_put_its_own_reason_on_a_dead_letter(
@@ -1010,12 +1010,12 @@ async def test_a_redelivered_batch_writes_the_state_again_for_the_changelog(
     src = Source(pipeline.app, INTERACTIONS)
     rows = [("e1", "a", "i1", t0, (2, 10)), ("e2", "a", "i2", t0 + 1, (2, 11))]
     await pipeline.interest.handle([forwarded(src, *row) for row in rows])
-    live = pipeline.tables.user_state.get(b"a")
+    live = pipeline.tables.user_state.get(user_key("a"))
     producer.changelog.clear()  # the crash: the local write stays, its changelog record is lost
 
     await pipeline.interest.handle([forwarded(src, *row) for row in rows])
     [write] = producer.written_to(STATE_CHANGELOG)
-    assert (write.key, write.value) == (b"a", live)  # the changelog has the live state again
+    assert (write.key, write.value) == (b"u:a", live)  # the changelog has the live state again
     assert events_total(pipeline, "interest", "redelivered", etype="unknown") == 2
 
 
