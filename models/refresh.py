@@ -32,10 +32,11 @@ import numpy as np
 
 from lsi.config import Settings
 from lsi.drift import HitRateMonitor
-from lsi.errors import ConfigError, LsiError
+from lsi.errors import ConfigError, InvalidEvent, LsiError
 from lsi.metrics import RefreshMetrics
-from lsi.records import SOURCE_HEADER, TYPE_CODES, Event
+from lsi.records import SOURCE_HEADER, TYPE_CODES
 from lsi.snapshots import SnapshotArrays, SnapshotStore
+from lsi.validation import Limits, validate_event
 from models.train import (
     Log,
     TrainConfig,
@@ -100,6 +101,10 @@ class RefreshOutcome:
         return line
 
 
+#: the interaction log's records were events once; their age is not checked again
+_LOG_LIMITS = Limits(max_future_s=float("inf"))
+
+
 @dataclass
 class LogStats:
     """What :func:`read_log` skipped."""
@@ -115,8 +120,9 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
 
     ``lsi.interactions`` is written at least once: after a crash, ingest may forward a source
     event again. Such copies carry the same ``lsi-src`` header (source partition and offset;
-    the ``event_id`` when absent) and are learned once. Records that do not decode are skipped
-    and counted in ``stats``. Raises :class:`~lsi.errors.BrokerError` if the log cannot be
+    the ``event_id`` when absent) and are learned once. Anyone with access can write the topic,
+    so each record is validated as an event (:func:`lsi.validation.validate_event`, without the
+    clock check: the log is history); one that fails is skipped and counted in ``stats``. Raises :class:`~lsi.errors.BrokerError` if the log cannot be
     read to its end within ``timeout_s``.
     """
     from kafka import TopicPartition
@@ -132,6 +138,7 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
     strength: list[float] = []
     codes: list[int] = []
     seen: set[bytes | str] = set()
+    now = time.time()
     deadline = time.monotonic() + timeout_s
     with client_errors(settings):
         c = consumer(settings, consumer_timeout_ms=2000, max_partition_fetch_bytes=8 << 20)
@@ -159,8 +166,8 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
                             break
                         n += 1
                         try:
-                            e = Event.from_trusted(json.loads(r.value))
-                        except (ValueError, KeyError, TypeError, AttributeError):
+                            e = validate_event(r.value, r.key, now, _LOG_LIMITS)
+                        except InvalidEvent:
                             stats.undecodable += 1
                             continue
                         key = dict(r.headers or ()).get(SOURCE_HEADER) or e.event_id

@@ -14,9 +14,11 @@ import pytest
 from lsi.cli import main
 from lsi.config import Settings
 from lsi.datasets import load
+from lsi.kafka_io import producer
+from lsi.records import Event
 from lsi.replay import events_of, replay
 from lsi.snapshots import SnapshotStore
-from models.refresh import RefreshJob
+from models.refresh import LogStats, RefreshJob, read_log
 from models.train import TrainConfig
 from tests.integration.conftest import WorkerProcess, consume
 
@@ -123,3 +125,34 @@ def test_a_snapshot_published_while_events_flow_is_swapped_in_and_nothing_is_los
     assert m.total("lsi_model_swaps_total") == 2
     assert main(["models", "rollback", *cli]) == 2, "nothing left to roll back to"
     assert "nothing to roll back to" in capsys.readouterr().err
+
+
+def test_the_refresh_job_skips_stray_records_on_the_interaction_log(
+    lsi_settings: Settings,
+) -> None:
+    """Anyone with access can write ``lsi.interactions``; a record that is no valid event (an
+    unknown type crashed the job's reader before) is counted and skipped."""
+    s = lsi_settings
+    good = [Event(f"g{i}", f"u{i % 3}", f"i{i}", "view", 1_000.0 + i) for i in range(5)]
+    stray: list[tuple[bytes | None, bytes]] = [
+        (b"u0", b'{"event_id":"x1","user_id":"u0","item_id":"i1","type":"hover","ts":1}'),
+        (b"u0", b'{"event_id":"x2","user_id":7,"item_id":"i1","type":"view","ts":1}'),
+        (b"u0", b'{"event_id":"x3","user_id":"u0","item_id":"i1","type":"view","ts":NaN}'),
+        (b"u0", b"not json"),
+        (None, b"[1, 2]"),
+    ]
+    prod = producer(s)
+    try:
+        for e in good[:2]:
+            prod.send(s.interactions_topic, key=e.user_id.encode(), value=e.to_json())
+        for key, value in stray:
+            prod.send(s.interactions_topic, key=key, value=value)
+        for e in good[2:]:
+            prod.send(s.interactions_topic, key=e.user_id.encode(), value=e.to_json())
+        prod.flush(timeout=30)
+    finally:
+        prod.close()
+    stats = LogStats()
+    log, _ = read_log(s, stats=stats, timeout_s=60)
+    assert sorted(log.items) == sorted(e.item_id for e in good)
+    assert stats.undecodable == len(stray)
