@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 # -- worker --------------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace) -> int:
     from lsi.kafka_io import ensure_topics, wait_for_group_coordinator
+    from lsi.security import describe
     from lsi.worker_process import die_with_parent
     from streams.app import run_worker
 
@@ -72,8 +73,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     ensure_topics(settings, changelogs=True)
     wait_for_group_coordinator(settings)
-    print(f"lsi worker: brokers {settings.brokers}, web {settings.web_url}, "
-          f"tables in {settings.data_dir}", flush=True)  # fmt: skip
+    print(f"lsi worker: brokers {settings.brokers} ({describe(settings)}), "
+          f"web {settings.web_url}, tables in {settings.data_dir}", flush=True)  # fmt: skip
     run_worker(settings, loglevel=args.loglevel)
     return 0
 
@@ -87,7 +88,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     data = load(args.dataset)
-    total = len(data) - args.start
+    total = max(0, len(data) - args.start)
     if args.limit is not None:
         total = min(total, args.limit)
     with tqdm(total=total, unit="ev", desc=f"replay {args.dataset}", disable=args.quiet) as bar:
@@ -272,6 +273,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                 max_len=args.max_len))  # fmt: skip
         print((out / "report.md").read_text())
         print(f"report: {out}/report.json, {out}/report.md, {out}/timeline.png")
+    if args.bench == "faults":
+        from lsi.bench.faults import FaultBenchOptions, run_fault_bench
+
+        fopts = FaultBenchOptions(events=args.events, kills=args.kills, dataset=args.dataset,
+                                  rate=args.rate, out=Path(args.out), name=args.name,
+                                  seed=args.seed, partitions=args.partitions,
+                                  broker_restart=not args.no_broker_restart,
+                                  rebalance=not args.no_rebalance, corpus=not args.no_corpus,
+                                  restore_users=args.restore_users, wait_s=args.wait)  # fmt: skip
+        report = run_fault_bench(fopts)
+        stem = fopts.out / fopts.name
+        print(stem.with_suffix(".md").read_text())
+        print(f"report: {stem}.json, {stem}.md, {stem}.png")
+        if not report["passed"]:
+            print(f"worker logs kept in {report['work_dir']}")
+            return 1
     return 0
 
 
@@ -440,6 +457,25 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``minimum`` (a count, an offset).
+
+    ``--users 0`` showed every user and ``--start -2`` replayed the last two events: Python's
+    slices take such values without complaint, so they are refused here, as usage errors.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lsi", description="lsi: streaming long/short-term interest recommender"
@@ -453,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kafka", help="run a local single-node Kafka broker (KRaft)")
     k.add_argument("action", choices=["up", "down", "status", "logs"])
-    k.add_argument("--lines", type=int, default=50, help="log lines to show (logs)")
+    k.add_argument("--lines", type=_at_least(0), default=50, help="log lines to show (logs)")
     k.set_defaults(func=cmd_kafka)
 
     w = sub.add_parser("worker", help="run a stream worker (ingest, interest, item-stats)")
@@ -471,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="publish a dataset as click events in time order")
     common(r)
     r.add_argument("dataset", help="ml-100k, ml-1m, amazon-beauty, taobao or yoochoose-clicks")
-    r.add_argument("--limit", type=int, help="publish at most this many events")
-    r.add_argument("--start", type=int, default=0, help="skip this many events first")
+    r.add_argument("--limit", type=_at_least(0), help="publish at most this many events")
+    r.add_argument("--start", type=_at_least(0), default=0, help="skip this many events first")
     pace = r.add_mutually_exclusive_group()
     pace.add_argument(
         "--rate", type=float, default=0.0, help="events per second (0: as fast as possible)"
@@ -502,8 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--user", help="one user: ask the worker now (or filter --follow)")
     rc.add_argument("--follow", action="store_true", help="print records as they arrive")
     rc.add_argument("--dataset", help="show item titles from this dataset (MovieLens)")
-    rc.add_argument("--users", type=int, default=5, help="how many users to show")
-    rc.add_argument("--top", type=int, default=10, help="items per list")
+    rc.add_argument("--users", type=_at_least(1), default=5, help="how many users to show")
+    rc.add_argument("--top", type=_at_least(1), default=10, help="items per list")
     rc.add_argument("--json", action="store_true", help="raw JSON records")
     rc.add_argument("--web-port", type=int)
     rc.add_argument("--web-host")
@@ -524,6 +560,24 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--train-budget", type=float, default=120.0,
                     help="--model: seconds of encoder training")  # fmt: skip
     bp.add_argument("--max-len", type=int, default=200, help="--model: the encoder's window")
+    bf = bsub.add_parser("faults", help="the fault suite: SIGKILLs, broker restart, rebalance, "
+                         "bad-input corpus; exit 1 on any lost or double-applied event")  # fmt: skip
+    bf.add_argument("--events", type=int, default=200_000, help="good events to send")
+    bf.add_argument("--kills", type=int, default=10, help="SIGKILLs of a worker")
+    bf.add_argument("--dataset", default="synthetic",
+                    help="synthetic (built in), or a dataset lsi.datasets loads, e.g. ml-1m")  # fmt: skip
+    bf.add_argument("--rate", type=float, default=500.0, help="offered rate, events/s")
+    bf.add_argument("--seed", type=int, default=0, help="the disruption points and the data")
+    bf.add_argument("--partitions", type=int, default=4)
+    bf.add_argument("--no-broker-restart", action="store_true")
+    bf.add_argument("--no-rebalance", action="store_true")
+    bf.add_argument("--no-corpus", action="store_true", help="good traffic only")
+    bf.add_argument("--restore-users", type=int, default=300,
+                    help="users checked after the restore from the changelog alone")  # fmt: skip
+    bf.add_argument("--wait", type=float, default=180.0,
+                    help="deadline of each wait on a condition, seconds")  # fmt: skip
+    bf.add_argument("--out", default="benchmarks/results", help="report folder")
+    bf.add_argument("--name", default="faults", help="report file stem")
     ba = bsub.add_parser(
         "accuracy", help="quality under loo / prequential, full ranking, baselines"
     )

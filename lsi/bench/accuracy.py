@@ -515,19 +515,23 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
             "cpus": os.cpu_count(),
         },
         "anchors": ANCHORS.get(data.name, {}) if opts.protocol == "loo" else {},
-        "command": _command(opts, data.name, [m for m in opts.models if m in models]),
+        "command": _command(opts, [m for m in opts.models if m in models]),
     }
     _write(opts.out, report)
     return report
 
 
-def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
-    """The command line that reproduces this report: the models this run evaluated (not the
-    rows ``--merge`` kept), the encoder's options and the thread count when they were set."""
+def _command(opts: AccuracyOptions, models: list[str]) -> str:
+    """The command line that reproduces this report: the dataset as given (a CSV path stays
+    a path), the models this run evaluated (not the rows ``--merge`` kept), the seeds when a
+    seeded model ran, the encoder's options and the thread count when they were set."""
     threads = os.environ.get("OMP_NUM_THREADS", "")
     env = f"OMP_NUM_THREADS={threads} " if threads else ""
-    parts = [f"{env}lsi bench accuracy --dataset {name} --protocol {opts.protocol}",
+    parts = [f"{env}lsi bench accuracy --dataset {opts.dataset} --protocol {opts.protocol}",
              f"--models {','.join(models)}"]  # fmt: skip
+    sequence = any(m in SEQUENCE_MODELS for m in opts.models)
+    if not sequence and any(m in SEEDED for m in models):
+        parts.append(f"--seeds {opts.seeds}")  # with the encoder's options below otherwise
     if opts.phase != "test":
         parts.append(f"--phase {opts.phase}")
     if opts.filter_seen:
@@ -536,7 +540,7 @@ def _command(opts: AccuracyOptions, name: str, models: list[str]) -> str:
         parts.append(f"--refresh-every {opts.refresh_every}")
         if opts.limit is not None:
             parts.append(f"--limit {opts.limit}")
-    if any(m in SEQUENCE_MODELS for m in opts.models):
+    if sequence:
         q, base = opts.sequence, SequenceConfig()
         parts.append(f"--seeds {opts.seeds} --max-len {q.max_len} --dropout {q.dropout}")
         if q.windows != base.windows:
