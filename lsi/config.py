@@ -323,6 +323,20 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
+    def isolated(self, prefix: str) -> Settings:
+        """These settings with an app id (consumer group, changelogs) and topics of their own,
+        ``lsi-<prefix>`` and ``<prefix>.events`` …: for tests and benches sharing a broker."""
+        return replace(
+            self,
+            app_id=f"lsi-{prefix}",
+            events_topic=f"{prefix}.events",
+            interactions_topic=f"{prefix}.interactions",
+            recommendations_topic=f"{prefix}.recommendations",
+            dlq_topic=f"{prefix}.events.dlq",
+            item_deltas_topic=f"{prefix}.item-deltas",
+            models_topic=f"{prefix}.models",
+        )
+
     @property
     def broker_url(self) -> str:
         """Faust broker URL(s): ``kafka://host:port;kafka://…``."""

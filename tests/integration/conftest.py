@@ -77,20 +77,13 @@ def lsi_settings(kafka: str, tmp_path: Path) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     settings = Settings.from_env(
         {},
-        app_id=f"lsi-{prefix}",
         brokers=kafka,
         partitions=4,
         data_dir=tmp_path / "worker",
         web_port=free_port(),
-        events_topic=f"{prefix}.events",
-        interactions_topic=f"{prefix}.interactions",
-        recommendations_topic=f"{prefix}.recommendations",
-        dlq_topic=f"{prefix}.events.dlq",
-        item_deltas_topic=f"{prefix}.item-deltas",
-        models_topic=f"{prefix}.models",
         models_dir=tmp_path / "models",
         session_timeout_s=10.0,
-    )
+    ).isolated(prefix)
     ensure_topics(settings)
     return settings
 
