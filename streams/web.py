@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 
 # aiohttp takes the charset separately; the exposition format is UTF-8 text 0.0.4
 _CONTENT_TYPE = "text/plain; version=0.0.4"
-#: what makes routing fail while the group is forming or a worker is leaving
+#: what makes routing fail while the group is forming or a worker is leaving (RuntimeError:
+#: aiohttp's "Session is closed" when this worker forwards while it shuts down)
 _NOT_READY = (ServiceUnavailable, KeyError, TypeError, AttributeError, ClientError, OSError,
-              asyncio.TimeoutError)  # fmt: skip
+              asyncio.TimeoutError, RuntimeError)  # fmt: skip
 _RETRY = {"Retry-After": "1"}
 
 

@@ -1084,8 +1084,12 @@ async def test_item_stats_dead_letter_bad_bundles_and_fold_the_rest(
 
 @pytest.mark.parametrize(
     "failure",
-    [TypeError("'NoneType' object is not subscriptable"), ClientConnectorError(None, OSError())],  # type: ignore[arg-type]
-    ids=["no-metadata-yet", "owner-gone"],
+    [
+        TypeError("'NoneType' object is not subscriptable"),
+        ClientConnectorError(None, OSError()),  # type: ignore[arg-type]
+        RuntimeError("Session is closed"),
+    ],
+    ids=["no-metadata-yet", "owner-gone", "shutting-down"],
 )
 async def test_the_recommendations_view_answers_503_while_routing_cannot(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, failure: Exception
