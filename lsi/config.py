@@ -27,7 +27,8 @@ from lsi.validation import Limits
 __all__ = ["Settings"]
 
 _OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")  # the broker's and the tests' own (but see below)
-_OTHER_VARIABLES = frozenset({"LSI_DATASETS_DIR"})  # read by lsi.datasets
+#: read elsewhere: by lsi.datasets, and by ``lsi report`` / ``lsi monitoring`` (lsi.cli)
+_OTHER_VARIABLES = frozenset({"LSI_DATASETS_DIR", "LSI_PROMETHEUS_URL"})
 
 #: what ``kafka_security_protocol`` and ``kafka_sasl_mechanism`` accept
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lsi.cli import main
 from lsi.config import Settings
 from lsi.errors import ConfigError
 
@@ -71,3 +72,16 @@ def test_a_child_worker_gets_exactly_the_parents_settings() -> None:
     env = settings_env(s, base={"LSI_TOP_K": "3", "LSI_KAFKA_PORT": "1", "PATH": "/bin"})
     assert Settings.from_env(env) == s
     assert env["LSI_KAFKA_PORT"] == "1" and env["PATH"] == "/bin"
+
+
+def test_variables_other_tools_read_are_not_unknown_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``LSI_PROMETHEUS_URL`` (``lsi report``, ``lsi monitoring``) and ``LSI_DATASETS_DIR``
+    are documented; exporting them must not make every other command fail."""
+    env = {"LSI_PROMETHEUS_URL": "http://127.0.0.1:9/", "LSI_DATASETS_DIR": str(tmp_path)}
+    assert Settings.from_env(env) == Settings()
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert main(["models", "list", "--models-dir", str(tmp_path / "models")]) == 0
+    assert "unknown setting" not in capsys.readouterr().err
