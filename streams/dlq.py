@@ -30,7 +30,6 @@ __all__ = [
     "RESERVED_PREFIX",
     "DeadLetters",
     "dlq_headers",
-    "undeliverable",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,44 +128,35 @@ class DeadLetters:
         return (self.topic, key, value, headers)
 
     def undeliverable(self, rec: Outgoing, exc: BaseException) -> Outgoing | None:
-        """What to send instead of ``rec`` once the broker refused it for good (see
-        :func:`undeliverable`)."""
-        return undeliverable(self.topic, rec, exc, self.metrics)
+        """The replacement of a record the broker refused for good (:mod:`streams.delivery`).
 
-
-def undeliverable(
-    dlq: Any, rec: Outgoing, exc: BaseException, metrics: WorkerMetrics
-) -> Outgoing | None:
-    """The replacement of a record the broker refused for good (:mod:`streams.delivery`).
-
-    An output record becomes a dead-letter record with reason ``undeliverable`` (its value
-    bounded). A dead-letter record that was refused is sent once more without its value and
-    the client's headers, keeping the reason and the coordinates. ``None`` for a record that
-    is already such a replacement: it is dropped (and counted by the caller).
-    """
-    topic, key, value, headers = rec
-    marks = list(headers or [])
-    if any(name == "lsi-dlq-undeliverable" for name, _ in marks):
-        return None
-    note = ("lsi-dlq-undeliverable", _text(repr(exc), 1024))
-    if topic is dlq or _name(topic) == _name(dlq):
-        kept = [(n, v) for n, v in marks if n.startswith(RESERVED_PREFIX)]
-        if value:
-            kept.append(("lsi-original-size", str(len(value)).encode()))
-            kept.append(("lsi-original-sha256", hashlib.sha256(value).hexdigest().encode()))
-        return (dlq, key[:MAX_KEY_BYTES] if key else key, b"", [*kept, note])
-    out: list[tuple[str, bytes]] = [
-        ("lsi-dlq-reason", b"undeliverable"),
-        (
-            "lsi-dlq-detail",
-            _text(f"the broker refused the record for {_name(topic)}: {exc!r}", 1024),
-        ),
-        ("lsi-dlq-destination", _text(_name(topic), 256)),
-        note,
-    ]
-    bkey, bvalue = _bounded(key, value, out)
-    metrics.dlq.labels(reason="undeliverable").inc()
-    return (dlq, bkey, bvalue, out)
+        An output record becomes a dead-letter record with reason ``undeliverable`` (its value
+        bounded). A dead-letter record that was refused is sent once more without its value
+        and the client's headers, keeping the reason and the coordinates. ``None`` for a
+        record that is already such a replacement: it is dropped (and counted by the caller).
+        """
+        dlq = self.topic
+        topic, key, value, headers = rec
+        marks = list(headers or [])
+        if any(name == "lsi-dlq-undeliverable" for name, _ in marks):
+            return None
+        note = ("lsi-dlq-undeliverable", _text(repr(exc), 1024))
+        if topic is dlq or _name(topic) == _name(dlq):
+            kept = [(n, v) for n, v in marks if n.startswith(RESERVED_PREFIX)]
+            if value:
+                kept.append(("lsi-original-size", str(len(value)).encode()))
+                kept.append(("lsi-original-sha256", hashlib.sha256(value).hexdigest().encode()))
+            return (dlq, key[:MAX_KEY_BYTES] if key else key, b"", [*kept, note])
+        detail = f"the broker refused the record for {_name(topic)}: {exc!r}"
+        out: list[tuple[str, bytes]] = [
+            ("lsi-dlq-reason", b"undeliverable"),
+            ("lsi-dlq-detail", _text(detail, 1024)),
+            ("lsi-dlq-destination", _text(_name(topic), 256)),
+            note,
+        ]
+        bkey, bvalue = _bounded(key, value, out)
+        self.metrics.dlq.labels(reason="undeliverable").inc()
+        return (dlq, bkey, bvalue, out)
 
 
 def _name(topic: Any) -> str:

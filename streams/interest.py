@@ -204,11 +204,10 @@ class Interest:
             log.exception("interest: a batch of %d failed; applying it event by event",
                           len(events))  # fmt: skip
         result = BatchResult()
-        done: dict[str, UserState] = {}
 
         def load(user: str) -> UserState | None:
             # a copy: an event that fails half-way must not leave its half-applied state behind
-            state = done.get(user)
+            state = result.states.get(user)
             return copy.deepcopy(state) if state is not None else self.load_state(user)
 
         for event, origin, ev in zip(events, origins, carriers, strict=True):
@@ -218,7 +217,6 @@ class Interest:
             except Exception as exc:
                 out.append(self._internal_error(ev.message, "interest.process", exc, now))
                 continue
-            done.update(one.states)
             _merge(result, one)
         return result
 
