@@ -339,6 +339,12 @@ class Settings:
         )
 
     @property
+    def rekey_topic(self) -> str:
+        """``<events_topic>.rekeyed``: the internal hop of the events that arrived on a
+        partition other than their user's (murmur2 of ``user_id``), and only of those."""
+        return f"{self.events_topic}.rekeyed"
+
+    @property
     def broker_url(self) -> str:
         """Faust broker URL(s): ``kafka://host:port;kafka://…``."""
         return ";".join(f"kafka://{b.strip()}" for b in self.brokers.split(",") if b.strip())

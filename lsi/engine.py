@@ -37,6 +37,9 @@ __all__ = [
     "EMIT_POLICIES",
     "BatchResult",
     "EngineConfig",
+    "emit",
+    "fused_lists",
+    "learn_batch",
     "process_batch",
     "recommend",
     "recommend_many",
@@ -79,6 +82,8 @@ class BatchResult:
         redelivered: events skipped because their source offset was already applied.
         evaluated: events that had a previous list to be judged against.
         hits: K → events whose item was in the top-K of that list.
+        applied: positions in ``events`` of the events learned (neither duplicates nor
+            re-deliveries), in order: what the worker appends to the interaction log.
     """
 
     states: dict[str, UserState] = field(default_factory=dict)
@@ -89,6 +94,7 @@ class BatchResult:
     redelivered: int = 0
     evaluated: int = 0
     hits: Counter[int] = field(default_factory=Counter)
+    applied: list[int] = field(default_factory=list)
 
 
 def recommend(
@@ -117,6 +123,7 @@ def recommend_many(
     *,
     trigger: str = "event",
     model: LongTermModel | None = None,
+    lists: Sequence[SeqLists | None] | None = None,
 ) -> list[Recommendation]:
     """Score users ``(user, state, event_ts)`` and wrap each list as a record.
 
@@ -125,19 +132,18 @@ def recommend_many(
     the encoder does not know, or any user without such a snapshot, is scored by
     :func:`lsi.scoring.score_user` (co-visitation, trending, the long-term vectors).
     ``model_version`` is the snapshot's version when it took part in the list, else
-    ``cfg.model_version`` (the short-term baseline)."""
-    seq = model.sequence if model is not None else None
-    fused: list[SeqLists | None] = [None] * len(pending)
-    if seq is not None and pending:
-        from lsi.fusion import SeqRequest
-
-        reqs = [SeqRequest.from_state(u, st) for u, st, _ in pending]
-        fused = seq.recommend(reqs, model, cfg.scoring.top_k, cfg.scoring.mode)
+    ``cfg.model_version`` (the short-term baseline). ``lists``: the fused scorer's lists of
+    ``pending``, already computed (:func:`fused_lists`, e.g. on another thread)."""
+    fused: Sequence[SeqLists | None] | None = lists
+    if fused is None:
+        fused = [None] * len(pending)
+        if model is not None and model.sequence is not None and pending:
+            fused = fused_lists(pending, model, cfg)
     out: list[Recommendation] = []
-    for (user_id, state, event_ts), lists in zip(pending, fused, strict=True):
-        if lists is not None and model is not None:
-            items, short_term, long_term = lists.items, lists.short_term, lists.long_term
-            weight, source, version = lists.long_weight, lists.source, model.version
+    for (user_id, state, event_ts), seq in zip(pending, fused, strict=True):
+        if seq is not None and model is not None:
+            items, short_term, long_term = seq.items, seq.short_term, seq.long_term
+            weight, source, version = seq.long_weight, seq.source, model.version
         else:
             res = score_user(state, lookup, trending, cfg.scoring, model, user_id)
             items, short_term, long_term = res.items, res.short_term, res.long_term
@@ -150,6 +156,24 @@ def recommend_many(
             emitted_at=now, trigger=trigger, history_size=state.n_events,
         ))  # fmt: skip
     return out
+
+
+def fused_lists(
+    pending: Sequence[tuple[str, UserState, float | None]],
+    model: LongTermModel,
+    cfg: EngineConfig,
+) -> list[SeqLists | None]:
+    """The fused scorer's lists for ``pending`` in one forward pass (``None`` for a user it
+    cannot score). Reads the states and the immutable snapshot, writes nothing: safe to run
+    on a thread while the states are not changed."""
+    from lsi.fusion import SeqRequest
+
+    assert model.sequence is not None
+    reqs = [SeqRequest.from_state(u, st) for u, st, _ in pending]
+    lists: list[SeqLists | None] = model.sequence.recommend(
+        reqs, model, cfg.scoring.top_k, cfg.scoring.mode
+    )
+    return lists
 
 
 def process_batch(
@@ -174,7 +198,27 @@ def process_batch(
         sources: per event, its ``(partition, offset)`` in ``lsi.events`` (live only), so
             re-deliveries are skipped exactly (see :meth:`UserState.learn_one`).
         model: the live long-term snapshot (one version for the whole batch), or ``None``.
+
+    It is :func:`learn_batch` followed by :func:`emit` of the users it leaves pending.
     """
+    out, pending = learn_batch(events, load, lookup, trending, cfg, now, sources, model)
+    emit(out, pending, lookup, trending, cfg, now, model)
+    return out
+
+
+def learn_batch(
+    events: Sequence[Event],
+    load: Callable[[str], UserState | None],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    sources: Sequence[tuple[int, int] | None] | None = None,
+    model: LongTermModel | None = None,
+) -> tuple[BatchResult, list[tuple[str, UserState, float | None]]]:
+    """The learning half of :func:`process_batch` (same arguments): every event applied,
+    the ``event`` policy's lists emitted on the way, and the users the ``batch`` and
+    ``interval`` policies still have to score, as ``(user, state, newest event time)``."""
     out = BatchResult()
     pairs: list[tuple[Event, list[str]]] = []
     newest: dict[str, float] = {}
@@ -196,6 +240,7 @@ def process_batch(
             out.duplicates[event.type] += 1
             continue
         pairs.append((event, previous))
+        out.applied.append(n)
         out.states[user] = state
         out.accepted[event.type] += 1
         if outcome.evaluated:
@@ -206,21 +251,20 @@ def process_batch(
                         out.hits[k] += 1
         newest[user] = max(newest.get(user, 0.0), event.ts)
         if cfg.emit_policy == "event":
-            _emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model)
+            emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model)
 
+    pending: list[tuple[str, UserState, float | None]] = []
     if cfg.emit_policy in ("batch", "interval"):
-        pending = []
         for user, ts in newest.items():
             state = out.states[user]
             if cfg.emit_policy == "interval" and now - state.last_emit < cfg.emit_interval_s:
                 continue
             pending.append((user, state, ts))
-        _emit(out, pending, lookup, trending, cfg, now, model)
     out.deltas = batch_deltas(pairs, cfg.stats)
-    return out
+    return out, pending
 
 
-def _emit(
+def emit(
     out: BatchResult,
     pending: Sequence[tuple[str, UserState, float | None]],
     lookup: StatsLookup,
@@ -228,8 +272,12 @@ def _emit(
     cfg: EngineConfig,
     now: float,
     model: LongTermModel | None,
+    *,
+    lists: Sequence[SeqLists | None] | None = None,
 ) -> None:
-    recs = recommend_many(pending, lookup, trending, cfg, now, model=model)
+    """Score ``pending`` (:func:`recommend_many`), add the records to ``out`` and remember
+    each list in its user's state (the reference of the next online hit)."""
+    recs = recommend_many(pending, lookup, trending, cfg, now, model=model, lists=lists)
     for (_, state, _), rec in zip(pending, recs, strict=True):
         state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
         out.recommendations.append(rec)

@@ -104,6 +104,7 @@ def client_errors(settings: Settings) -> Iterator[None]:
 def topic_names(settings: Settings) -> list[str]:
     return [
         settings.events_topic,
+        settings.rekey_topic,
         settings.interactions_topic,
         settings.recommendations_topic,
         settings.dlq_topic,
@@ -113,7 +114,7 @@ def topic_names(settings: Settings) -> list[str]:
 
 
 #: the worker's tables (streams/tables.py); their changelogs are created up front
-TABLES = ("user_state", "ingest_seen", "item_stats", "trending")
+TABLES = ("user_state", "item_stats", "trending")
 
 
 def changelog_names(settings: Settings) -> list[str]:

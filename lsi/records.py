@@ -9,8 +9,11 @@ ingest, and every later stage trusts these types.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 __all__ = [
     "EVENT_TYPES",
@@ -103,7 +106,13 @@ class Event:
         return out
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+        """Canonical compact JSON (orjson; the stdlib for what orjson cannot encode: an
+        integer beyond 64 bits or a lone surrogate in ``context``)."""
+        data = self.to_dict()
+        try:
+            return orjson.dumps(data)
+        except TypeError:  # orjson.JSONEncodeError
+            return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
     def from_trusted(cls, data: dict[str, Any]) -> Event:
@@ -212,4 +221,15 @@ class Recommendation:
         return out
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+        """Compact JSON; raises ``ValueError`` if a number is NaN or infinite (orjson would
+        write ``null``, which no consumer should have to guess about)."""
+        numbers = [self.ts, self.long_weight, self.emitted_at]
+        if self.event_ts is not None:
+            numbers.append(self.event_ts)
+        for item in self.items:
+            numbers += (item.score, item.long_score, item.short_score)
+        for scored in (*self.short_term, *self.long_term):
+            numbers.append(scored.score)
+        if not all(map(math.isfinite, numbers)):
+            raise ValueError(f"a NaN or infinite number in the list of user {self.user_id!r}")
+        return orjson.dumps(self.to_dict())

@@ -22,10 +22,11 @@ strongest neighbours.
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from lsi.records import Event
 
@@ -92,11 +93,11 @@ def merge_into(acc: ItemDelta, delta: ItemDelta) -> None:
 
 def encode_bundle(deltas: Mapping[str, ItemDelta]) -> bytes:
     """Many items' deltas as one message: ``{item: {"p","t","c"}}``."""
-    return json.dumps({k: d.to_dict() for k, d in deltas.items()}, separators=(",", ":")).encode()
+    return orjson.dumps({k: d.to_dict() for k, d in deltas.items()})
 
 
 def decode_bundle(raw: bytes) -> dict[str, ItemDelta]:
-    return {k: ItemDelta.from_dict(d) for k, d in json.loads(raw).items()}
+    return {k: ItemDelta.from_dict(d) for k, d in orjson.loads(raw).items()}
 
 
 @dataclass(slots=True)
@@ -112,13 +113,11 @@ class ItemStats:
 
     def to_bytes(self) -> bytes:
         n = {k: round(v, 5) for k, v in self.neighbors.items()}
-        return json.dumps(
-            {"p": round(self.pop, 5), "t": self.ref_ts, "n": n}, separators=(",", ":")
-        ).encode()
+        return orjson.dumps({"p": round(self.pop, 5), "t": self.ref_ts, "n": n})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ItemStats:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         return cls(pop=d["p"], ref_ts=d["t"], neighbors=d["n"])
 
 
@@ -184,11 +183,11 @@ class Trending:
     items: tuple[tuple[str, float], ...]
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"t": self.ts, "i": [[k, round(v, 5)] for k, v in self.items]}).encode()
+        return orjson.dumps({"t": self.ts, "i": [[k, round(v, 5)] for k, v in self.items]})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Trending:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         return cls(ts=d["t"], items=tuple((k, float(v)) for k, v in d["i"]))
 
 

@@ -1,4 +1,4 @@
-"""The Faust app of lsi: topics, tables, the ingest / interest / item-stats agents, views."""
+"""The Faust app of lsi: topics, tables, the worker (interest) and item-stats agents, views."""
 
 from streams.app import Pipeline, build_app, run_worker
 

@@ -24,7 +24,6 @@ from lsi.config import Settings
 from lsi.logs import quiet_repeats
 from lsi.metrics import WorkerMetrics
 from lsi.security import faust_credentials
-from streams.ingest import Ingest
 from streams.interest import Interest
 from streams.item_stats import ItemStatsAgent
 from streams.models import ModelWatcher
@@ -45,7 +44,6 @@ class Pipeline:
     topics: Topics
     tables: Tables
     metrics: WorkerMetrics
-    ingest: Ingest
     interest: Interest
     item_stats: ItemStatsAgent
     models: ModelWatcher
@@ -81,23 +79,22 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
                        "partitions": str(settings.partitions)})  # fmt: skip
     topics = Topics.declare(app, settings)
     tables = Tables.declare(app, settings)
-    ingest = Ingest(settings, topics, tables, metrics)
     models = ModelWatcher(settings, metrics)
     models.load_initial()
     models.register(app)
     interest = Interest(settings, topics, tables, metrics, models)
     item_stats = ItemStatsAgent(settings, topics, tables, metrics)
-    for part in (ingest, interest, item_stats):
+    for part in (interest, item_stats):
         part.register(app)
     register_views(app, tables, interest, metrics)
-    register_sampler(app, {"user_state": tables.user_state, "ingest_seen": tables.ingest_seen,
-                           "item_stats": tables.item_stats, "trending": tables.trending},
-                     {settings.events_topic, settings.interactions_topic,
-                      settings.item_deltas_topic}, metrics)  # fmt: skip
+    register_sampler(app, {"user_state": tables.user_state, "item_stats": tables.item_stats,
+                           "trending": tables.trending},
+                     {settings.events_topic, settings.rekey_topic, settings.item_deltas_topic},
+                     metrics)  # fmt: skip
     _widen_producer_buffer(app, settings)
-    _rewind_uncommitted(app, {settings.events_topic, settings.interactions_topic,
+    _rewind_uncommitted(app, {settings.events_topic, settings.rekey_topic,
                               settings.item_deltas_topic})  # fmt: skip
-    return Pipeline(app, settings, topics, tables, metrics, ingest, interest, item_stats, models)
+    return Pipeline(app, settings, topics, tables, metrics, interest, item_stats, models)
 
 
 def _widen_producer_buffer(app: Any, settings: Settings) -> None:

@@ -102,13 +102,19 @@ async def deliver(
     A send that fails for a passing reason is retried with backoff for as long as it takes;
     one that can never succeed is replaced by ``replace(record, error)`` (once) or dropped.
     """
+    if not records:
+        return
+    # the producer itself, not ``Topic.send``: Faust's per-message machinery (a future
+    # message, callbacks, sensors) would cost as much again as the whole record
+    producer = await records[0][0].app.maybe_start_producer()
     pending: list[tuple[Outgoing, int, bool]] = [(rec, 0, False) for rec in records]
     backoff = 0.1
     while pending:
         queued: list[Any] = []
         for (topic, key, value, headers), _, _ in pending:
             try:
-                queued.append(await topic.send(key=key, value=value, headers=headers))
+                queued.append(await producer.send(topic.get_topic_name(), key, value,
+                                                  None, None, headers))  # fmt: skip
             except Exception as exc:  # refused before it was queued
                 queued.append(exc)
         results = await asyncio.gather(*(_settle(q) for q in queued), return_exceptions=True)

@@ -1,32 +1,62 @@
-"""The ``interest`` agent: short-term state, scoring and emission.
+"""The worker's agent: validation, short-term state, scoring and emission, in one pass.
 
-Per micro-batch of ``lsi.interactions`` it calls :func:`lsi.engine.process_batch` (the same
-function the offline evaluation runs) with lookups over the ``user_state`` table and the
-global ``item_stats``/``trending`` tables, then, in this order: delivers the recommendation
-records and the item-statistics deltas, writes each changed user's state once, and lets the
-batch's offsets be acknowledged. A crash before the state write re-processes the batch; the
-state's per-source-partition offsets make the replay idempotent (recommendations may be
-re-emitted, state is never double-counted).
+It consumes ``lsi.events`` and ``lsi.events.rekeyed`` together (co-partitioned), in
+micro-batches, and pays Faust's per-record cost once per event:
+
+1. **Admit.** A record of ``lsi.events`` is validated (:func:`lsi.validation.validate_event`);
+   a rejected one goes to ``lsi.events.dlq`` with its original bytes and a reason. A valid
+   event on its user's partition (murmur2 of ``user_id``, what Kafka's default partitioner
+   and the documented producer settings give) is learned here and now; one on another
+   partition is re-keyed to ``lsi.events.rekeyed`` with an ``lsi-src: <partition>:<offset>``
+   header and learned when it comes back on the right partition. A record of
+   ``lsi.events.rekeyed`` is validated again (anyone with access can write it:
+   :func:`lsi.validation.validate_interaction`).
+2. **Learn and score.** :func:`lsi.engine.process_batch` (the function the offline
+   evaluation runs) with lookups over the ``user_state`` table and the global
+   ``item_stats``/``trending`` tables. A duplicate ``event_id`` or an event whose source
+   offset the user's state already applied is skipped there.
+3. **Output, then state, then offsets.** One delivery (:mod:`streams.delivery`) of the
+   batch's recommendation records, its interaction-log records (``lsi.interactions``: each
+   learned event once, canonical JSON, with ``lsi-src``), its item-statistics bundles
+   (``lsi.item-deltas``), re-keyed events and dead letters; then each changed user's state
+   written once; then the loop body returns and Faust acknowledges the batch's offsets.
+
+A crash before the state write re-processes the batch: the state's per-source-partition
+offsets make the replay idempotent (records may be sent again, state is never double-counted),
+and the users whose events were skipped as applied have their state written again, so the
+changelog catches up with a local write the crash kept from it. A bug on one event
+dead-letters that event alone (``internal_error``), never the batch or the worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lsi.config import Settings
-from lsi.engine import BatchResult, EngineConfig, process_batch, recommend
-from lsi.errors import InvalidRecord
+from lsi.engine import (
+    BatchResult,
+    EngineConfig,
+    emit,
+    fused_lists,
+    learn_batch,
+    process_batch,
+    recommend,
+)
+from lsi.errors import InvalidEvent, InvalidRecord
 from lsi.longterm import LongTermModel
 from lsi.metrics import WorkerMetrics
-from lsi.records import Event, Recommendation
+from lsi.records import SOURCE_HEADER, Event, Recommendation
 from lsi.state import UserState
 from lsi.stats import ItemDelta, ItemStats, Trending, encode_bundle, merge_into, merge_trending
-from lsi.validation import validate_interaction
+from lsi.validation import validate_event, validate_interaction
 from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
@@ -38,13 +68,16 @@ __all__ = ["Interest"]
 
 log = logging.getLogger(__name__)
 
+#: keys whose murmur2 partition is remembered (a bounded memo: murmur2 is pure Python)
+HOME_MEMO = 1 << 16
+
 #: test hook: the worker kills itself right after the Nth batch's state writes, before their
 #: changelog records can leave the process (a deterministic crash for the changelog test)
 CRASH_AFTER_STATE_WRITES = "LSI_TEST_CRASH_AFTER_STATE_WRITES"
 
 
 class Interest:
-    """Short-term interest tracking and recommendation emission."""
+    """Validation, short-term interest tracking and recommendation emission."""
 
     name = "interest"
 
@@ -58,15 +91,29 @@ class Interest:
         self.engine: EngineConfig = settings.engine()
         self.limits = settings.limits()
         self.dead = DeadLetters(topics.dlq, self.name, metrics)
+        self.dead_events = DeadLetters(topics.dlq, "ingest", metrics)
+        self._events_topic = settings.events_topic
+        self._home: dict[bytes, int] = {}
+        self._latency = metrics.processing_latency.labels(agent=self.name)
+        self._pool: ThreadPoolExecutor | None = None
         self._crash_after = int(os.environ.get(CRASH_AFTER_STATE_WRITES, "0") or 0)
         self._state_writes = 0
 
     def register(self, app: Any) -> None:
-        @app.agent(self.topics.interactions, name="lsi.interest")
+        @app.agent(self.topics.source, name="lsi.interest")
         async def interest(stream: Any) -> None:
             async for batch in stream.take_events(self.settings.batch_max,
                                                   within=self.settings.batch_within_s):  # fmt: skip
                 await self.handle(batch)
+
+    def home(self, key: bytes) -> int:
+        """The partition of a user's state: murmur2 of the key, as the producer picks it."""
+        partition = self._home.get(key)
+        if partition is None:
+            if len(self._home) >= HOME_MEMO:
+                self._home.clear()
+            partition = self._home[key] = partition_of(key, self.settings.partitions)
+        return partition
 
     # -- lookups over the tables ----------------------------------------------------------
     def load_state(self, user: str) -> UserState | None:
@@ -147,23 +194,14 @@ class Interest:
         events: list[Event] = []
         origins: list[tuple[int, int] | None] = []
         carriers: list[Any] = []  # the Faust event of each entry of ``events``
+        counts: Counter[tuple[str, str, str]] = Counter()  # (agent, type, outcome)
         for ev in batch:
-            msg = ev.message
-            try:
-                event, origin = validate_interaction(msg.value, msg.key, msg.headers,
-                                                     msg.partition, self.settings.partitions,
-                                                     now, self.limits)  # fmt: skip
-            except InvalidRecord as exc:  # only ingest should write here: count it as such
-                m.errors.labels(agent=self.name, kind="decode").inc()
-                out.append(self.dead.record(msg, exc.reason, exc.detail, now))
-                continue
-            except Exception as exc:
-                out.append(self._internal_error(msg, "interest.validate", exc, now))
-                continue
-            events.append(event)
-            origins.append(origin)
-            carriers.append(ev)
-        result = self._process(events, origins, carriers, out, now)
+            admitted = self._admit(ev.message, now, out, counts)
+            if admitted is not None:
+                events.append(admitted[0])
+                origins.append(admitted[1])
+                carriers.append(ev)
+        result = await self._process(events, origins, carriers, out, now)
         source = {event.user_id: ev for event, ev in zip(events, carriers, strict=True)}
 
         for rec in result.recommendations:
@@ -174,6 +212,12 @@ class Interest:
                 log.error("interest: dropped the list of user %r: %s", rec.user_id, exc)
                 continue
             out.append((self.topics.recommendations, rec.user_id.encode(), value, None))
+        log_topic = self.topics.interactions
+        for i in result.applied:
+            event, origin = events[i], origins[i]
+            src = None if origin is None else [(SOURCE_HEADER, b"%d:%d" % origin)]
+            out.append((log_topic, event.user_id.encode(), event.to_json(), src))
+            counts["ingest", event.type, "forwarded"] += 1
         out += self._delta_bundles(result.deltas)
         await deliver(out, self.name, m, replace=self.dead.undeliverable)
         sent = time.time()
@@ -184,9 +228,38 @@ class Interest:
             self._state_writes += 1
             if self._state_writes >= self._crash_after:
                 os._exit(137)  # no await since the writes: their changelog records never left
-        self._count(result, batch, sent)
+        self._count(result, batch, sent, counts)
 
-    def _process(
+    def _admit(self, msg: Any, now: float, out: list[Outgoing],
+               counts: Counter[tuple[str, str, str]]) -> tuple[Event, tuple[int, int] | None] | None:  # fmt: skip
+        """The event of one source record and its ``(partition, offset)`` in ``lsi.events``,
+        to learn in this batch; ``None`` if the record was re-keyed or dead-lettered (its
+        output record is in ``out``)."""
+        if msg.topic == self._events_topic:
+            try:
+                event = validate_event(msg.value, msg.key, now, self.limits)
+                origin = (msg.partition, msg.offset)
+                if self.home(msg.key) == msg.partition:
+                    return event, origin
+                header = [(SOURCE_HEADER, b"%d:%d" % origin)]
+                out.append((self.topics.rekeyed, msg.key, event.to_json(), header))
+                counts["ingest", event.type, "rekeyed"] += 1
+            except InvalidEvent as exc:
+                out.append(self.dead_events.record(msg, exc.reason, exc.detail, now))
+            except Exception as exc:  # a bug must cost one event, not the worker
+                out.append(self._internal_error(msg, "ingest.validate", exc, now))
+            return None
+        try:
+            return validate_interaction(msg.value, msg.key, msg.headers, msg.partition,
+                                        self.settings.partitions, now, self.limits)  # fmt: skip
+        except InvalidRecord as exc:  # only this agent should write here: count it as such
+            self.metrics.errors.labels(agent=self.name, kind="decode").inc()
+            out.append(self.dead.record(msg, exc.reason, exc.detail, now))
+        except Exception as exc:
+            out.append(self._internal_error(msg, "interest.validate", exc, now))
+        return None
+
+    async def _process(
         self,
         events: list[Event],
         origins: list[tuple[int, int] | None],
@@ -195,11 +268,26 @@ class Interest:
         now: float,
     ) -> BatchResult:
         """:func:`process_batch` on the whole batch; if it raises, event by event, so that the
-        event that fails is dead-lettered alone and the others are applied."""
+        event that fails is dead-lettered alone and the others are applied.
+
+        With a snapshot that carries the fused scorer, the batch's one forward pass runs on a
+        thread of its own (torch releases the interpreter), so the event loop goes on
+        fetching, sending and folding statistics meanwhile; everything that touches a table
+        stays on the loop."""
         lookup, trending, model = self.stats_lookup(), self.trending(), self.live_model()
         try:
-            return process_batch(events, self.load_state, lookup, trending, self.engine, now,
-                                 origins, model=model)  # fmt: skip
+            if model is None or model.sequence is None:
+                return process_batch(events, self.load_state, lookup, trending, self.engine,
+                                     now, origins, model=model)  # fmt: skip
+            result, pending = learn_batch(events, self.load_state, lookup, trending,
+                                          self.engine, now, origins, model=model)  # fmt: skip
+            lists = None
+            if pending:
+                lists = await asyncio.get_running_loop().run_in_executor(
+                    self._scoring_pool(), fused_lists, pending, model, self.engine
+                )
+            emit(result, pending, lookup, trending, self.engine, now, model, lists=lists)
+            return result
         except Exception:
             log.exception("interest: a batch of %d failed; applying it event by event",
                           len(events))  # fmt: skip
@@ -210,33 +298,42 @@ class Interest:
             state = result.states.get(user)
             return copy.deepcopy(state) if state is not None else self.load_state(user)
 
-        for event, origin, ev in zip(events, origins, carriers, strict=True):
+        for n, (event, origin, ev) in enumerate(zip(events, origins, carriers, strict=True)):
             try:
                 one = process_batch([event], load, lookup, trending, self.engine, now, [origin],
                                     model=model)  # fmt: skip
             except Exception as exc:
                 out.append(self._internal_error(ev.message, "interest.process", exc, now))
                 continue
-            _merge(result, one)
+            _merge(result, one, n)
         return result
 
+    def _scoring_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="lsi-scoring")
+        return self._pool
+
     def _internal_error(self, msg: Any, stage: str, exc: Exception, now: float) -> Outgoing:
+        """The dead letter of a record a bug failed on; counted under the stage's agent
+        (``ingest`` for the validation of ``lsi.events``, ``interest`` otherwise)."""
         log.error("interest: %s[%s]@%s failed in %s: %r", msg.topic, msg.partition, msg.offset,
                   stage, exc)  # fmt: skip
-        self.metrics.errors.labels(agent=self.name, kind="internal").inc()
+        dead = self.dead_events if stage.startswith("ingest.") else self.dead
+        self.metrics.errors.labels(agent=dead.agent, kind="internal").inc()
         detail = f"stage {stage}: {type(exc).__name__}: {exc}"
-        return self.dead.record(msg, "internal_error", detail, now)
+        return dead.record(msg, "internal_error", detail, now)
 
-    def _count(self, result: BatchResult, batch: Sequence[Any], sent: float) -> None:
+    def _count(self, result: BatchResult, batch: Sequence[Any], sent: float,
+               counts: Counter[tuple[str, str, str]]) -> None:  # fmt: skip
         m = self.metrics
         for etype, n in result.accepted.items():
-            m.events.labels(agent=self.name, type=etype, outcome="accepted").inc(n)
+            counts[self.name, etype, "accepted"] += n
         for etype, n in result.duplicates.items():
-            m.events.labels(agent=self.name, type=etype, outcome="duplicate").inc(n)
+            counts["ingest", etype, "duplicate"] += n
         if result.redelivered:
-            m.events.labels(agent=self.name, type="unknown", outcome="redelivered").inc(
-                result.redelivered
-            )
+            counts[self.name, "unknown", "redelivered"] += result.redelivered
+        for (agent, etype, outcome), n in counts.items():
+            m.events.labels(agent=agent, type=etype, outcome=outcome).inc(n)
         if result.evaluated:
             m.online_evaluated.inc(result.evaluated)
         for k, n in result.hits.items():
@@ -246,15 +343,15 @@ class Interest:
             if rec.event_ts is not None:
                 m.end_to_end_latency.observe(max(0.0, sent - rec.event_ts))
             m.long_weight.labels(source=rec.source).observe(rec.long_weight)
+        latency = self._latency
         for ev in batch:
-            m.processing_latency.labels(agent=self.name).observe(
-                max(0.0, sent - ev.message.timestamp)
-            )
+            latency.observe(max(0.0, sent - ev.message.timestamp))
 
 
-def _merge(into: BatchResult, one: BatchResult) -> None:
-    """Add the result of one event to the batch's."""
+def _merge(into: BatchResult, one: BatchResult, position: int) -> None:
+    """Add the result of the event at ``position`` of the batch to the batch's."""
     into.states.update(one.states)
+    into.applied += [position + i for i in one.applied]
     into.recommendations.extend(one.recommendations)
     for item, delta in one.deltas.items():
         acc = into.deltas.get(item)

@@ -58,8 +58,10 @@ class ItemStatsAgent:
     def register(self, app: Any) -> None:
         @app.agent(self.topics.item_deltas, name="lsi.item-stats")
         async def item_stats(stream: Any) -> None:
-            async for batch in stream.take_events(self.settings.batch_max * 4,
-                                                  within=self.settings.batch_within_s * 4):  # fmt: skip
+            # bundles are few (one per partition per worker batch): fold them as they come,
+            # so that statistics lag the events that made them by one batch, not several
+            async for batch in stream.take_events(self.settings.batch_max,
+                                                  within=self.settings.batch_within_s):  # fmt: skip
                 await self.handle(batch)
 
     def _stats(self, item: str) -> ItemStats | None:

@@ -2,11 +2,11 @@
 
 Every write names the event it belongs to (:func:`streams.context.acting_for`), and a table's
 changelog partition is that event's partition (Faust's default; ``use_partitioner`` off). The
-agents pick that event so that a user's state, its changelog partition and its interactions
-share one partition number: ``lsi.interactions`` is keyed by murmur2(user_id) (ingest re-keys
-it, and the interest agent refuses a record on any other partition), ``lsi.item-deltas``
-bundles hold only items of their own partition. ``ingest_seen`` lives beside ``lsi.events``
-itself and follows its partitions.
+agents pick that event so that a user's state, its changelog partition and the user's events
+share one partition number: the worker learns an event of ``lsi.events`` in place only when
+it sits on its user's murmur2 partition, re-keys any other to ``lsi.events.rekeyed`` (and
+refuses a re-keyed record on a wrong partition), and ``lsi.item-deltas`` bundles hold only
+items of their own partition.
 
 Keys are namespaced (:func:`user_key`, :func:`item_key`, :func:`trending_key`): Faust keeps
 its own offset under ``__faust\x00offset__`` in the same RocksDB key space, and no id, valid
@@ -23,17 +23,12 @@ import faust
 
 from lsi.config import Settings
 
-__all__ = ["Tables", "item_key", "seen_key", "trending_key", "user_key"]
+__all__ = ["Tables", "item_key", "trending_key", "user_key"]
 
 
 def user_key(user_id: str) -> bytes:
     """The ``user_state`` key of a user."""
     return b"u:" + user_id.encode()
-
-
-def seen_key(user_id: str) -> bytes:
-    """The ``ingest_seen`` key of a user."""
-    return b"s:" + user_id.encode()
 
 
 def item_key(item_id: str) -> bytes:
@@ -52,8 +47,6 @@ class Tables:
 
     Attributes:
         user_state: ``u:<user_id>`` → :class:`~lsi.state.UserState` bytes (partitioned).
-        ingest_seen: ``s:<user_id>`` → recent event-id fingerprints, ingest's
-            de-duplication window.
         item_stats: ``i:<item_id>`` → :class:`~lsi.stats.ItemStats` bytes; a
             ``GlobalTable``, so every worker can score any user.
         trending: ``t:<partition>`` → :class:`~lsi.stats.Trending` bytes of that stats
@@ -61,7 +54,6 @@ class Tables:
     """
 
     user_state: Any
-    ingest_seen: Any
     item_stats: Any
     trending: Any
 
@@ -78,9 +70,6 @@ class Tables:
         glob: dict[str, Any] = {**common, "synchronize_all_active_partitions": True}
         return cls(
             user_state=app.Table("user_state", help="Short-term state per user", **common),
-            # ingest runs on lsi.events, whose producers may not partition by murmur2: its
-            # window follows the source partition, as every table follows its event's
-            ingest_seen=app.Table("ingest_seen", help="Recent event ids per user", **common),
             item_stats=app.GlobalTable("item_stats", help="Item popularity/co-visits", **glob),
             trending=app.GlobalTable("trending", help="Trending per stats partition", **glob),
         )

@@ -1,6 +1,6 @@
 """Topic declarations: every lsi topic with an explicit partition count, raw bytes on the wire.
 
-Values are raw so that ingest sees exactly what the producer sent (and can dead-letter the
+Values are raw so that the worker sees exactly what the producer sent (and can dead-letter the
 original bytes); the typed records live in :mod:`lsi.records`.
 """
 
@@ -22,14 +22,22 @@ class Topics:
 
     Attributes:
         events: ``lsi.events``: raw click events from clients (key = user_id).
-        interactions: ``lsi.interactions``: validated, de-duplicated events, re-keyed so that
-            a user always lands on the same partition (murmur2 of user_id).
+        rekeyed: ``lsi.events.rekeyed``: internal; the validated events that arrived on a
+            partition other than their user's (murmur2 of user_id), re-keyed there. With
+            the documented producer setting (murmur2 keys) it carries nothing.
+        source: the worker agent's input: ``lsi.events`` and ``lsi.events.rekeyed``
+            together (co-partitioned: partition p of both goes to the same worker).
+        interactions: ``lsi.interactions``: the interaction log: every learned event once
+            (at least once after a crash), canonical JSON, key = user_id, appended by the
+            worker; the refresh job trains on it. No worker consumes it.
         recommendations: ``lsi.recommendations``: recommendation records (key = user_id).
         dlq: ``lsi.events.dlq``: rejected events, original bytes, reason in headers.
         item_deltas: internal, item-keyed statistics increments for the stats agent.
     """
 
     events: Any
+    rekeyed: Any
+    source: Any
     interactions: Any
     recommendations: Any
     dlq: Any
@@ -37,9 +45,9 @@ class Topics:
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
-        def topic(name: str) -> Any:
+        def topic(*names: str) -> Any:
             return app.topic(
-                name,
+                *names,
                 key_type=bytes,
                 value_type=bytes,
                 key_serializer="raw",
@@ -49,6 +57,8 @@ class Topics:
 
         return cls(
             events=topic(settings.events_topic),
+            rekeyed=topic(settings.rekey_topic),
+            source=topic(settings.events_topic, settings.rekey_topic),
             interactions=topic(settings.interactions_topic),
             recommendations=topic(settings.recommendations_topic),
             dlq=topic(settings.dlq_topic),

@@ -1,13 +1,13 @@
 """The bad-input corpus of ``lsi bench faults``: raw records and the dead-letter reason each earns.
 
 Every :class:`Case` is the exact bytes a producer sends (key, value, headers; to
-``lsi.events`` or, as a stray write, to one of the internal topics ``lsi.interactions`` and
-``lsi.item-deltas``) and the ``lsi-dlq-reason`` the workers must give it. A case whose
+``lsi.events`` or, as a stray write, to one of the internal topics the workers consume,
+``lsi.events.rekeyed`` and ``lsi.item-deltas``) and the ``lsi-dlq-reason`` the workers must give it. A case whose
 ``expect`` is empty is an *edge that must be accepted* (a ``skip`` with weight −1000, an id
 of exactly 128 characters, emoji ids …): it raises its own user's count by one and must not
 be dead-lettered. Each case breaks one rule of an otherwise valid record, so its reason is
 unambiguous; where the contract allows two readings (an integer ``user_id`` on
-``lsi.interactions`` that differs from the key) ``expect`` lists both.
+``lsi.events.rekeyed`` that differs from the key) ``expect`` lists both.
 
 The reasons follow README.md, "Dead letters", and the stray-write rules of the agents:
 ``internal_error`` is never right for any case. The harness (:mod:`lsi.bench.faults`)
@@ -28,7 +28,7 @@ from lsi.partitioning import key_for_partition, partition_of
 __all__ = ["CASE_HEADER", "TARGETS", "Case", "build_corpus"]
 
 #: topics a case can be written to (resolved to the run's topic names by the harness)
-TARGETS = ("events", "interactions", "item-deltas")
+TARGETS = ("events", "rekeyed", "item-deltas")
 
 #: a plain client header every case carries (its name): the DLQ copy must keep it
 CASE_HEADER = "fault-case"
@@ -478,8 +478,8 @@ def _spoofed_headers(b: _Builder) -> None:
     )
 
 
-def _interactions(b: _Builder) -> None:
-    """Stray writes to ``lsi.interactions`` (only ingest should write it)."""
+def _rekeyed(b: _Builder) -> None:
+    """Stray writes to ``lsi.events.rekeyed`` (only the workers should write it)."""
     n = b.partitions
 
     def stray(
@@ -494,12 +494,12 @@ def _interactions(b: _Builder) -> None:
         part = partition_of(user_key, n) if isinstance(user_key, bytes) else 0
         header = src if src is not None else f"{part}:{len(b.cases)}".encode()
         b.add(
-            f"interactions-{name}",
+            f"rekeyed-{name}",
             "internal",
             value,
             expect,
             key=user_key,
-            target="interactions",
+            target="rekeyed",
             headers=(("lsi-src", header),),
             note=note,
         )
@@ -508,19 +508,19 @@ def _interactions(b: _Builder) -> None:
     stray(
         "unknown-type",
         ("unknown_type",),
-        dumps(ev("interactions-unknown-type", user_id="c-unknown-type", type="teleport")),
+        dumps(ev("rekeyed-unknown-type", user_id="c-unknown-type", type="teleport")),
         "type 'teleport'",
     )
     stray(
         "int-user-mismatch",
         ("wrong_type", "key_mismatch"),
-        dumps(ev("interactions-int-user-mismatch", user_id=7)),
+        dumps(ev("rekeyed-int-user-mismatch", user_id=7)),
         "an integer user_id that differs from the key",
     )
     stray(
         "missing-item",
         ("missing_field",),
-        dumps(ev("interactions-missing-item", user_id="c-missing-item", item_id=...)),
+        dumps(ev("rekeyed-missing-item", user_id="c-missing-item", item_id=...)),
         "no item_id",
     )
     stray("not-json", ("malformed_json",), b"{not json", "not JSON")
@@ -528,26 +528,26 @@ def _interactions(b: _Builder) -> None:
     stray(
         "nan",
         ("malformed_json",),
-        splice(ev("interactions-nan", user_id="c-nan"), ts="NaN"),
+        splice(ev("rekeyed-nan", user_id="c-nan"), ts="NaN"),
         "ts = NaN",
     )
     stray("not-object", ("not_an_object",), b"[1]", "a JSON array")
     stray(
         "ts-string",
         ("wrong_type",),
-        dumps(ev("interactions-ts-string", user_id="c-ts-string", ts="now")),
+        dumps(ev("rekeyed-ts-string", user_id="c-ts-string", ts="now")),
         "ts as a string",
     )
     stray(
         "key-mismatch",
         ("key_mismatch",),
-        dumps(ev("interactions-key-mismatch", user_id="c-someone")),
+        dumps(ev("rekeyed-key-mismatch", user_id="c-someone")),
         "user_id differs from the key",
     )
     stray(
         "bad-src-header",
         ("invalid_value",),
-        dumps(ev("interactions-bad-src-header", user_id="c-bad-src-header")),
+        dumps(ev("rekeyed-bad-src-header", user_id="c-bad-src-header")),
         "a valid record with lsi-src 'x:y'",
         src=b"x:y",
     )
@@ -733,7 +733,7 @@ _FAMILIES: tuple[Callable[[_Builder], None], ...] = (
     _invalid_value,
     _type_key_clock,
     _spoofed_headers,
-    _interactions,
+    _rekeyed,
     _item_deltas,
     _accepted,
 )

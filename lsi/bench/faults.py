@@ -248,7 +248,7 @@ class _Harness:
                 self.good_ids[case.event_id] = case.user
         topic = {
             "events": self.settings.events_topic,
-            "interactions": self.settings.interactions_topic,
+            "rekeyed": self.settings.rekey_topic,
             "item-deltas": self.settings.item_deltas_topic,
         }[case.target]
         self._send(topic, case.key, case.value, list(case.headers), case.partition, case.name)

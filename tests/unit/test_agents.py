@@ -9,7 +9,9 @@ one the worker uses.
 
 Most tests call an agent's ``handle(batch)`` directly, so that a test decides exactly what a
 micro-batch holds; ``test_the_*_agent_consumes_*`` drive the registered agents through Faust's
-``agent.test_context()``.
+``agent.test_context()``. The worker agent (``lsi.interest``) reads ``lsi.events`` and
+``lsi.events.rekeyed`` together: an event on its user's murmur2 partition is learned in place,
+any other is re-keyed and learned when it comes back (:class:`Source` of the rekey topic).
 """
 
 from __future__ import annotations
@@ -41,24 +43,23 @@ from faust.types import TP, Message
 from faust.types.tuples import RecordMetadata
 
 import lsi
-import streams.ingest
 import streams.interest
 from lsi.config import Settings
 from lsi.records import SOURCE_HEADER, Event, RecItem
-from lsi.state import UserState, event_hash
+from lsi.state import StateConfig, UserState, event_hash
 from lsi.stats import ItemDelta, ItemStats, Trending, decode_bundle, encode_bundle
 from lsi.validation import validate_event
 from streams.app import Pipeline, build_app
 from streams.context import key_for_partition, partition_of
 from streams.delivery import classify, deliver
 from streams.dlq import MAX_VALUE_BYTES
-from streams.ingest import SEEN_WINDOW
-from streams.tables import item_key, seen_key, trending_key, user_key
+from streams.tables import item_key, trending_key, user_key
 
 PARTITIONS = 4
-EVENTS, INTERACTIONS, RECOMMENDATIONS = "lsi.events", "lsi.interactions", "lsi.recommendations"
+EVENTS, REKEYED = "lsi.events", "lsi.events.rekeyed"
+INTERACTIONS, RECOMMENDATIONS = "lsi.interactions", "lsi.recommendations"
 DLQ, ITEM_DELTAS = "lsi.events.dlq", "lsi.item-deltas"
-SEEN_CHANGELOG, STATE_CHANGELOG = "lsi-ingest_seen-changelog", "lsi-user_state-changelog"
+STATE_CHANGELOG = "lsi-user_state-changelog"
 STATS_CHANGELOG, TRENDING_CHANGELOG = "lsi-item_stats-changelog", "lsi-trending-changelog"
 REC_SCHEMA = json.loads(
     (Path(lsi.__file__).parent / "schemas" / "recommendation.schema.json").read_text()
@@ -245,14 +246,36 @@ def event_json(now: float, **fields: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-def forwarded(
+def rekeyed(
     src: Source, event_id: str, user: str, item: str, ts: float, origin: tuple[int, int] | None
 ) -> FaustEvent:
-    """An ``lsi.interactions`` message as ingest writes it: canonical JSON keyed by user,
-    with the ``lsi-src`` header naming the event's partition and offset in ``lsi.events``."""
+    """An ``lsi.events.rekeyed`` message as the worker writes it: canonical JSON keyed by
+    user (so on the user's murmur2 partition), with the ``lsi-src`` header naming the event's
+    partition and offset in ``lsi.events``."""
     headers = [(SOURCE_HEADER, f"{origin[0]}:{origin[1]}".encode())] if origin else None
     value = Event(event_id, user, item, "view", ts).to_json()
     return src(value, user.encode(), headers=headers)
+
+
+def home(user: str) -> int:
+    """The partition of a user's state: murmur2 of the user id."""
+    return partition_of(user.encode(), PARTITIONS)
+
+
+def away(user: str) -> int:
+    """A partition of ``lsi.events`` that is not the user's (a producer with another
+    partitioner, or a key that was not the user id when it was partitioned)."""
+    return (home(user) + 1) % PARTITIONS
+
+
+def event_ids(records: Sequence[Record]) -> list[str]:
+    """The ``event_id`` of each record (interaction log or re-keyed events), in order."""
+    return [json.loads(r.value or b"")["event_id"] for r in records]
+
+
+def origin_of(record: Record) -> bytes | None:
+    """A record's ``lsi-src`` header value, if it has one."""
+    return dict(record.headers).get(SOURCE_HEADER)
 
 
 def user_state(pipeline: Pipeline, user: str) -> UserState | None:
@@ -297,8 +320,20 @@ class Handled:
                 await self.changed.wait()
 
 
-# -- ingest --------------------------------------------------------------------------------
-async def test_a_valid_event_is_forwarded_once_as_canonical_json_keyed_by_user(
+def coords(event: FaustEvent) -> bytes:
+    """``<partition>:<offset>`` of a message: the ``lsi-src`` value that names it."""
+    return b"%d:%d" % (event.message.partition, event.message.offset)
+
+
+def log_is_output_then_state(producer: MemoryProducer, writes: int) -> None:
+    """Every send came before the first state write, and there were ``writes`` of them."""
+    first = producer.log.index(("changelog", STATE_CHANGELOG))
+    assert all(kind in ("send", "failed") for kind, _ in producer.log[:first])  # output first
+    assert producer.log[first:] == [("changelog", STATE_CHANGELOG)] * writes
+
+
+# -- admission: lsi.events -----------------------------------------------------------------
+async def test_an_event_on_its_users_partition_is_learned_at_once_and_logged_once(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     events = Source(pipeline.app, EVENTS)
@@ -307,12 +342,13 @@ async def test_a_valid_event_is_forwarded_once_as_canonical_json_keyed_by_user(
         b'{ "user_id": 7, "item_id": 9, "type": "view", "ts": %d, "event_id": "e-1",'
         b' "weight": 2, "context": {"page": "home"} }' % ts
     )
-    await pipeline.ingest.handle([events(raw, b"7", partition=1)])
+    p = home("7")
+    await pipeline.interest.handle([events(raw, b"7", partition=p)])
 
-    [rec] = producer.records  # exactly one record, nothing dead-lettered
-    assert (rec.topic, rec.key) == (INTERACTIONS, b"7")
-    assert rec.headers == [(SOURCE_HEADER, b"1:100")]  # where it came from in lsi.events
-    assert rec.partition == partition_of(b"7", PARTITIONS)  # re-keyed, not the source's 1
+    assert producer.sent_to(REKEYED) == [] and producer.sent_to(DLQ) == []  # no hop
+    [log] = producer.sent_to(INTERACTIONS)  # the interaction log: the event, exactly once
+    assert (log.key, log.partition) == (b"7", p)
+    assert log.headers == [(SOURCE_HEADER, b"%d:100" % p)]  # where it came from in lsi.events
     expected = {
         "event_id": "e-1",
         "user_id": "7",
@@ -322,13 +358,70 @@ async def test_a_valid_event_is_forwarded_once_as_canonical_json_keyed_by_user(
         "weight": 2.0,
         "context": {"page": "home"},
     }
-    assert rec.value == json.dumps(expected, separators=(",", ":")).encode()
+    assert log.value == json.dumps(expected, separators=(",", ":")).encode()  # canonical
+    [rec] = producer.sent_to(RECOMMENDATIONS)  # learned and scored in the same batch
+    body = json.loads(rec.value or b"")
+    jsonschema.validate(body, REC_SCHEMA)
+    assert (body["user_id"], body["history_size"], body["event_ts"]) == ("7", 1, float(ts))
+    deltas = {i for r in producer.sent_to(ITEM_DELTAS) for i in decode_bundle(r.value or b"")}
+    assert deltas == {"9"}
+
+    state = user_state(pipeline, "7")
+    assert state is not None and state.items == ["9"] and state.seen == [event_hash("e-1")]
+    assert state.applied == {str(p): [100]}  # its own coordinates: a re-delivery is skipped
+    [write] = producer.written_to(STATE_CHANGELOG)
+    assert (write.key, write.partition) == (b"u:7", p)
+    log_is_output_then_state(producer, 1)
+
     assert events_total(pipeline, "ingest", "forwarded") == 1
+    assert events_total(pipeline, "interest", "accepted") == 1
+    assert events_total(pipeline, "ingest", "rekeyed") == 0
     assert events_total(pipeline, "ingest", "dlq", etype="unknown") == 0
-    assert json.loads(pipeline.tables.ingest_seen.get(seen_key("7"))) == [event_hash("e-1")]
-    [write] = producer.written_to(SEEN_CHANGELOG)
-    assert (write.key, write.partition) == (b"s:7", 1)  # the window follows lsi.events
-    assert producer.log == [("send", INTERACTIONS), ("changelog", SEEN_CHANGELOG)]
+    assert metric(pipeline, "lsi_processing_latency_seconds_count", agent="interest") == 1
+
+
+async def test_an_event_on_another_partition_is_rekeyed_and_learned_once_when_it_comes_back(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    now = round(time.time(), 3)
+    events = Source(pipeline.app, EVENTS, first_offset=7)
+    wrong = away("u1")
+    original = events(event_json(now, event_id="e1"), b"u1", partition=wrong)
+    await pipeline.interest.handle([original])
+
+    [hop] = producer.records  # re-keyed, and nothing else: not learned, logged or scored
+    assert (hop.topic, hop.key, hop.partition) == (REKEYED, b"u1", home("u1"))
+    assert hop.headers == [(SOURCE_HEADER, b"%d:7" % wrong)]
+    assert hop.value == Event("e1", "u1", "i1", "view", now).to_json()  # canonical JSON
+    assert user_state(pipeline, "u1") is None and producer.changelog == []
+    assert events_total(pipeline, "ingest", "rekeyed") == 1
+    assert events_total(pipeline, "interest", "accepted") == 0
+
+    back = Source(pipeline.app, REKEYED)  # the hop, read on the user's partition
+    await pipeline.interest.handle(back.of([hop]))
+    [log] = producer.sent_to(INTERACTIONS)
+    assert (log.key, log.value, origin_of(log)) == (b"u1", hop.value, b"%d:7" % wrong)
+    assert [r.key for r in producer.sent_to(RECOMMENDATIONS)] == [b"u1"]
+    state = user_state(pipeline, "u1")
+    assert state is not None and state.items == ["i1"]
+    assert state.applied == {str(wrong): [7]}  # the coordinates in lsi.events, not the hop's
+    [write] = producer.written_to(STATE_CHANGELOG)
+    assert (write.key, write.partition) == (b"u:u1", home("u1"))
+    assert events_total(pipeline, "interest", "accepted") == 1
+
+    # a crash before lsi.events' offset was committed: the same record is re-keyed again
+    sent = len(producer.records)
+    await pipeline.interest.handle([original])
+    [again] = producer.records[sent:]
+    assert (again.topic, again.value, again.headers) == (REKEYED, hop.value, hop.headers)
+    learned = user_state(pipeline, "u1")
+    await pipeline.interest.handle(back.of([again]))  # ... and the second copy is skipped
+    assert user_state(pipeline, "u1") == learned
+    assert len(producer.records) == sent + 1  # no log record, no list, no delta
+    assert events_total(pipeline, "interest", "redelivered", etype="unknown") == 1
+    assert events_total(pipeline, "interest", "accepted") == 1
+    assert events_total(pipeline, "ingest", "forwarded") == 1
+    assert events_total(pipeline, "ingest", "rekeyed") == 2
 
 
 def _malformed(now: float) -> tuple[bytes, bytes]:
@@ -370,9 +463,9 @@ async def test_an_invalid_event_is_dead_lettered_with_its_original_bytes(
     raw, key = build(now)
     events = Source(pipeline.app, EVENTS, first_offset=41)
     original_headers = [("traceparent", b"00-abc-01")]
-    await pipeline.ingest.handle([events(raw, key, partition=3, headers=original_headers)])
+    await pipeline.interest.handle([events(raw, key, partition=3, headers=original_headers)])
 
-    [rec] = producer.records
+    [rec] = producer.records  # neither re-keyed, nor learned, nor logged
     assert rec.topic == DLQ
     assert (rec.key, rec.value) == (key, raw)  # byte for byte what arrived
     assert rec.headers[0] == ("traceparent", b"00-abc-01")  # original headers kept, first
@@ -386,84 +479,115 @@ async def test_an_invalid_event_is_dead_lettered_with_its_original_bytes(
     assert metric(pipeline, "lsi_dlq_total", reason=reason) == 1
     assert events_total(pipeline, "ingest", "dlq", etype="unknown") == 1
     assert producer.changelog == []  # nothing remembered for a rejected event
-    assert pipeline.tables.ingest_seen.get(seen_key("u1")) is None
+    assert user_state(pipeline, "u1") is None and user_state(pipeline, "u2") is None
 
 
-async def test_a_mixed_batch_keeps_order_and_isolates_the_bad_events(
+async def test_a_mixed_batch_isolates_bad_records_direct_events_and_rekeyed_ones(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
-    now = time.time()
-    events = Source(pipeline.app, EVENTS)
+    now = round(time.time(), 3)
+    events, back = Source(pipeline.app, EVENTS), Source(pipeline.app, REKEYED)
     batch = [
-        events(event_json(now, event_id="a1", user_id="a"), b"a"),
-        events(b"\xff\xfe", b"a"),
-        events(event_json(now, event_id="b1", user_id="b"), b"b"),
-        events(event_json(now, event_id="a1", user_id="a"), b"a"),  # same batch duplicate
-        events(event_json(now, event_id="a2", user_id="a"), b"a"),
+        events(event_json(now, event_id="a1", user_id="a"), b"a"),  # on a's partition
+        events(b"\xff\xfe", b"a"),  # not an event
+        events(
+            event_json(now, event_id="b1", user_id="b", item_id="i2"), b"b", partition=away("b")
+        ),
+        rekeyed(back, "c1", "c", "i3", now, (away("c"), 5)),  # back from its hop
+        back(b"{", b"c"),  # a stray write to the rekey topic
+        events(event_json(now, event_id="a1", user_id="a"), b"a"),  # same-batch duplicate
+        rekeyed(back, "c1", "c", "i3", now, (away("c"), 5)),  # the hop twice (a re-forward)
+        events(event_json(now + 1, event_id="a2", user_id="a", item_id="i2"), b"a"),
     ]
-    await pipeline.ingest.handle(batch)
+    await pipeline.interest.handle(batch)
 
-    assert [(r.topic, r.key) for r in producer.records] == [
-        (INTERACTIONS, b"a"),
-        (DLQ, b"a"),
-        (INTERACTIONS, b"b"),
-        (INTERACTIONS, b"a"),
+    log = producer.sent_to(INTERACTIONS)  # each learned event once, in batch order
+    assert event_ids(log) == ["a1", "c1", "a2"]
+    assert [origin_of(r) for r in log] == [coords(batch[0]), b"%d:5" % away("c"), coords(batch[7])]
+    [hop] = producer.sent_to(REKEYED)
+    assert (hop.key, origin_of(hop)) == (b"b", coords(batch[2]))
+    dead = [dict(r.headers) for r in producer.sent_to(DLQ)]
+    assert [(h["lsi-dlq-reason"], h["lsi-source-topic"]) for h in dead] == [
+        (b"malformed_json", EVENTS.encode()),
+        (b"malformed_json", REKEYED.encode()),
     ]
-    assert [json.loads(r.value or b"")["event_id"] for r in producer.sent_to(INTERACTIONS)] == [
-        "a1",
-        "b1",
-        "a2",
-    ]
-    assert dict(producer.sent_to(DLQ)[0].headers)["lsi-dlq-reason"] == b"malformed_json"
+    assert [r.value for r in producer.sent_to(DLQ)] == [b"\xff\xfe", b"{"]  # original bytes
+
+    a, c = user_state(pipeline, "a"), user_state(pipeline, "c")
+    assert a is not None and a.items == ["i1", "i2"]
+    assert c is not None and c.items == ["i3"] and c.applied == {str(away("c")): [5]}
+    assert user_state(pipeline, "b") is None  # learned when its hop comes back, not now
+    assert sorted(r.key or b"" for r in producer.sent_to(RECOMMENDATIONS)) == [b"a", b"c"]
+
+    assert events_total(pipeline, "interest", "accepted") == 3
+    assert events_total(pipeline, "ingest", "forwarded") == 3
+    assert events_total(pipeline, "ingest", "rekeyed") == 1
     assert events_total(pipeline, "ingest", "duplicate") == 1
-    assert json.loads(pipeline.tables.ingest_seen.get(seen_key("a"))) == [
-        event_hash("a1"),
-        event_hash("a2"),
-    ]
-    # one write per changed user, after all output
-    assert sorted(r.key or b"" for r in producer.written_to(SEEN_CHANGELOG)) == [b"s:a", b"s:b"]
-    assert producer.log[-2:] == [("changelog", SEEN_CHANGELOG)] * 2
+    assert events_total(pipeline, "interest", "redelivered", etype="unknown") == 1
+    assert events_total(pipeline, "ingest", "dlq", etype="unknown") == 1
+    assert events_total(pipeline, "interest", "dlq", etype="unknown") == 1
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="decode") == 1
+    assert metric(pipeline, "lsi_processing_latency_seconds_count", agent="interest") == len(batch)
+    # one state write per changed user, after all output
+    assert sorted(w.key or b"" for w in producer.written_to(STATE_CHANGELOG)) == [b"u:a", b"u:c"]
+    log_is_output_then_state(producer, 2)
 
 
-async def test_a_duplicate_event_id_in_a_later_batch_is_dropped_and_counted(
+async def test_a_client_duplicate_is_learned_once_and_logged_once(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
-    now = time.time()
+    now = round(time.time(), 3)
     events = Source(pipeline.app, EVENTS)
-    await pipeline.ingest.handle([events(event_json(now, event_id="e1"), b"u1")])
-    await pipeline.ingest.handle(
+    await pipeline.interest.handle([events(event_json(now, event_id="e1"), b"u1")])
+    await pipeline.interest.handle(
         [
             events(event_json(now + 1, event_id="e1", item_id="other"), b"u1"),  # same id
             events(event_json(now + 1, event_id="e2"), b"u1"),
         ]
     )
+    # the same id again, put on another partition (another partitioner): it takes the hop
+    # and is dropped when it comes back
+    await pipeline.interest.handle(
+        [events(event_json(now + 2, event_id="e1"), b"u1", partition=away("u1"))]
+    )
+    hops = producer.sent_to(REKEYED)
+    assert event_ids(hops) == ["e1"]
+    await pipeline.interest.handle(Source(pipeline.app, REKEYED).of(hops))
 
-    ids = [json.loads(r.value or b"")["event_id"] for r in producer.sent_to(INTERACTIONS)]
-    assert ids == ["e1", "e2"]
+    assert event_ids(producer.sent_to(INTERACTIONS)) == ["e1", "e2"]
+    state = user_state(pipeline, "u1")
+    assert state is not None and state.items == ["i1", "i1"] and state.n_events == 2
     dup = {"agent": "ingest", "type": "view", "outcome": "duplicate"}
-    assert pipeline.metrics.registry.get_sample_value("lsi_events_total", dup) == 1.0
+    assert pipeline.metrics.registry.get_sample_value("lsi_events_total", dup) == 2.0
+    assert events_total(pipeline, "interest", "duplicate") == 0
     assert events_total(pipeline, "ingest", "forwarded") == 2
+    assert events_total(pipeline, "interest", "accepted") == 2
     assert producer.sent_to(DLQ) == []
 
 
 async def test_the_de_duplication_window_keeps_the_newest_ids(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
+    window = pipeline.interest.engine.state.seen_ids
+    assert window == StateConfig().seen_ids  # the user state's window of event ids
     now = time.time()
     events = Source(pipeline.app, EVENTS)
-    batch = [events(event_json(now, event_id=f"e{i}"), b"u1") for i in range(SEEN_WINDOW + 1)]
-    await pipeline.ingest.handle(batch)
-    seen = json.loads(pipeline.tables.ingest_seen.get(seen_key("u1")))
-    assert seen == [event_hash(f"e{i}") for i in range(1, SEEN_WINDOW + 1)]
+    batch = [events(event_json(now, event_id=f"e{i}"), b"u1") for i in range(window + 1)]
+    await pipeline.interest.handle(batch)
+    state = user_state(pipeline, "u1")
+    assert state is not None
+    assert state.seen == [event_hash(f"e{i}") for i in range(1, window + 1)]
 
-    await pipeline.ingest.handle(
+    await pipeline.interest.handle(
         [
-            events(event_json(now, event_id="e0"), b"u1"),  # forgotten: forwarded again
-            events(event_json(now, event_id=f"e{SEEN_WINDOW}"), b"u1"),  # remembered
+            events(event_json(now, event_id="e0"), b"u1"),  # forgotten: learned again
+            events(event_json(now, event_id=f"e{window}"), b"u1"),  # remembered
         ]
     )
-    assert len(producer.sent_to(INTERACTIONS)) == SEEN_WINDOW + 2
+    assert len(producer.sent_to(INTERACTIONS)) == window + 2
     assert events_total(pipeline, "ingest", "duplicate") == 1
+    state = user_state(pipeline, "u1")
+    assert state is not None and state.n_events == window + 2
 
 
 async def test_a_bug_on_one_event_dead_letters_that_event_only(
@@ -474,21 +598,26 @@ async def test_a_bug_on_one_event_dead_letters_that_event_only(
             raise RuntimeError("boom")
         return validate_event(raw, key, now, limits)
 
-    monkeypatch.setattr(streams.ingest, "validate_event", flaky)
+    monkeypatch.setattr(streams.interest, "validate_event", flaky)
     now = time.time()
     events = Source(pipeline.app, EVENTS)
     crash = event_json(now, event_id="x", user_id="boom")
-    await pipeline.ingest.handle(
+    await pipeline.interest.handle(
         [events(crash, b"boom"), events(event_json(now, event_id="ok"), b"u1")]
     )
 
-    assert [r.topic for r in producer.records] == [DLQ, INTERACTIONS]
-    dead = producer.records[0]
+    [dead] = producer.sent_to(DLQ)
     assert dead.value == crash
     headers = dict(dead.headers)
     assert headers["lsi-dlq-reason"] == b"internal_error"
     assert headers["lsi-dlq-detail"] == b"stage ingest.validate: RuntimeError: boom"
+    assert headers["lsi-source-topic"] == EVENTS.encode()
+    assert event_ids(producer.sent_to(INTERACTIONS)) == ["ok"]
+    assert user_state(pipeline, "boom") is None
+    state = user_state(pipeline, "u1")
+    assert state is not None and state.n_events == 1
     assert metric(pipeline, "lsi_errors_total", agent="ingest", kind="internal") == 1
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="internal") == 0
     assert metric(pipeline, "lsi_dlq_total", reason="internal_error") == 1
 
 
@@ -497,15 +626,14 @@ async def test_failed_sends_are_retried_before_state_is_written(
 ) -> None:
     producer.fail_sends = 1
     events = Source(pipeline.app, EVENTS)
-    await pipeline.ingest.handle([events(event_json(time.time()), b"u1")])
+    await pipeline.interest.handle([events(event_json(time.time()), b"u1")])
 
-    assert producer.log == [
-        ("failed", INTERACTIONS),
-        ("send", INTERACTIONS),
-        ("changelog", SEEN_CHANGELOG),
-    ]
+    [(_, topic)] = [entry for entry in producer.log if entry[0] == "failed"]
+    assert producer.log.index(("failed", topic)) < producer.log.index(("send", topic))
+    log_is_output_then_state(producer, 1)  # the retry landed before the state write
     assert len(producer.sent_to(INTERACTIONS)) == 1
-    assert metric(pipeline, "lsi_errors_total", agent="ingest", kind="send") == 1
+    assert len(producer.sent_to(RECOMMENDATIONS)) == 1
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="send") == 1
 
 
 async def test_a_send_that_raises_is_retried_too(
@@ -513,8 +641,10 @@ async def test_a_send_that_raises_is_retried_too(
 ) -> None:
     producer.raise_sends = 1
     events = Source(pipeline.app, EVENTS)
-    await pipeline.ingest.handle([events(event_json(time.time()), b"u1")])
+    await pipeline.interest.handle([events(event_json(time.time()), b"u1")])
     assert len(producer.sent_to(INTERACTIONS)) == 1
+    assert len(producer.sent_to(RECOMMENDATIONS)) == 1
+    log_is_output_then_state(producer, 1)
 
 
 async def test_a_retried_send_is_not_lost_downstream(
@@ -522,47 +652,70 @@ async def test_a_retried_send_is_not_lost_downstream(
 ) -> None:
     now = round(time.time(), 3)
     events = Source(pipeline.app, EVENTS)
-    producer.fail_sends = 1  # the first of the two forwards times out, the second lands
-    await pipeline.ingest.handle(
+    wrong = away("a")
+    producer.fail_sends = 1  # the first of the two hops times out, the second lands
+    await pipeline.interest.handle(
         [
-            events(event_json(now, event_id="e1", user_id="a", item_id="i1"), b"a"),
-            events(event_json(now + 1, event_id="e2", user_id="a", item_id="i2"), b"a"),
+            events(
+                event_json(now, event_id="e1", user_id="a", item_id="i1"), b"a", partition=wrong
+            ),
+            events(
+                event_json(now + 1, event_id="e2", user_id="a", item_id="i2"), b"a", partition=wrong
+            ),
         ]
     )
-    forwards = producer.sent_to(INTERACTIONS)  # today: e2, then e1 (re-sent)
-    await pipeline.interest.handle(Source(pipeline.app, INTERACTIONS).of(forwards))
+    hops = producer.sent_to(REKEYED)
+    assert event_ids(hops) == ["e2", "e1"]  # e1 re-sent after e2 landed: a gap, not a replay
+    await pipeline.interest.handle(Source(pipeline.app, REKEYED).of(hops))
     state = user_state(pipeline, "a")
     assert state is not None and sorted(state.items) == ["i1", "i2"]
+    assert event_ids(producer.sent_to(INTERACTIONS)) == ["e2", "e1"]
 
 
-async def test_the_ingest_agent_consumes_the_events_topic(
+async def test_the_interest_agent_consumes_the_events_topic(
     pipeline: Pipeline, producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handled = Handled(pipeline.ingest, monkeypatch)
+    handled = Handled(pipeline.interest, monkeypatch)
     now = time.time()
-    async with pipeline.app.agents["lsi.ingest"].test_context() as agent:
-        await agent.put(event_json(now), key=b"u1", partition=partition_of(b"u1", PARTITIONS))
+    async with pipeline.app.agents["lsi.interest"].test_context() as agent:
+        # the wrapper names its messages after the agent's topic, which has two names here:
+        # name the one these records come from, as the consumer does
+        agent.original_channel = pipeline.topics.events
+        await agent.put(event_json(now), key=b"u1", partition=home("u1"))
         await agent.put(b"not json", key=b"u1", headers=[("h", b"v")])
         await handled.reach(2)
 
-    assert [r.topic for r in producer.records] == [INTERACTIONS, DLQ]
+    assert producer.sent_to(REKEYED) == []
+    [log] = producer.sent_to(INTERACTIONS)
+    assert origin_of(log) == b"%d:0" % home("u1")
     headers = dict(producer.sent_to(DLQ)[0].headers)
     assert headers["h"] == b"v"
     assert headers["lsi-source-topic"] == EVENTS.encode()  # the agent's own topic
     assert headers["lsi-source-offset"] == b"1"
-    assert metric(pipeline, "lsi_batch_size_count", agent="ingest") >= 1
+    state = user_state(pipeline, "u1")
+    assert state is not None and state.items == ["i1"]
+    assert metric(pipeline, "lsi_batch_size_count", agent="interest") >= 1
 
 
-# -- interest ------------------------------------------------------------------------------
+def test_the_worker_reads_events_and_their_hops_and_nothing_reads_the_interaction_log(
+    pipeline: Pipeline,
+) -> None:
+    topics = {name: tuple(agent.channel.topics) for name, agent in pipeline.app.agents.items()}
+    assert topics["lsi.interest"] == (EVENTS, REKEYED)  # co-partitioned, one agent
+    assert "lsi.ingest" not in topics
+    assert all(INTERACTIONS not in names for names in topics.values())  # a log, not an input
+
+
+# -- interest: the rekey topic and learning ------------------------------------------------
 async def test_interest_learns_and_emits_one_valid_recommendation_per_user_per_batch(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     t0 = round(time.time(), 3)
-    src = Source(pipeline.app, INTERACTIONS)
+    src = Source(pipeline.app, REKEYED)
     batch = [
-        forwarded(src, "e1", "a", "i1", t0, (0, 10)),
-        forwarded(src, "e2", "b", "i1", t0 + 1, (0, 11)),
-        forwarded(src, "e3", "a", "i2", t0 + 2, (0, 12)),
+        rekeyed(src, "e1", "a", "i1", t0, (0, 10)),
+        rekeyed(src, "e2", "b", "i1", t0 + 1, (0, 11)),
+        rekeyed(src, "e3", "a", "i2", t0 + 2, (0, 12)),
     ]
     await pipeline.interest.handle(batch)
 
@@ -599,11 +752,15 @@ async def test_interest_learns_and_emits_one_valid_recommendation_per_user_per_b
     assert sorted((w.key, w.partition) for w in writes) == sorted(
         (b"u:" + u, partition_of(u, PARTITIONS)) for u in (b"a", b"b")
     )
-    first_write = producer.log.index(("changelog", STATE_CHANGELOG))
-    assert all(kind == "send" for kind, _ in producer.log[:first_write])  # output first
-    assert len(producer.log) == first_write + 2
+    log_is_output_then_state(producer, 2)  # output first
 
+    log = producer.sent_to(INTERACTIONS)  # the interaction log, with the origins in lsi.events
+    assert event_ids(log) == ["e1", "e2", "e3"]
+    assert [origin_of(r) for r in log] == [b"0:10", b"0:11", b"0:12"]
+    assert [r.value for r in log] == [ev.message.value for ev in batch]
+    assert producer.sent_to(REKEYED) == []  # already on the right partition: no second hop
     assert events_total(pipeline, "interest", "accepted") == 3
+    assert events_total(pipeline, "ingest", "forwarded") == 3
     assert metric(pipeline, "lsi_recommendations_total", trigger="event") == 2
     # no snapshot: the statistics scorer, whose gate is 0 for every list
     weights = [s for f in pipeline.metrics.registry.collect() if f.name == "lsi_long_weight"
@@ -616,18 +773,18 @@ async def test_interest_skips_a_redelivered_batch_exactly(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     t0 = round(time.time(), 3)
-    src = Source(pipeline.app, INTERACTIONS)
+    src = Source(pipeline.app, REKEYED)
     # more events than the state's event-id window: only the source offsets can tell
     n = 40
     rows = [(f"e{i}", "a", f"i{i}", t0 + i, (2, 500 + i)) for i in range(n)]
-    await pipeline.interest.handle([forwarded(src, *row) for row in rows])
+    await pipeline.interest.handle([rekeyed(src, *row) for row in rows])
     before = user_state(pipeline, "a")
     assert before is not None and before.n_events == n
     sent = len(producer.records)
 
-    await pipeline.interest.handle([forwarded(src, *row) for row in rows])  # after a crash
+    await pipeline.interest.handle([rekeyed(src, *row) for row in rows])  # after a crash
     assert user_state(pipeline, "a") == before
-    assert len(producer.records) == sent  # no list, no delta
+    assert len(producer.records) == sent  # no list, no delta, no log record
     assert events_total(pipeline, "interest", "redelivered", etype="unknown") == n
     assert events_total(pipeline, "interest", "accepted") == n
 
@@ -636,25 +793,31 @@ async def test_interest_drops_a_repeated_event_id_from_a_new_offset(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     t0 = round(time.time(), 3)
-    src = Source(pipeline.app, INTERACTIONS)
-    await pipeline.interest.handle([forwarded(src, "e1", "a", "i1", t0, (0, 1))])
+    src = Source(pipeline.app, REKEYED)
+    await pipeline.interest.handle([rekeyed(src, "e1", "a", "i1", t0, (0, 1))])
     await pipeline.interest.handle(
         [
-            forwarded(src, "e1", "a", "i1", t0, (0, 2)),  # a client re-send ingest let through
-            forwarded(src, "e2", "a", "i2", t0, None),  # no lsi-src header: ids only
-            forwarded(src, "e2", "a", "i2", t0, None),
+            rekeyed(src, "e1", "a", "i1", t0, (0, 2)),  # a client re-send at a new offset
+            rekeyed(src, "e2", "a", "i2", t0, None),  # no lsi-src header: ids only
+            rekeyed(src, "e2", "a", "i2", t0, None),
         ]
     )
     state = user_state(pipeline, "a")
     assert state is not None and state.items == ["i1", "i2"]
-    assert events_total(pipeline, "interest", "duplicate") == 2
+    log = producer.sent_to(INTERACTIONS)
+    assert [(event_id, origin_of(r)) for event_id, r in zip(event_ids(log), log, strict=True)] == [
+        ("e1", b"0:1"),
+        ("e2", None),  # no origin, no header
+    ]
+    assert events_total(pipeline, "ingest", "duplicate") == 2  # counted where ingest counted
+    assert events_total(pipeline, "interest", "duplicate") == 0
 
 
 async def test_interest_skips_an_undecodable_record(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
-    src = Source(pipeline.app, INTERACTIONS)
-    good = forwarded(src, "e1", "a", "i1", round(time.time(), 3), (0, 1))
+    src = Source(pipeline.app, REKEYED)
+    good = rekeyed(src, "e1", "a", "i1", round(time.time(), 3), (0, 1))
     await pipeline.interest.handle([src(b"{not json", b"a"), good])
     assert metric(pipeline, "lsi_errors_total", agent="interest", kind="decode") == 1
     assert [r.key for r in producer.sent_to(RECOMMENDATIONS)] == [b"a"]
@@ -662,12 +825,13 @@ async def test_interest_skips_an_undecodable_record(
     assert state is not None and state.n_events == 1
 
 
-async def test_the_interest_agent_consumes_the_interactions_topic(
+async def test_the_interest_agent_consumes_the_rekeyed_topic(
     pipeline: Pipeline, producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handled = Handled(pipeline.interest, monkeypatch)
     value = Event("e1", "a", "i1", "view", round(time.time(), 3)).to_json()
     async with pipeline.app.agents["lsi.interest"].test_context() as agent:
+        agent.original_channel = pipeline.topics.rekeyed  # see the events-topic test
         await agent.put(
             value,
             key=b"a",
@@ -679,6 +843,8 @@ async def test_the_interest_agent_consumes_the_interactions_topic(
     jsonschema.validate(json.loads(rec.value or b""), REC_SCHEMA)
     state = user_state(pipeline, "a")
     assert state is not None and state.items == ["i1"] and state.applied == {"3": [17]}
+    [log] = producer.sent_to(INTERACTIONS)
+    assert (log.value, origin_of(log)) == (value, b"3:17")
 
 
 # -- item stats ----------------------------------------------------------------------------
@@ -750,13 +916,14 @@ async def test_the_item_stats_agent_consumes_the_deltas_topic(
 
 # -- the three together, then the web view -------------------------------------------------
 async def run_through(pipeline: Pipeline, producer: MemoryProducer, raw: list[FaustEvent]) -> None:
-    """Ingest, interest and item-stats in turn, each reading what the one before produced."""
+    """The worker agent on ``raw``, then on what it re-keyed (if anything), then item-stats on
+    the deltas of both, each reading what the one before produced."""
     start = len(producer.records)
-    await pipeline.ingest.handle(raw)
-    forwarded = [r for r in producer.records[start:] if r.topic == INTERACTIONS]
-    mid = len(producer.records)
-    await pipeline.interest.handle(Source(pipeline.app, INTERACTIONS).of(forwarded))
-    deltas = [r for r in producer.records[mid:] if r.topic == ITEM_DELTAS]
+    await pipeline.interest.handle(raw)
+    hops = [r for r in producer.records[start:] if r.topic == REKEYED]
+    if hops:
+        await pipeline.interest.handle(Source(pipeline.app, REKEYED).of(hops))
+    deltas = [r for r in producer.records[start:] if r.topic == ITEM_DELTAS]
     await pipeline.item_stats.handle(Source(pipeline.app, ITEM_DELTAS).of(deltas))
 
 
@@ -771,11 +938,17 @@ async def test_co_visits_learned_from_one_user_reach_another(
         [
             events(event_json(now, event_id="1", user_id="a", item_id="i1"), b"a"),
             events(event_json(now + 1, event_id="2", user_id="a", item_id="i2"), b"a"),
-            events(event_json(now + 2, event_id="3", user_id="b", item_id="i1"), b"b"),
+            # on another partition: learned after its hop through lsi.events.rekeyed
+            events(
+                event_json(now + 2, event_id="3", user_id="b", item_id="i1"),
+                b"b",
+                partition=away("b"),
+            ),
         ],
     )
+    assert event_ids(producer.sent_to(REKEYED)) == ["3"]
     stats = item_stats(pipeline, "i1")
-    assert stats is not None and stats.neighbors == {"i2": 1.0}
+    assert stats is not None and stats.pop == 2.0 and stats.neighbors == {"i2": 1.0}
 
     start = len(producer.records)
     await run_through(
@@ -851,7 +1024,7 @@ async def test_the_recommendations_view_rejects_an_overlong_user_id(pipeline: Pi
 
 async def test_the_metrics_and_health_views(pipeline: Pipeline) -> None:
     events = Source(pipeline.app, EVENTS)
-    await pipeline.ingest.handle([events(b"nope", b"u1")])
+    await pipeline.interest.handle([events(b"nope", b"u1")])
     metrics = await get(pipeline, "/metrics")
     assert metrics.status == 200 and metrics.content_type == "text/plain"
     text = metrics.body.decode()
@@ -870,7 +1043,7 @@ async def test_a_value_near_the_broker_limit_is_dead_lettered_bounded_and_the_ba
     huge = b'{"event_id":"big","context":{"pad":"' + b"x" * 999_950 + b'"}}'
     assert 999_000 < len(huge) < producer.max_request_size  # what the broker would take
     async with asyncio.timeout(10):  # the whole copy was refused and retried forever before
-        await pipeline.ingest.handle(
+        await pipeline.interest.handle(
             [events(huge, b"u1"), events(event_json(now, event_id="ok"), b"u1")]
         )
     [dead] = producer.sent_to(DLQ)
@@ -879,10 +1052,9 @@ async def test_a_value_near_the_broker_limit_is_dead_lettered_bounded_and_the_ba
     assert dead.value == huge[:MAX_VALUE_BYTES]
     assert headers["lsi-original-size"] == str(len(huge)).encode()
     assert headers["lsi-original-sha256"] == hashlib.sha256(huge).hexdigest().encode()
-    assert [json.loads(r.value or b"")["event_id"] for r in producer.sent_to(INTERACTIONS)] == [
-        "ok"
-    ]
-    assert json.loads(pipeline.tables.ingest_seen.get(seen_key("u1"))) == [event_hash("ok")]
+    assert event_ids(producer.sent_to(INTERACTIONS)) == ["ok"]
+    state = user_state(pipeline, "u1")
+    assert state is not None and state.seen == [event_hash("ok")]
 
 
 async def test_a_client_cannot_put_its_own_reason_on_a_dead_letter(
@@ -890,7 +1062,7 @@ async def test_a_client_cannot_put_its_own_reason_on_a_dead_letter(
 ) -> None:
     events = Source(pipeline.app, EVENTS)
     forged = [("lsi-dlq-reason", b"all_good"), ("traceparent", b"00-abc-01")]
-    await pipeline.ingest.handle([events(b"{nope", b"u1", headers=forged)])
+    await pipeline.interest.handle([events(b"{nope", b"u1", headers=forged)])
     [dead] = producer.sent_to(DLQ)
     assert [v for k, v in dead.headers if k == "lsi-dlq-reason"] == [b"malformed_json"]
     assert dead.headers[0] == ("traceparent", b"00-abc-01")
@@ -932,11 +1104,11 @@ def test_send_errors_are_classified_by_whether_they_can_pass() -> None:
     assert classify(TypeError("not bytes")) == "permanent"  # a bug never passes
 
 
-async def test_interest_validates_its_topic_and_dead_letters_stray_records(
+async def test_interest_validates_the_rekey_topic_and_dead_letters_stray_records(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     t0 = round(time.time(), 3)
-    src = Source(pipeline.app, INTERACTIONS)
+    src = Source(pipeline.app, REKEYED)
 
     def raw(**fields: Any) -> bytes:
         data = {"event_id": "s", "user_id": "a", "item_id": "i9", "type": "view", "ts": t0}
@@ -945,7 +1117,7 @@ async def test_interest_validates_its_topic_and_dead_letters_stray_records(
 
     wrong_home = next(p for p in range(PARTITIONS) if p != partition_of(b"a", PARTITIONS))
     batch = [
-        forwarded(src, "e1", "a", "i1", t0, (0, 1)),
+        rekeyed(src, "e1", "a", "i1", t0, (0, 1)),
         src(raw(type="hover"), b"a"),  # unknown type
         src(raw(user_id=7), b"a"),  # an integer id that is not the key
         src(raw(user_id="\ud800"), "\ud800".encode("utf-8", "surrogatepass")),
@@ -953,7 +1125,7 @@ async def test_interest_validates_its_topic_and_dead_letters_stray_records(
         src(raw(ts=float("nan")), b"a"),  # json.dumps writes NaN
         src(raw(), b"a", partition=wrong_home),
         src(raw(), b"a", headers=[(SOURCE_HEADER, b"x:y")]),
-        forwarded(src, "e2", "b", "i2", t0, (1, 1)),
+        rekeyed(src, "e2", "b", "i2", t0, (1, 1)),
     ]
     await pipeline.interest.handle(batch)
 
@@ -961,8 +1133,10 @@ async def test_interest_validates_its_topic_and_dead_letters_stray_records(
     assert reasons == ["unknown_type", "key_mismatch", "invalid_value", "invalid_value",
                        "malformed_json", "key_mismatch", "invalid_value"]  # fmt: skip
     assert {dict(r.headers)["lsi-source-topic"] for r in producer.sent_to(DLQ)} == {
-        INTERACTIONS.encode()
+        REKEYED.encode()
     }
+    assert event_ids(producer.sent_to(INTERACTIONS)) == ["e1", "e2"]
+    assert producer.sent_to(REKEYED) == []  # a record of the rekey topic never hops again
     a, b = user_state(pipeline, "a"), user_state(pipeline, "b")
     assert a is not None and a.items == ["i1"] and b is not None and b.items == ["i2"]
     assert sorted(r.key or b"" for r in producer.sent_to(RECOMMENDATIONS)) == [b"a", b"b"]
@@ -983,52 +1157,71 @@ async def test_an_event_the_scorer_fails_on_is_dead_lettered_alone(
 
     monkeypatch.setattr(UserState, "learn_one", flaky)
     t0 = round(time.time(), 3)
-    src = Source(pipeline.app, INTERACTIONS)
+    src, events = Source(pipeline.app, REKEYED), Source(pipeline.app, EVENTS)
+    direct = events(event_json(t0, event_id="d2", user_id="d", item_id="boom"), b"d")
     await pipeline.interest.handle(
         [
-            forwarded(src, "e1", "a", "i1", t0, (0, 1)),
-            forwarded(src, "e2", "a", "boom", t0 + 1, (0, 2)),
-            forwarded(src, "e3", "a", "i2", t0 + 2, (0, 3)),
-            forwarded(src, "e4", "c", "i3", t0, (0, 4)),
+            rekeyed(src, "e1", "a", "i1", t0, (0, 1)),
+            rekeyed(src, "e2", "a", "boom", t0 + 1, (0, 2)),
+            events(event_json(t0, event_id="d1", user_id="d", item_id="i4"), b"d"),
+            direct,  # learned in place, failing in place
+            rekeyed(src, "e3", "a", "i2", t0 + 2, (0, 3)),
+            rekeyed(src, "e4", "c", "i3", t0, (0, 4)),
         ]
     )
-    [dead] = producer.sent_to(DLQ)
-    headers = dict(dead.headers)
-    assert headers["lsi-dlq-reason"] == b"internal_error"
-    assert headers["lsi-dlq-detail"] == b"stage interest.process: RuntimeError: boom"
-    assert json.loads(dead.value or b"")["event_id"] == "e2"
-    a, c = user_state(pipeline, "a"), user_state(pipeline, "c")
+    dead = producer.sent_to(DLQ)
+    assert [json.loads(r.value or b"")["event_id"] for r in dead] == ["e2", "d2"]
+    assert dead[1].value == direct.message.value  # the original bytes of lsi.events
+    assert [dict(r.headers)["lsi-source-topic"] for r in dead] == [
+        REKEYED.encode(),
+        EVENTS.encode(),
+    ]
+    for r in dead:
+        headers = dict(r.headers)
+        assert headers["lsi-dlq-reason"] == b"internal_error"
+        assert headers["lsi-dlq-detail"] == b"stage interest.process: RuntimeError: boom"
+    a, c, d = user_state(pipeline, "a"), user_state(pipeline, "c"), user_state(pipeline, "d")
     assert a is not None and a.items == ["i1", "i2"] and a.n_events == 2
     assert c is not None and c.items == ["i3"]
-    assert events_total(pipeline, "interest", "accepted") == 3
+    assert d is not None and d.items == ["i4"]
+    assert event_ids(producer.sent_to(INTERACTIONS)) == ["e1", "d1", "e3", "e4"]  # in order
+    assert events_total(pipeline, "interest", "accepted") == 4
+    log_is_output_then_state(producer, 3)
 
 
 async def test_a_redelivered_batch_writes_the_state_again_for_the_changelog(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     t0 = round(time.time(), 3)
-    src = Source(pipeline.app, INTERACTIONS)
+    src = Source(pipeline.app, REKEYED)
     rows = [("e1", "a", "i1", t0, (2, 10)), ("e2", "a", "i2", t0 + 1, (2, 11))]
-    await pipeline.interest.handle([forwarded(src, *row) for row in rows])
+    await pipeline.interest.handle([rekeyed(src, *row) for row in rows])
     live = pipeline.tables.user_state.get(user_key("a"))
     producer.changelog.clear()  # the crash: the local write stays, its changelog record is lost
 
-    await pipeline.interest.handle([forwarded(src, *row) for row in rows])
+    await pipeline.interest.handle([rekeyed(src, *row) for row in rows])
     [write] = producer.written_to(STATE_CHANGELOG)
     assert (write.key, write.value) == (b"u:a", live)  # the changelog has the live state again
     assert events_total(pipeline, "interest", "redelivered", etype="unknown") == 2
 
 
-async def test_ingest_writes_the_window_again_when_an_event_comes_back(
+async def test_a_redelivered_direct_event_writes_the_state_again_and_is_not_logged_twice(
     pipeline: Pipeline, producer: MemoryProducer
 ) -> None:
     events = Source(pipeline.app, EVENTS)
-    first = events(event_json(time.time(), event_id="e1"), b"u1")
-    await pipeline.ingest.handle([first])
-    producer.changelog.clear()
-    await pipeline.ingest.handle([first])  # delivered again after a crash
-    [write] = producer.written_to(SEEN_CHANGELOG)
-    assert json.loads(write.value or b"") == [event_hash("e1")]
+    first = events(event_json(time.time(), event_id="e1"), b"u1")  # on u1's partition
+    await pipeline.interest.handle([first])
+    live = pipeline.tables.user_state.get(user_key("u1"))
+    sent = len(producer.records)
+    producer.changelog.clear()  # the crash: the local write stays, its changelog record is lost
+
+    await pipeline.interest.handle([first])  # delivered again: same partition, same offset
+    [write] = producer.written_to(STATE_CHANGELOG)
+    assert (write.key, write.value) == (b"u:u1", live)  # the changelog has the live state again
+    assert write.partition == home("u1")
+    assert len(producer.records) == sent  # no second log record, list or delta
+    assert events_total(pipeline, "interest", "redelivered", etype="unknown") == 1
+    assert events_total(pipeline, "ingest", "duplicate") == 0  # by offset, before the id
 
 
 async def test_no_record_carries_nan(
@@ -1045,9 +1238,9 @@ async def test_no_record_carries_nan(
 
     monkeypatch.setattr(streams.interest, "process_batch", poisoned)
     t0 = round(time.time(), 3)
-    src = Source(pipeline.app, INTERACTIONS)
+    src = Source(pipeline.app, REKEYED)
     await pipeline.interest.handle(
-        [forwarded(src, "e1", "a", "i1", t0, (0, 1)), forwarded(src, "e2", "b", "i2", t0, (0, 2))]
+        [rekeyed(src, "e1", "a", "i1", t0, (0, 1)), rekeyed(src, "e2", "b", "i2", t0, (0, 2))]
     )
     sent = producer.sent_to(RECOMMENDATIONS)
     assert [r.key for r in sent] == [b"b"]
