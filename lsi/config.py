@@ -62,7 +62,8 @@ class Settings:
         min_insync_replicas: ``min.insync.replicas`` of those topics: with ``acks=all``, a
             write succeeds only once this many replicas have it (2 with a replication
             factor of 3: one broker can fail without losing or refusing writes).
-        partitions: partitions of every lsi topic (events, interactions, outputs, tables).
+        partitions: partitions of every lsi topic (events, their re-key hop, the log,
+            outputs, tables).
         data_dir: where the worker keeps its RocksDB tables.
         web_host: address the worker advertises to the other workers (they forward
             ``/recommendations`` requests for users it owns to it) and, unless ``web_bind``

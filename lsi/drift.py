@@ -1,8 +1,11 @@
 """Online hit rate and its drift, as the refresh job watches it.
 
-The refresh job reads ``lsi.recommendations`` and ``lsi.interactions``. Each recommendation
-record replaces its user's last list; each later interaction of that user is a Bernoulli
-trial: *hit* if its item is in the top ``k`` of that list. River's ADWIN keeps an adaptive
+The refresh job reads ``lsi.recommendations`` and ``lsi.interactions``. Each interaction is
+a Bernoulli trial against the newest list its user was shown *before* it (the newest list
+built from events older than it): *hit* if its item is in the top ``k`` of that list. A
+worker sends a batch's log records and the lists built from them together, so the job may
+read a list before the interactions it was built from: the monitor keeps each user's last
+two lists and judges an interaction by event time, not by read order. River's ADWIN keeps an adaptive
 window over the hits and flags a change when two sub-windows' means differ by more than its
 Hoeffding bound (confidence ``delta``), i.e. the model's online hit rate moved: a reason to
 refresh before the schedule says so. The monitor is pure (no I/O); the job feeds it.
@@ -16,6 +19,9 @@ from collections.abc import Sequence
 from river.drift import ADWIN
 
 __all__ = ["HitRateMonitor"]
+
+#: a list shown to a user and the event time it was built until
+_Shown = tuple[frozenset[str], float]
 
 
 class HitRateMonitor:
@@ -35,7 +41,8 @@ class HitRateMonitor:
         self.delta = delta
         self.max_users = max_users
         self.min_trials = min_trials
-        self._lists: OrderedDict[str, tuple[frozenset[str], float]] = OrderedDict()
+        # user -> (newest list, built until), (the one before, built until)
+        self._lists: OrderedDict[str, tuple[_Shown, _Shown | None]] = OrderedDict()
         self.reset()
 
     def reset(self) -> None:
@@ -48,21 +55,24 @@ class HitRateMonitor:
     def recommendation(self, user: str, items: Sequence[str], event_ts: float | None = None
                        ) -> None:  # fmt: skip
         """The list last shown to ``user``, built from their events up to ``event_ts``."""
-        self._lists[user] = (frozenset(items[: self.k]),
-                             float("-inf") if event_ts is None else event_ts)  # fmt: skip
+        shown = (frozenset(items[: self.k]), float("-inf") if event_ts is None else event_ts)
+        before = self._lists.get(user)
+        self._lists[user] = (shown, None if before is None else before[0])
         self._lists.move_to_end(user)
         while len(self._lists) > self.max_users:
             self._lists.popitem(last=False)
 
     def interaction(self, user: str, item: str, ts: float | None = None) -> bool | None:
-        """Judge one interaction; ``None`` if its user has no list yet, or if the list was
-        built from this very event or a later one (``ts <= event_ts``: read out of order)."""
+        """Judge one interaction against the newest of its user's last two lists that was
+        built from older events only (``event_ts < ts``); ``None`` if there is none."""
         entry = self._lists.get(user)
         if entry is None:
             return None
-        shown, built_until = entry
+        (shown, built_until), before = entry
         if ts is not None and ts <= built_until:
-            return None
+            if before is None or ts <= before[1]:
+                return None
+            shown = before[0]
         hit = item in shown
         self.trials += 1
         self.hits += hit

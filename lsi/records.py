@@ -1,9 +1,10 @@
 """Typed wire records: click events in, recommendations out.
 
-These are the contracts of the Kafka topics (``lsi.events``/``lsi.interactions`` carry
-:class:`Event`, ``lsi.recommendations`` carries :class:`Recommendation`). JSON Schemas for
-both ship in ``lsi/schemas/``; :mod:`lsi.validation` enforces the event schema once, at
-ingest, and every later stage trusts these types.
+These are the contracts of the Kafka topics (``lsi.events``, ``lsi.events.rekeyed`` and the
+interaction log ``lsi.interactions`` carry :class:`Event`, ``lsi.recommendations`` carries
+:class:`Recommendation`). JSON Schemas for both ship in ``lsi/schemas/``;
+:mod:`lsi.validation` enforces the event schema wherever a record enters a worker or the
+refresh job.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ __all__ = [
     "ScoredItem",
 ]
 
-#: Header of a forwarded interaction: ``<partition>:<offset>`` of its event in ``lsi.events``
-#: (set by ingest; lets later stages recognise a re-delivered copy).
+#: Header of a re-keyed event and of an interaction-log record: ``<partition>:<offset>`` of
+#: the event in ``lsi.events`` (set by the worker; lets later readers recognise a copy).
 SOURCE_HEADER = "lsi-src"
 
 #: Event types a client may send, in a fixed order (the order is the wire-free integer code
@@ -57,7 +58,7 @@ NEGATIVE_CODES: frozenset[int] = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One user interaction, as validated at ingest.
+    """One user interaction, as validated at the boundary.
 
     Attributes:
         event_id: client-chosen unique id; duplicates are dropped.
@@ -118,7 +119,7 @@ class Event:
     def from_trusted(cls, data: dict[str, Any]) -> Event:
         """Build from a dict that already passed :func:`lsi.validation.validate_event`.
 
-        Used on ``lsi.interactions``, which only ingest writes; no checks are repeated.
+        No checks are repeated: for data this process validated itself.
         """
         return cls(
             event_id=data["event_id"],

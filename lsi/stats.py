@@ -22,6 +22,8 @@ strongest neighbours.
 from __future__ import annotations
 
 import heapq
+import struct
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,13 +114,38 @@ class ItemStats:
         return float(self.pop * 0.5 ** (max(0.0, now - self.ref_ts) / half_life_s))
 
     def to_bytes(self) -> bytes:
-        n = {k: round(v, 5) for k, v in self.neighbors.items()}
-        return orjson.dumps({"p": round(self.pop, 5), "t": self.ref_ts, "n": n})
+        """Binary: tag ``0x01``, ``pop`` and ``ref_ts`` (float64), the neighbour count
+        (uint32), their weights (float32, in order) and their ids, UTF-8, NUL-separated
+        (an id holds no control character). One C call per part: the statistics agent
+        writes every touched item once per batch."""
+        ids = "\x00".join(self.neighbors).encode()
+        weights = array("f", self.neighbors.values()).tobytes()
+        return _STATS_HEAD.pack(1, self.pop, self.ref_ts, len(self.neighbors)) + weights + ids
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ItemStats:
-        d = orjson.loads(raw)
-        return cls(pop=d["p"], ref_ts=d["t"], neighbors=d["n"])
+        """Reads :meth:`to_bytes` and the JSON of earlier versions; ``ValueError`` if the
+        bytes are neither."""
+        if raw[:1] == b"{":
+            d = orjson.loads(raw)
+            return cls(pop=d["p"], ref_ts=d["t"], neighbors=d["n"])
+        try:
+            tag, pop, ref_ts, n = _STATS_HEAD.unpack_from(raw)
+        except struct.error as exc:
+            raise ValueError(f"item statistics too short ({len(raw)} bytes)") from exc
+        end = _STATS_HEAD.size + 4 * n
+        if tag != 1 or len(raw) < end:
+            raise ValueError(f"not item statistics (tag {tag}, {len(raw)} bytes for {n})")
+        weights = array("f")
+        weights.frombytes(raw[_STATS_HEAD.size : end])
+        ids = raw[end:].decode().split("\x00") if n else []
+        if len(ids) != n:
+            raise ValueError(f"item statistics hold {len(ids)} ids for {n} weights")
+        return cls(pop=pop, ref_ts=ref_ts, neighbors=dict(zip(ids, weights.tolist(), strict=True)))
+
+
+#: tag, pop, ref_ts, neighbour count
+_STATS_HEAD = struct.Struct("<BddI")
 
 
 def batch_deltas(

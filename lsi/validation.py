@@ -1,4 +1,4 @@
-"""Event validation at the ingest boundary.
+"""Event validation at the boundary (and again on every internal topic a worker reads).
 
 :func:`validate_event` turns the raw bytes and key of a Kafka message into an
 :class:`~lsi.records.Event` or raises :class:`~lsi.errors.InvalidEvent` with a stable reason
@@ -19,10 +19,10 @@ Reason codes (the ``lsi-dlq-reason`` header and the ``reason`` metric label):
 ``invalid_value``    right type, value out of range: an empty or over-long id, an id with a
                      control character or a lone surrogate, an integer of more than 128
                      digits, a number beyond float range, ``context`` nested more than
-                     16 levels, a malformed ``lsi-src`` header (``lsi.interactions``)
+                     16 levels, a malformed ``lsi-src`` header (``lsi.events.rekeyed``)
 ``unknown_type``     ``type`` is not one of :data:`~lsi.records.EVENT_TYPES`
 ``key_mismatch``     the message key is missing or differs from ``user_id`` (on
-                     ``lsi.interactions`` also: the record is not on the user's partition)
+                     ``lsi.events.rekeyed`` also: the record is not on the user's partition)
 ``future_timestamp`` ``ts`` is more than ``max_future_s`` ahead of the clock
 ===================  ==========================================================
 """
@@ -127,15 +127,19 @@ _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 _FAST_BRACKETS = 64
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, *, deep_ok: bool = False) -> Any:
     """Decode a record's JSON value strictly.
+
+    ``deep_ok``: the caller checks the structure level by level itself (item-delta
+    bundles), so nesting up to orjson's limit (1,024) need not take the stdlib's path.
 
     Raises:
         InvalidEvent: ``malformed_json`` (not UTF-8, not JSON, NaN/Infinity, nested beyond
             the parser's recursion limit) or ``invalid_value`` (an integer of more than
             :data:`MAX_DIGITS` digits, a number beyond float range).
     """
-    if raw.count(b"[") + raw.count(b"{") < _FAST_BRACKETS and _LONG_NUMBER.search(raw) is None:
+    shallow = deep_ok or raw.count(b"[") + raw.count(b"{") < _FAST_BRACKETS
+    if shallow and _LONG_NUMBER.search(raw) is None:
         # the fast path; orjson refuses all that the stdlib refuses below, but reads an
         # integer beyond 64 bits as a float and nests deeper than the stdlib, so a 19-digit
         # run or many brackets take the precise path
@@ -161,6 +165,8 @@ def id_problem(value: str, name: str = "id") -> str | None:
     no control character, no lone surrogate (ids must be valid UTF-8)."""
     if not value or len(value) > MAX_ID:
         return f"{name} must have 1 to {MAX_ID} characters, got {len(value)}"
+    if value.isascii() and value.isprintable():  # the common case, without the regex
+        return None
     bad = _BAD_CHARS.search(value)
     if bad is not None:
         char = bad.group()
@@ -343,8 +349,8 @@ def validate_interaction(
     now: float,
     limits: Limits,
 ) -> tuple[Event, tuple[int, int] | None]:
-    """Validate one record of ``lsi.interactions`` (written by ingest, but writable by anyone
-    with access to the topic, so checked like an event).
+    """Validate one record of ``lsi.events.rekeyed`` (written by the workers, but writable
+    by anyone with access to the topic, so checked like an event).
 
     On top of :func:`validate_event`: the record must sit on the partition murmur2 gives its
     key (the user's state lives there), and an ``lsi-src`` header, if present, must be
@@ -372,6 +378,21 @@ def _amount(value: Any, what: str) -> float:
     return float(value)
 
 
+def _plain_neighbours(co: dict[str, Any]) -> bool:
+    """Whether every neighbour of a delta is certainly valid, checked in bulk: printable
+    ASCII ids of 1 to :data:`MAX_ID` characters, non-negative numbers (finite: the parser
+    refuses NaN and infinities). ``False`` means "look closer", not "invalid"."""
+    if not co:
+        return True
+    ids = "".join(co)
+    if not (ids.isascii() and ids.isprintable()) or len(ids) > MAX_ID * len(co):
+        return False
+    if min(map(len, co)) < 1 or max(map(len, co)) > MAX_ID:
+        return False
+    weights = co.values()
+    return set(map(type, weights)) <= {float, int} and min(weights) >= 0
+
+
 def validate_bundle(raw: bytes | None, partition: int, partitions: int) -> dict[str, ItemDelta]:
     """Validate one record of ``lsi.item-deltas``: ``{item: {"p": pop, "t": ts, "c":
     {item: weight}}}`` as :func:`lsi.stats.encode_bundle` writes it.
@@ -387,7 +408,7 @@ def validate_bundle(raw: bytes | None, partition: int, partitions: int) -> dict[
     """
     if raw is None or len(raw) == 0:
         raise InvalidEvent("malformed_json", "the record has no value; expected a JSON object")
-    data = parse_json(raw)
+    data = parse_json(raw, deep_ok=True)
     if not isinstance(data, dict):
         raise InvalidEvent("not_an_object", f"expected a JSON object, got {_describe(data)}")
     out: dict[str, ItemDelta] = {}
@@ -411,11 +432,12 @@ def validate_bundle(raw: bytes | None, partition: int, partitions: int) -> dict[
         co = delta["c"]
         if not isinstance(co, dict):
             raise InvalidEvent("wrong_type", f"c must be an object, got {_describe(co)}")
-        for other, weight in co.items():
-            problem = id_problem(other, "a neighbour id")
-            if problem is not None:
-                raise InvalidEvent("invalid_value", problem)
-            _amount(weight, "a co-visitation weight")
+        if not _plain_neighbours(co):  # find the first problem, in order
+            for other, weight in co.items():
+                problem = id_problem(other, "a neighbour id")
+                if problem is not None:
+                    raise InvalidEvent("invalid_value", problem)
+                _amount(weight, "a co-visitation weight")
         out[item] = ItemDelta(
             pop=_amount(delta["p"], "p"),
             ts=_amount(delta["t"], "t"),

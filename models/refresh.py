@@ -118,7 +118,7 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
              ) -> tuple[Log, Watermark]:  # fmt: skip
     """Every interaction in ``lsi.interactions`` up to its end offsets now.
 
-    ``lsi.interactions`` is written at least once: after a crash, ingest may forward a source
+    ``lsi.interactions`` is written at least once: after a crash, a worker may log a source
     event again. Such copies carry the same ``lsi-src`` header (source partition and offset;
     the ``event_id`` when absent) and are learned once. Anyone with access can write the topic,
     so each record is validated as an event (:func:`lsi.validation.validate_event`, without the

@@ -117,7 +117,7 @@ async def deliver(
                                                   None, None, headers))  # fmt: skip
             except Exception as exc:  # refused before it was queued
                 queued.append(exc)
-        results = await asyncio.gather(*(_settle(q) for q in queued), return_exceptions=True)
+        results = [await _settle(q) for q in queued]
         retry: list[tuple[Outgoing, int, bool]] = []
         first: BaseException | None = None
         for (rec, tries, replaced), res in zip(pending, results, strict=True):
@@ -150,6 +150,13 @@ async def deliver(
 
 
 async def _settle(item: Any) -> Any:
+    """The acknowledgement of one queued send, or the exception that failed it (returned,
+    not raised; a cancellation is raised: the worker is stopping). The sends are all
+    queued before the first is awaited, so awaiting them in turn waits as long as the
+    slowest, without a task per record."""
     if isinstance(item, BaseException):
-        raise item
-    return await item
+        return item
+    try:
+        return await item
+    except Exception as exc:
+        return exc

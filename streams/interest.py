@@ -61,7 +61,7 @@ from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
 from streams.models import ModelWatcher
-from streams.tables import Tables, item_key, user_key
+from streams.tables import Tables, item_key, read, user_key
 from streams.topics import Topics
 
 __all__ = ["Interest"]
@@ -117,7 +117,7 @@ class Interest:
 
     # -- lookups over the tables ----------------------------------------------------------
     def load_state(self, user: str) -> UserState | None:
-        raw = self.tables.user_state.get(user_key(user))
+        raw = read(self.tables.user_state, user_key(user))
         return UserState.from_bytes(raw) if raw else None
 
     def stats_lookup(self) -> Any:
@@ -129,7 +129,7 @@ class Interest:
         def lookup(item: str) -> ItemStats | None:
             if item in cache:
                 return cache[item]
-            raw = table.get(item_key(item))
+            raw = read(table, item_key(item))
             stats: ItemStats | None = self._read(ItemStats.from_bytes, raw, "item_stats")
             cache[item] = stats
             return stats

@@ -34,7 +34,7 @@ from lsi.validation import validate_bundle
 from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
-from streams.tables import Tables, item_key, trending_key
+from streams.tables import Tables, item_key, read, trending_key
 from streams.topics import Topics
 
 __all__ = ["ItemStatsAgent"]
@@ -65,11 +65,11 @@ class ItemStatsAgent:
                 await self.handle(batch)
 
     def _stats(self, item: str) -> ItemStats | None:
-        raw = self.tables.item_stats.get(item_key(item))
+        raw = read(self.tables.item_stats, item_key(item))
         return ItemStats.from_bytes(raw) if raw else None
 
     def _trending(self, partition: int) -> Trending | None:
-        raw = self.tables.trending.get(trending_key(partition))
+        raw = read(self.tables.trending, trending_key(partition))
         return Trending.from_bytes(raw) if raw else None
 
     async def handle(self, batch: Sequence[Any]) -> None:

@@ -23,7 +23,7 @@ import faust
 
 from lsi.config import Settings
 
-__all__ = ["Tables", "item_key", "trending_key", "user_key"]
+__all__ = ["Tables", "item_key", "read", "trending_key", "user_key"]
 
 
 def user_key(user_id: str) -> bytes:
@@ -39,6 +39,14 @@ def item_key(item_id: str) -> bytes:
 def trending_key(partition: int) -> bytes:
     """The ``trending`` key of an item-deltas partition's list."""
     return b"t:%d" % partition
+
+
+def read(table: Any, key: bytes) -> bytes | None:
+    """The value of ``key`` in ``table``, in one store lookup (``Table.get`` makes two: it
+    asks the store whether it holds the key, then for the value, each a probe of every
+    partition's RocksDB on a miss)."""
+    value: bytes | None = table.data.get(key)
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,3 +97,17 @@ def test_a_list_built_from_the_event_itself_does_not_judge_it() -> None:
     assert m.interaction("u", "z", ts=90.0) is None  # an older one, read late: not judged
     assert m.interaction("u", "a", ts=101.0) is True
     assert m.trials == 1
+
+
+def test_an_interaction_read_after_the_list_built_from_it_is_judged_by_the_list_before() -> None:
+    """A worker sends a batch's log records and the lists built from them together: the
+    job may read the new list first. The interaction is judged against the list the user
+    saw before it (event time), not skipped and not judged against its own list."""
+    mon = HitRateMonitor(k=10)
+    mon.recommendation("u", ["a"], event_ts=10.0)
+    mon.recommendation("u", ["b"], event_ts=20.0)  # built from the events up to t=20
+    assert mon.interaction("u", "a", ts=20.0) is True  # judged by the list of t=10
+    assert mon.interaction("u", "b", ts=15.0) is False
+    assert mon.interaction("u", "b", ts=21.0) is True  # a later event: the newest list
+    assert mon.interaction("u", "a", ts=5.0) is None  # older than both lists: no trial
+    assert (mon.trials, mon.hits) == (3, 2)
