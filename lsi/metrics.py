@@ -19,7 +19,8 @@ __all__ = ["AGENTS", "ERROR_KINDS", "LATENCY_BUCKETS", "RefreshMetrics", "Worker
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
-#: the agents that count errors, and the kinds they count
+#: the ``agent`` label values that count errors, and the kinds they count (``ingest`` is the
+#: admission stage of the interest agent: validation, re-keying, client duplicates)
 AGENTS = ("ingest", "interest", "item_stats", "sampler")
 ERROR_KINDS = ("decode", "send", "internal")
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
@@ -29,12 +30,19 @@ class WorkerMetrics:
     """Every metric a worker exports.
 
     Attributes:
-        events: ``lsi_events_total{agent,type,outcome}``; outcome is ``accepted`` (learned),
-            ``forwarded`` (ingest passed it on), ``dlq``, ``duplicate`` (same event id) or
-            ``redelivered`` (a re-delivery after a crash, skipped by source offset).
+        events: ``lsi_events_total{agent,type,outcome}``. The worker has one agent; its
+            admission stage counts as ``agent="ingest"``: ``forwarded`` (learned and appended
+            to the interaction log), ``rekeyed`` (sent to ``lsi.events.rekeyed``: it arrived
+            off its user's partition), ``dlq`` (an invalid ``lsi.events`` record, or a bug while
+            validating one) and ``duplicate`` (same event id among the user's last 32).
+            ``agent="interest"``:
+            ``accepted`` (learned), ``redelivered`` (a re-delivery after a crash, skipped by
+            source offset) and ``dlq`` (a bad ``lsi.events.rekeyed`` record, or a bug while
+            learning an event). ``item_stats``: ``dlq`` (a bad bundle).
         dlq: ``lsi_dlq_total{reason}``: dead-lettered events by validation reason.
         processing_latency: ``lsi_processing_latency_seconds{agent}``: from the message's
-            Kafka timestamp to the end of the agent's work on it.
+            Kafka timestamp to the end of the agent's work on it (``interest``: its output
+            delivered; ``item_stats``: its tables written).
         end_to_end_latency: ``lsi_end_to_end_latency_seconds``: from event time (``ts``) to
             the recommendation being sent.
         batch_size: ``lsi_batch_size{agent}``: events per micro-batch.
@@ -48,8 +56,10 @@ class WorkerMetrics:
             (a produce that failed after retries) or ``internal`` (a bug; logged with its
             traceback).
         consumer_lag: ``lsi_consumer_lag{topic,partition}``: records of an assigned source
-            partition not yet committed by this worker (see :mod:`streams.sampler`).
-        table_keys: ``lsi_table_keys{table}``: estimated keys of a table on this worker.
+            partition (``lsi.events``, ``lsi.events.rekeyed``, ``lsi.item-deltas``) not yet
+            committed by this worker (see :mod:`streams.sampler`).
+        table_keys: ``lsi_table_keys{table}``: estimated keys of a table on this worker
+            (``user_state``, ``item_stats``, ``trending``).
         info: ``lsi_worker_info{version,...}``.
         model_version: ``lsi_model_version_info{version}``: 1 for the snapshot this worker
             scores with (``none`` before the first).
