@@ -117,8 +117,13 @@ class Interest:
 
     # -- lookups over the tables ----------------------------------------------------------
     def load_state(self, user: str) -> UserState | None:
+        """The stored state of ``user``; one that cannot be read (damaged, or written by a
+        format this version does not know) counts as absent and as an error: the user
+        starts afresh and the next write replaces it, instead of every event of theirs
+        failing for good."""
         raw = read(self.tables.user_state, user_key(user))
-        return UserState.from_bytes(raw) if raw else None
+        state: UserState | None = self._read(UserState.from_bytes, raw, "user_state")
+        return state
 
     def stats_lookup(self) -> Any:
         """A per-batch memoised reader of the global item statistics (an entry that cannot

@@ -1016,6 +1016,28 @@ async def test_the_recommendations_view_scores_a_user_on_request(
 
 
 @pytest.mark.usefixtures("owns_every_key")
+async def test_an_unreadable_user_state_counts_as_absent_not_as_a_failure(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    """A damaged ``user_state`` value (or one of a format this version cannot read) must not
+    fail every event of its user, nor answer HTTP 500: the user starts afresh, the error is
+    counted, and the next write replaces the value."""
+    events = Source(pipeline.app, EVENTS)
+    first = events(event_json(time.time(), event_id="1", user_id="u1"), b"u1")
+    with streams.interest.acting_for(first):
+        pipeline.tables.user_state[user_key("u1")] = b"\x07 not a state"
+    response = await get(pipeline, "/recommendations/u1/")
+    assert response.status == 200 and json.loads(response.body)["history_size"] == 0
+
+    await pipeline.interest.handle([first])
+    state = user_state(pipeline, "u1")
+    assert state is not None and state.n_events == 1
+    assert producer.sent_to(DLQ) == []
+    assert event_ids(producer.sent_to(INTERACTIONS)) == ["1"]
+    assert metric(pipeline, "lsi_errors_total", agent="interest", kind="read_user_state") == 2
+
+
+@pytest.mark.usefixtures("owns_every_key")
 async def test_the_recommendations_view_rejects_an_overlong_user_id(pipeline: Pipeline) -> None:
     response = await get(pipeline, f"/recommendations/{'u' * 129}/")
     assert response.status == 400
