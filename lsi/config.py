@@ -75,7 +75,8 @@ class Settings:
         session_timeout_s: how long the group waits for a silent worker before its partitions
             move to the others (a killed worker's partitions resume after this).
         batch_max: most events in one micro-batch.
-        batch_within_s: longest wait to fill a batch.
+        batch_within_s: longest wait to fill a batch (a wait every event of a quiet stream
+            pays; under load batches fill before it ends).
         emit_policy: ``event``, ``batch``, ``interval`` or ``request`` (see :mod:`lsi.engine`).
         emit_interval_s: the interval of the ``interval`` policy.
         top_k: length of each emitted list.
@@ -150,7 +151,7 @@ class Settings:
     item_deltas_topic: str = "lsi.item-deltas"
     session_timeout_s: float = 30.0
     batch_max: int = 500
-    batch_within_s: float = 0.05
+    batch_within_s: float = 0.01
     emit_policy: str = "batch"
     emit_interval_s: float = 5.0
     top_k: int = 20
