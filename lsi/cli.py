@@ -263,16 +263,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         stem = ropts.out / f"refresh-{Path(args.dataset).name.split('.')[0]}"
         print(stem.with_suffix(".md").read_text())
         print(f"report: {stem}.json, {stem}.md, {stem}-scaling.png")
+    if args.bench == "catalogue":
+        return _bench_catalogue(args)
     if args.bench == "pipeline":
-        default = f"benchmarks/results/pipeline-{args.dataset}{'-model' if args.model else ''}"
-        out = Path(args.out or default)
-        run_pipeline_bench(PipelineBenchOptions(dataset=args.dataset, n_backlog=args.backlog,
-                                                n_live=args.live, live_rate=args.rate, out=out,
-                                                model=args.model,
-                                                train_budget_s=args.train_budget,
-                                                max_len=args.max_len))  # fmt: skip
+        from lsi.bench.pipeline import QUICK
+
+        given = {"dataset": args.dataset, "events": args.events, "live_events": args.live_events,
+                 "rate": args.rate, "train_budget_s": args.train_budget, "max_len": args.max_len,
+                 "out": None if args.out is None else Path(args.out),
+                 "catalogue": None if args.catalogue is None else Path(args.catalogue)}  # fmt: skip
+        chosen = {k: v for k, v in given.items() if v is not None}
+        popts = PipelineBenchOptions(**{**(QUICK if args.quick else {}), **chosen},
+                                     model=not args.skip_model)  # fmt: skip
+        report = run_pipeline_bench(popts)
+        out = popts.out
         print((out / "report.md").read_text())
-        print(f"report: {out}/report.json, {out}/report.md, {out}/timeline.png")
+        print(f"report: {out}/report.json, {out}/report.md, {out}/report.png")
+        if report.get("failed"):
+            return 1
     if args.bench == "faults":
         from lsi.bench.faults import FaultBenchOptions, run_fault_bench
 
@@ -289,6 +297,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not report["passed"]:
             print(f"worker logs kept in {report['work_dir']}")
             return 1
+    return 0
+
+
+def _bench_catalogue(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lsi.bench.catalogue import DEFAULT_OUT, QUICK, CatalogueBenchOptions
+    from lsi.retrieval import RetrievalConfig
+
+    try:
+        sizes = tuple(int(n) for n in args.sizes.split(",") if n.strip()) if args.sizes else None
+    except ValueError:
+        raise LsiError("--sizes takes comma-separated integers, e.g. 10000,100000") from None
+    given = {"sizes": sizes, "batch": args.batch, "batches": args.batches}
+    chosen = {k: v for k, v in given.items() if v is not None}
+    opts = CatalogueBenchOptions(
+        **{**(QUICK if args.quick else {}), **chosen}, seed=args.seed, ml1m=args.ml1m,
+        ml1m_budget_s=args.ml1m_budget, phase=args.phase,
+        out=Path(args.out) if args.out else DEFAULT_OUT,
+        retrieval=RetrievalConfig(candidates=args.candidates, nprobe=args.nprobe,
+                                  storage=args.storage),
+    )  # fmt: skip
+    import lsi.bench.catalogue as bench  # through the module, so tests can replace a part
+
+    bench.run_catalogue_bench(opts)
+    print((opts.out / "catalogue.md").read_text())
+    print(f"report: {opts.out}/catalogue.json, {opts.out}/catalogue.md, {opts.out}/catalogue.png")
     return 0
 
 
@@ -492,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--lines", type=_at_least(0), default=50, help="log lines to show (logs)")
     k.set_defaults(func=cmd_kafka)
 
-    w = sub.add_parser("worker", help="run a stream worker (ingest, interest, item-stats)")
+    w = sub.add_parser(
+        "worker", help="run a stream worker (events -> state, scores, log; item statistics)"
+    )
     common(w)
     w.add_argument("--web-port", type=int)
     w.add_argument("--web-host")
@@ -547,19 +584,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks that write report.json, report.md and plots")
     bsub = b.add_subparsers(dest="bench", required=True)
-    bp = bsub.add_parser("pipeline", help="throughput and latency through a real broker and worker")
-    bp.add_argument("--dataset", default="ml-100k")
-    bp.add_argument(
-        "--backlog", type=int, default=20000, help="events published before the worker starts"
-    )
-    bp.add_argument("--live", type=int, default=5000, help="events replayed live afterwards")
-    bp.add_argument("--rate", type=float, default=500.0, help="live replay rate, events/s")
-    bp.add_argument("--out", help="report folder (default benchmarks/results/pipeline-DATASET)")
-    bp.add_argument("--model", action="store_true",
-                    help="serve a snapshot with the fused scorer, trained on the backlog first")  # fmt: skip
-    bp.add_argument("--train-budget", type=float, default=120.0,
-                    help="--model: seconds of encoder training")  # fmt: skip
-    bp.add_argument("--max-len", type=int, default=200, help="--model: the encoder's window")
+    bp = bsub.add_parser("pipeline", help="lsi against its anchors (aiokafka, Faust, Faust + "
+                         "table) on one topic and broker: rates, latency, 1 vs 2 workers")  # fmt: skip
+    bp.add_argument("--dataset", help="default ml-1m")
+    bp.add_argument("--events", type=_at_least(1),
+                    help="the backlog every program drains (default 200000; --quick 3000)")  # fmt: skip
+    bp.add_argument("--live-events", type=_at_least(1),
+                    help="events offered at --rate for each latency (default 20000; --quick 600)")  # fmt: skip
+    bp.add_argument("--rate", type=float, help="offered rate, events/s (default 1000; --quick 200)")
+    bp.add_argument("--out", help="report folder (default benchmarks/results/pipeline)")
+    bp.add_argument("--skip-model", action="store_true",
+                    help="no fused-model worker: no training, latency measured without a model")  # fmt: skip
+    bp.add_argument("--quick", action="store_true",
+                    help="a run of a minute or two: small defaults for every size above")  # fmt: skip
+    bp.add_argument("--train-budget", type=float,
+                    help="seconds of encoder training for the fused model (default 30)")  # fmt: skip
+    bp.add_argument("--max-len", type=int, help="the encoder's window (default 200)")
+    bp.add_argument("--catalogue",
+                    help="the `lsi bench catalogue` report to include (default "
+                         "benchmarks/results/catalogue)")  # fmt: skip
     bf = bsub.add_parser("faults", help="the fault suite: SIGKILLs, broker restart, rebalance, "
                          "bad-input corpus; exit 1 on any lost or double-applied event")  # fmt: skip
     bf.add_argument("--events", type=int, default=200_000, help="good events to send")
@@ -653,6 +696,27 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--warm-epochs", type=int, help="warm epochs (default: the refresh job's)")
     br.add_argument("--dim", type=int, help="embedding size (default: the refresh job's)")
     br.add_argument("--seed", type=int, default=0)
+    bc = bsub.add_parser("catalogue", help="serving cost per event against the catalogue size: "
+                         "exact scoring vs candidate retrieval")  # fmt: skip
+    bc.add_argument("--sizes", help="catalogue sizes, comma-separated (default "
+                    "10000,100000,1000000; --quick: 1000,5000)")  # fmt: skip
+    bc.add_argument("--batch", type=_at_least(1), help="requests per micro-batch (default 64)")
+    bc.add_argument("--batches", type=_at_least(1), help="timed micro-batches (default 20)")
+    bc.add_argument("--candidates", type=_at_least(1), default=300,
+                    help="items retrieved per source")  # fmt: skip
+    bc.add_argument("--nprobe", type=_at_least(1), default=32, help="inverted lists scanned")
+    bc.add_argument("--storage", choices=["flat", "sq8"], default="flat",
+                    help="index codes: float32 or 8-bit")  # fmt: skip
+    bc.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalogues")
+    bc.add_argument("--ml1m", action="store_true",
+                    help="also train an ML-1M snapshot and measure the NDCG@10 lost and the "
+                         "recall@100 of the indexes")  # fmt: skip
+    bc.add_argument("--ml1m-budget", type=float, default=120.0,
+                    help="--ml1m: seconds of encoder training")  # fmt: skip
+    bc.add_argument("--phase", choices=["test", "valid"], default="test",
+                    help="--ml1m: judge the test items, or the validation items (tuning)")  # fmt: skip
+    bc.add_argument("--quick", action="store_true", help="small catalogues, few batches")
+    bc.add_argument("--out", help="report folder (default benchmarks/results/catalogue)")
     b.set_defaults(func=cmd_bench)
 
     rf = sub.add_parser("refresh", help="train the long-term model and publish a snapshot")

@@ -12,7 +12,9 @@ the inner product of the propagated LightGCN vectors (:mod:`models.lightgcn`),
     s_L(u, i) = \\langle X_u, X_{U+i} \\rangle,
 
 computed for the whole catalogue at once (``item_vec @ user_vec``, ``[I, d] @ [d]``; exact
-top-K by a partial sort, fine up to ~10^5 items). Items the user already interacted with in the
+top-K by a partial sort, fine up to ~10^5 items). The fused scorer does not score every item
+of larger catalogues: it retrieves candidates from an inner-product index over ``item_vec``
+(:mod:`lsi.retrieval`, built once per snapshot) and re-ranks them exactly. Items the user already interacted with in the
 training data are excluded (``-inf``): the snapshot carries each user's history as a CSR
 array. Items the snapshot does not know get no long-term score until the next refresh.
 

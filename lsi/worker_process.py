@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from lsi.config import Settings
@@ -51,10 +52,15 @@ def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict
 
 
 def start_worker(
-    settings: Settings, log: Path, *args: str, cwd: Path | None = None
+    settings: Settings,
+    log: Path,
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``lsi worker`` in a new process group, output to ``log``; it stops (``SIGTERM``)
-    when this process dies. Call it from a thread that outlives the worker: the kernel ties
+    when this process dies. ``env`` adds variables that are not settings (e.g.
+    ``OMP_NUM_THREADS``). Call it from a thread that outlives the worker: the kernel ties
     the child to the thread that started it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as fh:
@@ -62,7 +68,7 @@ def start_worker(
             [sys.executable, "-m", "lsi", "worker", "--parent-pid", str(os.getpid()), *args],
             stdout=fh,
             stderr=subprocess.STDOUT,
-            env=settings_env(settings),
+            env={**settings_env(settings), **(env or {})},
             cwd=cwd,
             start_new_session=True,
         )

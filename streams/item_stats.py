@@ -37,7 +37,10 @@ from streams.dlq import DeadLetters
 from streams.tables import Tables, item_key, read, trending_key
 from streams.topics import Topics
 
-__all__ = ["ItemStatsAgent"]
+__all__ = ["STATS_WINDOW_S", "ItemStatsAgent"]
+
+#: longest wait of the statistics agent to fill a batch of bundles
+STATS_WINDOW_S = 0.2
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +62,10 @@ class ItemStatsAgent:
         @app.agent(self.topics.item_deltas, name="lsi.item-stats")
         async def item_stats(stream: Any) -> None:
             # a longer window than the worker's: a popular item touched by several worker
-            # batches is folded, written and changelogged once (its statistics lag by a
-            # few tens of milliseconds more)
-            async for batch in stream.take_events(self.settings.batch_max,
-                                                  within=self.settings.batch_within_s * 5):  # fmt: skip
+            # batches is folded, written and changelogged once, and each touched trending
+            # list (~2 KB) once per fold; statistics lag the stream by up to this window
+            async for batch in stream.take_events(self.settings.batch_max * 4,
+                                                  within=STATS_WINDOW_S):  # fmt: skip
                 await self.handle(batch)
 
     def _stats(self, item: str) -> ItemStats | None:

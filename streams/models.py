@@ -5,7 +5,7 @@ the single source of truth. The worker loads it at start; a background task then
 ``lsi.models`` (one compacted partition, read without a consumer group, so *every* worker sees
 every announcement) and, on each announcement, and every ``POLL_S`` seconds in any case,
 re-reads ``LIVE`` in its own store. A version other than the current one is loaded in a thread
-and then replaces the reference. So an announcement only wakes workers up: a promote or rollback
+(with its candidate-retrieval indexes, for a large catalogue) and then replaces the reference. So an announcement only wakes workers up: a promote or rollback
 made with ``--no-announce``, or whose announcement was lost, still reaches every worker within
 ``POLL_S``, and a worker never follows an announcement away from ``LIVE``.
 
@@ -38,6 +38,17 @@ POLL_S = 30.0
 log = logging.getLogger(__name__)
 
 
+def _ready(store: SnapshotStore, version: str | None) -> LongTermModel | None:
+    """Load a snapshot (``None``: the live one) and, if it serves a large catalogue through
+    candidate retrieval, build its indexes now, off the event loop and before the swap, so
+    that no batch waits for the build (minutes at a million items)."""
+    model = store.load(version)
+    seq = model.sequence if model is not None else None
+    if seq is not None and seq.uses_retrieval:
+        seq.retriever(model)
+    return model
+
+
 class ModelWatcher:
     """Holds the live :class:`~lsi.longterm.LongTermModel` (or ``None``) of one worker."""
 
@@ -51,7 +62,7 @@ class ModelWatcher:
         """Load the store's live version, if any (at worker start)."""
         store = SnapshotStore(self.settings.models_dir)
         try:
-            model = store.load()
+            model = _ready(store, None)
         except (LsiError, OSError) as exc:
             self.metrics.model_load_failures.inc()
             log.error("models: cannot load the live snapshot from %s: %s",
@@ -97,7 +108,7 @@ class ModelWatcher:
         if live == self._failed_version:
             return  # counted once; retried when LIVE changes or after a restart
         try:
-            model = await asyncio.get_running_loop().run_in_executor(None, store.load, live)
+            model = await asyncio.get_running_loop().run_in_executor(None, _ready, store, live)
         except (LsiError, OSError, ValueError) as exc:
             self._failed_version = live
             self._failed(f"cannot load {live}: {exc}")

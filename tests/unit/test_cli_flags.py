@@ -62,6 +62,7 @@ DEMO = UNIT + "test_demo_flags_reach_its_options"
 REFRESH_LOOP = UNIT + "test_refresh_loop_flags_reach_the_job_and_the_loop"
 REPORT = UNIT + "test_report_metrics_flags_shape_the_queries"
 MONITORING = UNIT + "test_monitoring_check_flags_shape_the_queries"
+CATALOGUE = "tests/unit/test_retrieval.py::test_bench_catalogue_runs_from_the_command_line"
 
 #: the flags the end-to-end demo test passes (it runs a real broker, worker and replay)
 DEMO_LIVE_FLAGS = frozenset({"--limit", "--rate", "--exit-when-done", "--refresh-after"})
@@ -86,10 +87,9 @@ TESTED: dict[str, tuple[str, ...]] = {
     "recs --users": (RECS_TOPIC,), "recs --top": (RECS_TOPIC, WORKER),
     "recs --json": (RECS_TOPIC, WORKER, RECS_FOLLOW), "recs --web-port": (WORKER,),
     "recs --web-host": (WORKER,),
-    "bench pipeline --dataset": (PIPELINE,), "bench pipeline --backlog": (PIPELINE,),
-    "bench pipeline --live": (PIPELINE,), "bench pipeline --rate": (PIPELINE,),
-    "bench pipeline --out": (PIPELINE,), "bench pipeline --model": (PIPELINE,),
-    "bench pipeline --train-budget": (PIPELINE,), "bench pipeline --max-len": (PIPELINE,),
+    **{f"bench pipeline {flag}": (PIPELINE,) for flag in (
+        "--dataset", "--events", "--live-events", "--rate", "--out", "--skip-model", "--quick",
+        "--train-budget", "--max-len", "--catalogue")},
     **{f"bench accuracy {flag}": (ACCURACY, ACCURACY_RUN) for flag in (
         "--dataset", "--protocol", "--models", "--seeds", "--filter-seen", "--limit", "--phase",
         "--out", "--refresh-every", "--max-len", "--windows", "--dropout", "--dim", "--layers",
@@ -98,6 +98,9 @@ TESTED: dict[str, tuple[str, ...]] = {
     **{f"bench refresh {flag}": (REFRESH_BENCH,) for flag in (
         "--dataset", "--out", "--device", "--scaling-edges", "--scaling-epochs",
         "--new-fraction", "--valid-cases", "--epochs", "--warm-epochs", "--dim", "--seed")},
+    **{f"bench catalogue {flag}": (CATALOGUE,) for flag in (
+        "--sizes", "--batch", "--batches", "--candidates", "--nprobe", "--storage", "--seed",
+        "--ml1m", "--ml1m-budget", "--phase", "--quick", "--out")},
     **{f"bench faults {flag}": (FAULTS,) for flag in (
         "--events", "--kills", "--dataset", "--rate", "--seed", "--partitions",
         "--no-broker-restart", "--no-rebalance", "--no-corpus", "--restore-users", "--wait",
@@ -199,25 +202,35 @@ def test_bench_pipeline_flags_reach_its_options(
 
     def run(opts: lsi.bench.PipelineBenchOptions) -> dict[str, Any]:
         seen.calls.append(opts)
-        opts.out.mkdir(parents=True)
+        opts.out.mkdir(parents=True, exist_ok=True)
         (opts.out / "report.md").write_text("# pipeline report\n")
-        return {}
+        return {"failed": ["lsi: did not finish"]} if opts.events == 7 else {"failed": []}
 
     monkeypatch.setattr(lsi.bench, "run_pipeline_bench", run)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bp"
-    assert main(["bench", "pipeline", "--dataset", "ml-1m", "--backlog", "300", "--live", "100",
-                 "--rate", "50", "--out", str(out), "--model", "--train-budget", "5",
-                 "--max-len", "20"]) == 0  # fmt: skip
+    assert main(["bench", "pipeline", "--dataset", "ml-100k", "--events", "300",
+                 "--live-events", "100", "--rate", "50", "--out", str(out), "--skip-model",
+                 "--train-budget", "5", "--max-len", "20", "--catalogue", "cat"]) == 0  # fmt: skip
     assert "# pipeline report" in capsys.readouterr().out
     opts = seen.calls[0]
-    assert (opts.dataset, opts.n_backlog, opts.n_live, opts.live_rate) == ("ml-1m", 300, 100, 50.0)
-    assert (opts.out, opts.model, opts.train_budget_s, opts.max_len) == (out, True, 5.0, 20)
-    assert main(["bench", "pipeline", "--dataset", "ml-1m", "--model"]) == 0
-    assert seen.calls[1].out == Path("benchmarks/results/pipeline-ml-1m-model")
+    assert (opts.dataset, opts.events, opts.live_events, opts.rate) == ("ml-100k", 300, 100, 50.0)
+    assert (opts.out, opts.model, opts.train_budget_s, opts.max_len) == (out, False, 5.0, 20)
+    assert opts.catalogue == Path("cat")
     assert main(["bench", "pipeline"]) == 0
-    assert seen.calls[2].out == Path("benchmarks/results/pipeline-ml-100k")
-    assert not seen.calls[2].model
+    full = seen.calls[1]
+    assert (full.dataset, full.events, full.live_events, full.rate) == ("ml-1m", 200_000, 20_000,
+                                                                        1000.0)  # fmt: skip
+    assert full.out == Path("benchmarks/results/pipeline") and full.model
+    assert full.catalogue == Path("benchmarks/results/catalogue")
+    # --quick shrinks every size; a flag given with it still wins
+    assert main(["bench", "pipeline", "--quick", "--rate", "300"]) == 0
+    quick = seen.calls[2]
+    assert (quick.events, quick.live_events, quick.rate, quick.train_budget_s) == (3000, 600,
+                                                                                   300.0, 5.0)  # fmt: skip
+    assert main(["bench", "pipeline", "--events", "7"]) == 1, "a step that did not finish"
+    with pytest.raises(SystemExit):
+        main(["bench", "pipeline", "--events", "0"])
 
 
 def test_bench_accuracy_flags_reach_its_options(
