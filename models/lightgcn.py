@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import LGConv
 
-__all__ = ["WeightedLightGCN", "bpr_loss", "edge_weights", "normalized_adjacency"]
+__all__ = ["WeightedLightGCN", "bpr_loss", "edge_weights", "normalized_adjacency", "spmm"]
 
 
 def edge_weights(strength: Tensor, ts: Tensor, now: float, half_life_s: float) -> Tensor:
@@ -64,24 +64,43 @@ def normalized_adjacency(edge_index: Tensor, edge_weight: Tensor | None, num_nod
         return adj.coalesce().to_sparse_csr()
 
 
+def spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` for the CSR matrix of :func:`normalized_adjacency` (no autograd).
+
+    On CPU it is one weighted :func:`torch.nn.functional.embedding_bag` over the CSR arrays
+    (row ``v`` is the bag of ``x``'s rows ``col[crow[v]:crow[v+1]]`` weighted by the values):
+    the same sums as ``torch.sparse.mm`` (up to summation order), but with prefetched row
+    gathers, 3–8× faster on graphs whose node table falls out of the CPU caches. On CUDA it is
+    ``torch.sparse.mm`` (cuSPARSE).
+    """
+    out: Tensor
+    if x.device.type == "cuda":
+        out = torch.sparse.mm(adj, x)
+        return out
+    out = torch.nn.functional.embedding_bag(
+        adj.col_indices(), x, adj.crow_indices()[:-1], mode="sum",
+        per_sample_weights=adj.values().to(x.dtype),
+    )  # fmt: skip
+    return out
+
+
 class _SymmetricSpMM(torch.autograd.Function):
     """``A @ x`` for a symmetric sparse ``A`` whose backward is ``A @ grad`` (``A^T = A``).
 
     torch's own backward of a CSR product is ~30× its forward on CPU (it builds the
     transpose every call); the normalised LightGCN adjacency is symmetric, so the gradient is
-    one more forward product.
+    one more forward product (:func:`spmm`).
     """
 
     @staticmethod
     def forward(ctx: Any, adj: Tensor, x: Tensor) -> Tensor:
         ctx.save_for_backward(adj)
-        out: Tensor = torch.sparse.mm(adj, x)
-        return out
+        return spmm(adj, x)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
         (adj,) = ctx.saved_tensors
-        return None, torch.sparse.mm(adj, grad)
+        return None, spmm(adj, grad.contiguous())
 
 
 class WeightedLightGCN(nn.Module):
@@ -107,7 +126,6 @@ class WeightedLightGCN(nn.Module):
         self.embedding = nn.Embedding(num_users + num_items, dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
         self.conv = LGConv(normalize=True)
-        self.conv_normalized = LGConv(normalize=False)
 
     def get_embedding(self, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """Propagated embeddings of every node, ``[U+I, d]``: the mean over layers 0…L.
@@ -115,22 +133,22 @@ class WeightedLightGCN(nn.Module):
         ``edge_index`` is either ``[2, E]`` (normalised here, on every call) or the sparse
         matrix from :func:`normalized_adjacency` (then ``edge_weight`` must be ``None``).
         With the precomputed matrix and autograd on, each layer is ``A @ x`` with the
-        symmetric backward of :class:`_SymmetricSpMM`; without autograd it is ``LGConv``.
+        symmetric backward of :class:`_SymmetricSpMM`; either way the product is :func:`spmm`.
         """
         pre = edge_index.layout != torch.strided
         if pre and edge_weight is not None:
             raise ValueError("a normalized adjacency already carries the edge weights")
         x = self.embedding.weight
-        out = x / (self.num_layers + 1)
+        out = x
         for _ in range(self.num_layers):
             if pre and torch.is_grad_enabled():  # same product as LGConv, faster backward
                 x = _SymmetricSpMM.apply(edge_index, x)
             elif pre:
-                x = self.conv_normalized(x, edge_index)
+                x = spmm(edge_index, x)
             else:
                 x = self.conv(x, edge_index, edge_weight)
-            out = out + x / (self.num_layers + 1)
-        return out
+            out = out + x
+        return out / (self.num_layers + 1)
 
     def forward(
         self, edge_index: Tensor, edge_weight: Tensor | None = None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights, normalized_adjacency
+from models.lightgcn import (
+    WeightedLightGCN,
+    bpr_loss,
+    edge_weights,
+    normalized_adjacency,
+    spmm,
+)
 
 
 def test_propagation_equals_the_normalised_adjacency_computation() -> None:
@@ -75,3 +81,16 @@ def test_precomputed_normalized_adjacency_gives_the_same_propagation() -> None:
     model.embedding.weight.grad = None
     (model.get_embedding(edge_index, ww) * target).sum().backward()
     assert torch.allclose(fast, model.embedding.weight.grad, atol=1e-6)
+
+
+def test_spmm_equals_the_sparse_product_and_lgconv() -> None:
+    torch.manual_seed(2)
+    users = torch.randint(0, 20, (200,))
+    items = torch.randint(0, 15, (200,))
+    edge_index = WeightedLightGCN.bipartite_edges(users, items, 20)
+    adj = normalized_adjacency(edge_index, torch.rand(400) + 0.1, 35)
+    x = torch.randn(35, 8)
+    assert torch.allclose(spmm(adj, x), torch.sparse.mm(adj, x), atol=1e-6)
+    nodes_without_edges = normalized_adjacency(edge_index, None, 40)  # rows 35..39 are empty
+    out = spmm(nodes_without_edges, torch.randn(40, 8))
+    assert out.shape == (40, 8) and (out[35:] == 0).all()
