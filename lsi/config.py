@@ -151,7 +151,7 @@ class Settings:
     item_deltas_topic: str = "lsi.item-deltas"
     session_timeout_s: float = 30.0
     batch_max: int = 500
-    batch_within_s: float = 0.01
+    batch_within_s: float = 0.03
     emit_policy: str = "batch"
     emit_interval_s: float = 5.0
     top_k: int = 20
