@@ -267,18 +267,11 @@ class SequenceModel:
             for k, r in enumerate(reqs):
                 if not scorable[k]:
                     continue
-                row = long.user_index.get(r.user_id)
-                if row is not None:
-                    vec = long.user_vec[row]
-                    hist = inv[long.history(row)]
-                    excluded[k, hist[hist >= 0]] = True
-                else:
-                    folded = long.fold_in([item for item, code in zip(r.items, r.types,
-                                                                      strict=True)
-                                           if code not in NEGATIVE_CODES])  # fmt: skip
-                    if folded is None:
-                        continue
-                    vec = folded
+                user = _user_long(long, r, inv)
+                if user is None:
+                    continue
+                vec, hist = user
+                excluded[k, hist] = True
                 known[k] = True
                 long_vec[k] = vec
                 long_logits[k, have] = sub_items @ vec
@@ -402,18 +395,12 @@ class SequenceModel:
             for k, r in enumerate(reqs):
                 if not win.scorable[k]:
                     continue
-                row = long.user_index.get(r.user_id)
-                if row is not None:
-                    vec = long.user_vec[row]
-                    hist = maps.inv[long.history(row)]
-                    excluded[k] = np.concatenate([excluded[k], hist[hist >= 0]])
-                else:
-                    folded = long.fold_in([item for item, code in zip(r.items, r.types,
-                                                                      strict=True)
-                                           if code not in NEGATIVE_CODES])  # fmt: skip
-                    if folded is None:
-                        continue
-                    vec = folded
+                user = _user_long(long, r, maps.inv)
+                if user is None:
+                    continue
+                vec, hist = user
+                if len(hist):
+                    excluded[k] = np.concatenate([excluded[k], hist])
                 known[k] = True
                 long_vec[k] = vec
         excluded = [np.unique(e) for e in excluded]
@@ -571,6 +558,23 @@ def _outside(sorted_rows: npt.NDArray[np.int64], drop: npt.NDArray[np.int64]
     pos = np.minimum(np.searchsorted(sorted_rows, drop), sorted_rows.shape[0] - 1)
     ok[pos[sorted_rows[pos] == drop]] = False
     return ok
+
+
+def _user_long(long: LongTermModel, req: SeqRequest, inv: npt.NDArray[np.int64]
+               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None:  # fmt: skip
+    """The long-term vector of ``req`` and the encoder columns of its snapshot history: the
+    snapshot's row for a user it knows; else folded in from the request's positive events
+    (no history); ``None`` without either. ``inv``: snapshot item row -> encoder column
+    (-1 where the encoder lacks the item)."""
+    row = long.user_index.get(req.user_id)
+    if row is not None:
+        hist = inv[long.history(row)]
+        return long.user_vec[row], hist[hist >= 0]
+    folded = long.fold_in([item for item, code in zip(req.items, req.types, strict=True)
+                           if code not in NEGATIVE_CODES])  # fmt: skip
+    if folded is None:
+        return None
+    return folded, np.zeros(0, dtype=np.int64)
 
 
 def _scored(values: torch.Tensor, rows: torch.Tensor, b: int, ids: tuple[str, ...]
