@@ -220,7 +220,7 @@ class Interest:
         log_topic = self.topics.interactions
         for i in result.applied:
             event, origin = events[i], origins[i]
-            src = None if origin is None else [(SOURCE_HEADER, b"%d:%d" % origin)]
+            src = None if origin is None else _source_header(origin)
             out.append((log_topic, event.user_id.encode(), event.to_json(), src))
             counts["ingest", event.type, "forwarded"] += 1
         out += self._delta_bundles(result.deltas)
@@ -246,8 +246,7 @@ class Interest:
                 origin = (msg.partition, msg.offset)
                 if self.home(msg.key) == msg.partition:
                     return event, origin
-                header = [(SOURCE_HEADER, b"%d:%d" % origin)]
-                out.append((self.topics.rekeyed, msg.key, event.to_json(), header))
+                out.append((self.topics.rekeyed, msg.key, event.to_json(), _source_header(origin)))
                 counts["ingest", event.type, "rekeyed"] += 1
             except InvalidEvent as exc:
                 out.append(self.dead_events.record(msg, exc.reason, exc.detail, now))
@@ -351,6 +350,11 @@ class Interest:
         latency = self._latency
         for ev in batch:
             latency.observe(max(0.0, sent - ev.message.timestamp))
+
+
+def _source_header(origin: tuple[int, int]) -> list[tuple[str, bytes]]:
+    """``lsi-src: <partition>:<offset>``, the event's place in ``lsi.events``."""
+    return [(SOURCE_HEADER, b"%d:%d" % origin)]
 
 
 def _merge(into: BatchResult, one: BatchResult, position: int) -> None:

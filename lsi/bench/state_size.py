@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
@@ -29,7 +29,7 @@ from lsi.datasets import Interactions, load
 from lsi.engine import EngineConfig, process_batch
 from lsi.evaluation.streaming import StreamingModel
 from lsi.partitioning import partition_of
-from lsi.records import EVENT_TYPES, Event
+from lsi.replay import events_of
 from lsi.state import StateConfig, UserState, _to_json
 from lsi.stats import ItemStats, Trending
 
@@ -48,23 +48,6 @@ def summarize(sizes: Sequence[int]) -> dict[str, float | int]:
     out["max"] = ordered[-1] if n else 0
     out["mean"] = round(sum(ordered) / n, 1) if n else 0.0
     return out
-
-
-def _events(data: Interactions, limit: int | None) -> Iterator[Event]:
-    """The rows in time order (ties in file order), as :func:`lsi.replay.events_of` makes
-    them, without the context the state never keeps."""
-    order = data.time_order()
-    if limit is not None:
-        order = order[:limit]
-    users, items, ts, types = data.users, data.items, data.ts, data.types
-    for row in order.tolist():
-        yield Event(
-            event_id=f"{data.name}:state-size:{row}",
-            user_id=str(int(users[row])),
-            item_id=str(int(items[row])),
-            type=EVENT_TYPES[int(types[row])],
-            ts=float(ts[row]),
-        )
 
 
 def _timing(states: Sequence[UserState], repeat: int = 3) -> dict[str, float]:
@@ -132,7 +115,7 @@ def measure_state_bytes(
     partition: dict[str, int] = {}
     n_events = 0
     started = time.perf_counter()
-    it = _events(data, limit)
+    it = (event for event, _ in events_of(data, "state-size", limit))
     while batch := list(islice(it, batch_size)):
         sources: list[tuple[int, int] | None] | None = None
         if partitions > 0:
