@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lsi.bench.faults import git_commit
 from lsi.bench.pipeline_report import Drain, Latency, crossing, markdown, plot, ratios
 from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
@@ -542,7 +543,8 @@ def _report(b: _Bench, drains: dict[str, Drain], latency: dict[str, Latency],
             timelines: dict[str, list[tuple[float, float]]], model_info: dict[str, Any] | None,
             kafka_version: str, load_start: tuple[float, float, float]) -> dict[str, Any]:  # fmt: skip
     opts, s = b.opts, b.base
-    commit, dirty = _git()
+    provenance = git_commit()
+    commit, dirty = provenance["commit"], provenance["dirty"]
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
     return {
         "benchmark": "pipeline",
@@ -607,17 +609,6 @@ def _command(opts: PipelineBenchOptions) -> str:
     if not opts.model:
         parts.append("--skip-model")
     return " ".join(parts)
-
-
-def _git() -> tuple[str | None, bool | None]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=10)  # fmt: skip
-        return commit, bool(status.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
 
 
 def _catalogue(path: Path | None) -> dict[str, Any] | None:
