@@ -32,7 +32,7 @@ from streams.tables import Tables
 from streams.topics import Topics
 from streams.web import register_views
 
-__all__ = ["Pipeline", "build_app", "run_worker"]
+__all__ = ["Pipeline", "build_app", "rewind_uncommitted", "run_worker"]
 
 #: keys per table store whose partition is remembered (~100 bytes each)
 TABLE_KEY_INDEX = 1 << 17
@@ -107,7 +107,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
                      {settings.events_topic, settings.rekey_topic, settings.item_deltas_topic},
                      metrics)  # fmt: skip
     _widen_producer_buffer(app, settings)
-    _rewind_uncommitted(app, {settings.events_topic, settings.rekey_topic,
+    rewind_uncommitted(app, {settings.events_topic, settings.rekey_topic,
                               settings.item_deltas_topic})  # fmt: skip
     return Pipeline(app, settings, topics, tables, metrics, interest, item_stats, models)
 
@@ -126,7 +126,7 @@ def _widen_producer_buffer(app: Any, settings: Settings) -> None:
         app.producer.buffer.max_messages = max(10_000, settings.batch_max * 40)
 
 
-def _rewind_uncommitted(app: Any, source_topics: set[str]) -> None:
+def rewind_uncommitted(app: Any, source_topics: set[str]) -> None:
     """After each rebalance, seek partitions the group never committed to their start.
 
     aiokafka's ``seek_to_committed`` skips partitions whose committed offset is missing or 0,

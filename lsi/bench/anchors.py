@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +79,9 @@ async def _aiokafka(args: argparse.Namespace) -> None:
 def _faust(args: argparse.Namespace, table: bool) -> None:
     """A Faust app with one agent; it exits (``os._exit``) once ``--events`` are handled."""
     import faust
-    from faust.streams import _current_event  # how lsi's agents file a batch's table writes
+
+    from streams.app import rewind_uncommitted
+    from streams.context import acting_for
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     app: Any = faust.App(
@@ -115,31 +116,15 @@ def _faust(args: argparse.Namespace, table: bool) -> None:
         async for batch in stream.take_events(args.batch, within=args.within):
             for event in batch:
                 json.loads(event.value)
-                token = _current_event.set(weakref.ref(event))
-                try:
+                with acting_for(event):  # as lsi's agents file a batch's table writes
                     entries[event.key] = event.value
-                finally:
-                    _current_event.reset(token)
             finish(len(batch))
-
-    async def rewind(sender: Any, **kwargs: Any) -> None:
-        # as lsi's worker does (streams/app.py): aiokafka's seek_to_committed leaves a
-        # partition the group never committed wherever the fetcher got to while Faust
-        # recovered, and those records are never delivered; seek them to their start
-        consumer = app.consumer
-        tps = {tp for tp in consumer.assignment() if tp.topic == args.topic}
-        if tps:
-            committed = await consumer.seek_to_committed()
-            fresh = [tp for tp in tps if not committed.get(tp)]
-            if fresh:
-                earliest = await consumer.earliest_offsets(*fresh)
-                await consumer.seek_wait({tp: earliest[tp] for tp in fresh})
 
     if table:
         entries = app.Table("entries", key_type=bytes, value_type=bytes,
                             partitions=args.partitions, use_partitioner=False)  # fmt: skip
     app.agent(topic, name="anchor")(with_table if table else bare)
-    app.on_rebalance_complete.connect(rewind)
+    rewind_uncommitted(app, {args.topic})  # as lsi's worker does (streams/app.py)
     app.on_partitions_assigned.connect(on_assigned)
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
