@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsi.errors import ConfigError
+from lsi.longterm import top_rows
 
 __all__ = [
     "MODES",
@@ -200,9 +201,7 @@ class ExactIndex:
             if exclude is not None and len(exclude[b]):
                 pos = [p for j in exclude[b].tolist() if (p := self._pos.get(j)) is not None]
                 s[pos] = -np.inf
-            kk = min(k, s.shape[0])
-            part = np.argpartition(-s, kk - 1)[:kk]
-            part = part[np.lexsort((part, -s[part]))]
+            part = top_rows(s, k)
             part = part[np.isfinite(s[part])]
             out[b, : part.shape[0]] = self.ids[part]
         return out
