@@ -434,17 +434,18 @@ class SequenceModel:
             rows_t = torch.from_numpy(rows).to(dev)
             cand_ok = rows_t >= 0
             at = rows_t.clamp(min=0)
-            short_c = torch.einsum("bcd,bd->bc", emb[at], s)
+            short_c = _dot_rows(emb, at, s)
             short_t = s @ emb[torch.from_numpy(tail).to(dev)].T
             long_c = torch.full_like(short_c, float("nan"))
             long_t = torch.full_like(short_t, float("nan"))
             if long is not None and maps is not None:
                 vecs = torch.from_numpy(long.item_vec).to(dev)
                 lrows = torch.from_numpy(maps.rows).to(dev)
-                lr_c, lr_t = lrows[at], lrows[torch.from_numpy(tail).to(dev)]
+                lr_c = lrows.index_select(0, at.reshape(-1)).view(at.shape)
+                lr_t = lrows[torch.from_numpy(tail).to(dev)]
                 kn = torch.from_numpy(known).to(dev)[:, None]
                 long_c = torch.where((lr_c >= 0) & kn,
-                                     torch.einsum("bcd,bd->bc", vecs[lr_c.clamp(min=0)], lv),
+                                     _dot_rows(vecs, lr_c.clamp(min=0), lv),
                                      long_c)  # fmt: skip
                 long_t = torch.where((lr_t >= 0)[None] & kn, lv @ vecs[lr_t.clamp(min=0)].T,
                                      long_t)  # fmt: skip
@@ -546,6 +547,16 @@ class SequenceModel:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         scorer.load_state_dict(state)
         return cls(ids, scorer, desc["config"], desc.get("metrics", {}))
+
+
+def _dot_rows(table: torch.Tensor, rows: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``[B, C]``: :math:`\\langle \\text{table}[\\text{rows}_{bc}], q_b \\rangle` for
+    ``table [N, d]``, ``rows [B, C]``, ``q [B, d]``. ``index_select`` and ``bmm`` give the
+    numbers ``einsum("bcd,bd->bc", table[rows], q)`` gives, in about 40 % of its time on a
+    million-row table (advanced indexing is the slow part)."""
+    b, c = rows.shape
+    picked = table.index_select(0, rows.reshape(-1)).view(b, c, -1)
+    return torch.bmm(picked, q[:, :, None])[..., 0]
 
 
 def _outside(sorted_rows: npt.NDArray[np.int64], drop: npt.NDArray[np.int64]

@@ -24,8 +24,9 @@ cosine normalisation, no MIPS→L2 augmentation needed). Chosen by measurement o
 recall@100, it builds several times faster (one build per snapshot and per source), and
 its cost per query, :math:`O(\\text{nlist}\\, d + \\text{nprobe} \\cdot I / \\text{nlist}\\, d)`
 with ``nlist`` :math:`\\approx 4\\sqrt I`, stays well under the encoder's for :math:`I \\le 10^7`.
-Excluded items are filtered inside the search (a faiss ``IDSelector``), so a user with a long
-history still gets ``candidates`` items.
+Excluded items never take a candidate's place (dropped from a wider answer, or skipped inside
+faiss with an ``IDSelector`` when too many were among the best: :meth:`IVFIndex.search`), so a
+user with a long history still gets ``candidates`` items.
 
 Memory per item (:attr:`CandidateIndex.bytes_per_item`): the stored code (``4 d`` bytes for
 ``flat`` float32, ``d`` for ``sq8``), its 8-byte id in the inverted list, and the centroids'
@@ -207,6 +208,11 @@ class ExactIndex:
         return out
 
 
+#: the batched search asks faiss for ``k + k / WIDEN`` ids (at most as many more as the longest
+#: exclusion); a row that loses more than that to its exclusions is searched again alone
+WIDEN = 4
+
+
 class IVFIndex:
     """faiss ``IVF{nlist},{Flat|SQ8}`` with the inner-product metric (see the module
     docstring). ``vectors`` ``[I, d]`` float32, ``ids`` ``[I]`` int64 (default ``0…I-1``)."""
@@ -267,30 +273,51 @@ class IVFIndex:
 
     def search(self, queries: FloatArray, k: int,
                exclude: Sequence[IntArray] | None = None) -> IntArray:  # fmt: skip
-        faiss = self._faiss
+        """The ``k`` best ids per query, none of them in ``exclude[b]`` (``-1`` pads a row
+        whose scanned lists hold fewer).
+
+        All queries go to faiss in one call, each asking for ``k / WIDEN`` more than it needs
+        (at most as many more as its longest exclusion), and the excluded ids are dropped from the
+        answer: the same ids a search that skipped them would give, since dropping ids from a
+        ranked list keeps the order of the rest. Only a row that lost too many (its excluded
+        ids were among its best) is searched again alone, with a faiss selector that skips
+        them. One call per query, each with its own selector, cost ~25 % more per query at a
+        million items."""
         q = _as_matrix(queries)
         if q.shape[0] == 0 or k <= 0:
             return np.full((q.shape[0], max(k, 0)), -1, dtype=np.int64)
-        plain = self._params()
         if exclude is None or not any(len(e) for e in exclude):
-            _, ids = self.index.search(q, k, params=plain)
+            _, ids = self.index.search(q, k, params=self._params())
             found: IntArray = ids.astype(np.int64, copy=False)
             return found
+        extra = min(max(1, k // WIDEN), max(len(e) for e in exclude))
+        _, wide = self.index.search(q, k + extra, params=self._params())
+        wide = wide.astype(np.int64, copy=False)
+        # one membership test for the whole batch: (row, id) pairs as one integer each
+        span = np.int64(max(int(wide.max()), max(int(e.max()) for e in exclude if len(e))) + 2)
+        rows = np.arange(q.shape[0], dtype=np.int64)
+        pairs = np.concatenate([np.asarray(e, dtype=np.int64) + 1 + b * span
+                                for b, e in enumerate(exclude)])  # fmt: skip
+        dropped = np.isin(wide + 1 + rows[:, None] * span, pairs) | (wide < 0)
         out = np.full((q.shape[0], k), -1, dtype=np.int64)
         for b in range(q.shape[0]):
-            ex = np.ascontiguousarray(exclude[b], dtype=np.int64)
-            if ex.shape[0] == 0:
-                params = plain
-                keep: tuple[Any, ...] = ()
-            else:  # the selectors must outlive the search (SWIG keeps no reference)
-                inner = faiss.IDSelectorBatch(ex)
-                sel = faiss.IDSelectorNot(inner)
-                params = self._params(sel)
-                keep = (ex, inner, sel)
-            _, ids = self.index.search(q[b : b + 1], k, params=params)
-            out[b] = ids[0]
-            del keep
+            keep = wide[b][~dropped[b]]
+            if keep.shape[0] >= k or wide[b, -1] < 0:  # enough, or every scanned item is here
+                out[b, : min(k, keep.shape[0])] = keep[:k]
+            else:
+                out[b] = self._search_without(q[b : b + 1], k, np.asarray(exclude[b]))
         return out
+
+    def _search_without(self, query: FloatArray, k: int, ex: IntArray) -> IntArray:
+        """One query whose best ``k`` skip ``ex`` inside faiss (an ``IDSelectorNot``)."""
+        faiss = self._faiss
+        ex = np.ascontiguousarray(ex, dtype=np.int64)
+        inner = faiss.IDSelectorBatch(ex)
+        sel = faiss.IDSelectorNot(inner)
+        _, ids = self.index.search(query, k, params=self._params(sel))
+        del inner, sel  # kept alive until here: SWIG holds no reference during the search
+        row: IntArray = ids[0].astype(np.int64, copy=False)
+        return row
 
 
 def build_index(vectors: npt.ArrayLike, cfg: RetrievalConfig,
@@ -357,12 +384,11 @@ class CandidateRetriever:
             long_ids = np.full((short_q.shape[0], k), -1, dtype=np.int64)
             long_ids[rows] = self.long.search(long_q[rows], k,
                                               [exclude[r] for r in rows.tolist()])  # fmt: skip
-        out = []
-        for b in range(short_q.shape[0]):
-            both = short_ids[b] if long_ids is None else np.concatenate([short_ids[b],
-                                                                          long_ids[b]])  # fmt: skip
-            out.append(np.unique(both[both >= 0]))
-        return out
+        both = short_ids if long_ids is None else np.concatenate([short_ids, long_ids], axis=1)
+        both = np.sort(both, axis=1)  # one sort for the batch; -1 (none) first
+        keep = both >= 0
+        keep[:, 1:] &= both[:, 1:] != both[:, :-1]  # an id both indexes found, once
+        return [row[ok] for row, ok in zip(both, keep, strict=True)]
 
 
 def recall_at(found: IntArray, truth: IntArray) -> float:

@@ -21,6 +21,7 @@ from lsi.longterm import LongTermModel
 from lsi.rerank import fuse_candidates
 from lsi.retrieval import (
     CandidateIndex,
+    CandidateRetriever,
     ExactIndex,
     IVFIndex,
     RetrievalConfig,
@@ -83,6 +84,49 @@ def test_an_index_pads_with_minus_one_past_its_items(kind: str) -> None:
     found = make_index(kind, x).search(q[:2], 50, [np.arange(30, dtype=np.int64)] * 2)
     assert sorted(found[0][found[0] >= 0].tolist()) == list(range(30, 40))
     assert np.all(found[:, 10:] == -1)
+
+
+@pytest.mark.parametrize("excluded_top", [0, 5, 30])
+def test_one_batched_ivf_search_finds_what_a_search_skipping_the_excluded_finds(
+    excluded_top: int,
+) -> None:
+    """The batched search drops excluded ids from a wider answer; a row that loses too many
+    (each query's best 30 excluded, k = 20: 20 more are not enough) is searched again with a
+    faiss selector. Either way: the ids a per-query search with the selector gives."""
+    x, q = clustered(4000, 16, seed=2)
+    ids = np.arange(4000, dtype=np.int64) * 3 + 7
+    index = IVFIndex(x, RetrievalConfig(mode="ann", nprobe=8), ids)
+    rng = np.random.default_rng(3)
+    exclude = [
+        np.concatenate(
+            [ids[np.argsort(-(x @ q[b]))[:excluded_top]], rng.choice(ids, 50, replace=False)]
+        )
+        for b in range(q.shape[0])
+    ]
+    found = index.search(q, 20, exclude)
+    for b in range(q.shape[0]):
+        alone = index._search_without(q[b : b + 1], 20, exclude[b])
+        assert found[b].tolist() == alone.tolist()
+        assert not set(found[b].tolist()) & set(exclude[b].tolist())
+
+
+def test_the_candidates_are_the_sorted_union_of_both_indexes_without_the_excluded() -> None:
+    x, q = clustered(3000, 16, seed=4)
+    long_x, long_q = clustered(2000, 8, seed=5)
+    long_ids = np.arange(1000, 3000, dtype=np.int64)  # the long-term side knows rows 1000+
+    ret = CandidateRetriever.build(x, long_x, long_ids, RetrievalConfig(mode="ann", candidates=40))
+    known = np.arange(q.shape[0]) % 3 != 0  # a third of the requests have no long-term vector
+    exclude = [np.arange(b, 3000, 97, dtype=np.int64) for b in range(q.shape[0])]
+    found = ret.candidates(q, long_q[: q.shape[0]], known, exclude)
+    short = ret.short.search(q, 40, exclude)
+    assert ret.long is not None
+    for b in range(q.shape[0]):
+        want = set(short[b][short[b] >= 0].tolist())
+        if known[b]:
+            got_long = ret.long.search(long_q[b : b + 1], 40, [exclude[b]])[0]
+            want |= set(got_long[got_long >= 0].tolist())
+        assert found[b].tolist() == sorted(want)  # each id once, in order
+        assert not set(found[b].tolist()) & set(exclude[b].tolist())
 
 
 def test_ivf_recall_at_100_against_exact_search() -> None:
