@@ -123,6 +123,7 @@ def recommend_many(
     *,
     trigger: str = "event",
     model: LongTermModel | None = None,
+    lists: Sequence[SeqLists | None] | None = None,
 ) -> list[Recommendation]:
     """Score users ``(user, state, event_ts)`` and wrap each list as a record.
 
@@ -131,10 +132,13 @@ def recommend_many(
     the encoder does not know, or any user without such a snapshot, is scored by
     :func:`lsi.scoring.score_user` (co-visitation, trending, the long-term vectors).
     ``model_version`` is the snapshot's version when it took part in the list, else
-    ``cfg.model_version`` (the short-term baseline)."""
-    fused: Sequence[SeqLists | None] = [None] * len(pending)
-    if model is not None and model.sequence is not None and pending:
-        fused = fused_lists(pending, model, cfg)
+    ``cfg.model_version`` (the short-term baseline). ``lists``: the fused scorer's lists of
+    ``pending``, already computed (:func:`fused_lists`, e.g. on another thread)."""
+    fused: Sequence[SeqLists | None] | None = lists
+    if fused is None:
+        fused = [None] * len(pending)
+        if model is not None and model.sequence is not None and pending:
+            fused = fused_lists(pending, model, cfg)
     out: list[Recommendation] = []
     for (user_id, state, event_ts), seq in zip(pending, fused, strict=True):
         if seq is not None and model is not None:
@@ -160,7 +164,8 @@ def fused_lists(
     cfg: EngineConfig,
 ) -> list[SeqLists | None]:
     """The fused scorer's lists for ``pending`` in one forward pass (``None`` for a user it
-    cannot score). Reads the states and the immutable snapshot, writes nothing."""
+    cannot score). Reads the states and the immutable snapshot, writes nothing: safe to run
+    on a thread while the states are not changed."""
     from lsi.fusion import SeqRequest
 
     assert model.sequence is not None
@@ -267,10 +272,12 @@ def emit(
     cfg: EngineConfig,
     now: float,
     model: LongTermModel | None,
+    *,
+    lists: Sequence[SeqLists | None] | None = None,
 ) -> None:
     """Score ``pending`` (:func:`recommend_many`), add the records to ``out`` and remember
     each list in its user's state (the reference of the next online hit)."""
-    recs = recommend_many(pending, lookup, trending, cfg, now, model=model)
+    recs = recommend_many(pending, lookup, trending, cfg, now, model=model, lists=lists)
     for (_, state, _), rec in zip(pending, recs, strict=True):
         state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
         out.recommendations.append(rec)

@@ -30,18 +30,23 @@ dead-letters that event alone (``internal_error``), never the batch or the worke
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lsi.config import Settings
 from lsi.engine import (
     BatchResult,
     EngineConfig,
+    emit,
+    fused_lists,
+    learn_batch,
     process_batch,
     recommend,
 )
@@ -90,6 +95,7 @@ class Interest:
         self._events_topic = settings.events_topic
         self._home: dict[bytes, int] = {}
         self._latency = metrics.processing_latency.labels(agent=self.name)
+        self._pool: ThreadPoolExecutor | None = None
         self._crash_after = int(os.environ.get(CRASH_AFTER_STATE_WRITES, "0") or 0)
         self._state_writes = 0
 
@@ -200,7 +206,7 @@ class Interest:
                 events.append(admitted[0])
                 origins.append(admitted[1])
                 carriers.append(ev)
-        result = self._process(events, origins, carriers, out, now)
+        result = await self._process(events, origins, carriers, out, now)
         source = {event.user_id: ev for event, ev in zip(events, carriers, strict=True)}
 
         for rec in result.recommendations:
@@ -257,7 +263,7 @@ class Interest:
             out.append(self._internal_error(msg, "interest.validate", exc, now))
         return None
 
-    def _process(
+    async def _process(
         self,
         events: list[Event],
         origins: list[tuple[int, int] | None],
@@ -268,15 +274,24 @@ class Interest:
         """:func:`process_batch` on the whole batch; if it raises, event by event, so that the
         event that fails is dead-lettered alone and the others are applied.
 
-        With a snapshot that carries the fused scorer, the batch's lists come from one
-        forward pass, on the event loop's thread; Faust's consumer thread goes on fetching
-        meanwhile (torch releases the interpreter inside its kernels). On a thread of its own
-        the pass was slower, not faster: each of its ~100 operators had to win the
-        interpreter back from the busy loop, so a pass of 2–10 ms took 8–216 ms live."""
+        With a snapshot that carries the fused scorer, the batch's one forward pass runs on a
+        thread of its own (torch releases the interpreter), so the event loop goes on
+        fetching, sending and folding statistics meanwhile; everything that touches a table
+        stays on the loop."""
         lookup, trending, model = self.stats_lookup(), self.trending(), self.live_model()
         try:
-            return process_batch(events, self.load_state, lookup, trending, self.engine, now,
-                                 origins, model=model)  # fmt: skip
+            if model is None or model.sequence is None:
+                return process_batch(events, self.load_state, lookup, trending, self.engine,
+                                     now, origins, model=model)  # fmt: skip
+            result, pending = learn_batch(events, self.load_state, lookup, trending,
+                                          self.engine, now, origins, model=model)  # fmt: skip
+            lists = None
+            if pending:
+                lists = await asyncio.get_running_loop().run_in_executor(
+                    self._scoring_pool(), fused_lists, pending, model, self.engine
+                )
+            emit(result, pending, lookup, trending, self.engine, now, model, lists=lists)
+            return result
         except Exception:
             log.exception("interest: a batch of %d failed; applying it event by event",
                           len(events))  # fmt: skip
@@ -296,6 +311,11 @@ class Interest:
                 continue
             _merge(result, one, n)
         return result
+
+    def _scoring_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="lsi-scoring")
+        return self._pool
 
     def _internal_error(self, msg: Any, stage: str, exc: Exception, now: float) -> Outgoing:
         """The dead letter of a record a bug failed on; counted under the stage's agent
