@@ -435,14 +435,15 @@ class SequenceModel:
             cand_ok = rows_t >= 0
             at = rows_t.clamp(min=0)
             short_c = _dot_rows(emb, at, s)
-            short_t = s @ emb[torch.from_numpy(tail).to(dev)].T
+            tail_t = torch.from_numpy(tail).to(dev)
+            short_t = s @ emb[tail_t].T
             long_c = torch.full_like(short_c, float("nan"))
             long_t = torch.full_like(short_t, float("nan"))
             if long is not None and maps is not None:
                 vecs = torch.from_numpy(long.item_vec).to(dev)
                 lrows = torch.from_numpy(maps.rows).to(dev)
                 lr_c = lrows.index_select(0, at.reshape(-1)).view(at.shape)
-                lr_t = lrows[torch.from_numpy(tail).to(dev)]
+                lr_t = lrows[tail_t]
                 kn = torch.from_numpy(known).to(dev)[:, None]
                 long_c = torch.where((lr_c >= 0) & kn,
                                      _dot_rows(vecs, lr_c.clamp(min=0), lv),

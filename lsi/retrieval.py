@@ -172,14 +172,18 @@ def _as_matrix(x: npt.ArrayLike) -> FloatArray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _ids(n: int, ids: npt.ArrayLike | None) -> IntArray:
+    """The ids of ``n`` vectors: ``ids`` as contiguous int64, or ``0…n-1``."""
+    return np.ascontiguousarray(np.arange(n) if ids is None else ids, dtype=np.int64)
+
+
 class ExactIndex:
     """The exact reference: every item scored, ``[B, d] @ [d, I]``, then a partial sort."""
 
     def __init__(self, vectors: npt.ArrayLike, ids: npt.ArrayLike | None = None) -> None:
         self.vectors = _as_matrix(vectors)
         n = self.vectors.shape[0]
-        self.ids: IntArray = (np.arange(n, dtype=np.int64) if ids is None
-                              else np.asarray(ids, dtype=np.int64))  # fmt: skip
+        self.ids = _ids(n, ids)
         self._pos = {int(j): p for p, j in enumerate(self.ids.tolist())}
 
     @property
@@ -242,12 +246,7 @@ class IVFIndex:
                                                                       replace=False))]  # fmt: skip
         t0 = time.perf_counter()
         self.index.train(sample)
-        self.index.add_with_ids(
-            x,
-            np.ascontiguousarray(
-                np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-            ),
-        )
+        self.index.add_with_ids(x, _ids(n, ids))
         self.build_s = time.perf_counter() - t0
         self._code_size = int(ivf.code_size)
 
