@@ -26,7 +26,7 @@ from lsi.metrics import WorkerMetrics
 from lsi.security import faust_credentials
 from streams.interest import Interest
 from streams.item_stats import ItemStatsAgent
-from streams.models import ModelWatcher
+from streams.models import ModelWatcher, settle_heap
 from streams.sampler import register_sampler
 from streams.tables import Tables
 from streams.topics import Topics
@@ -56,9 +56,11 @@ class Pipeline:
     models: ModelWatcher
 
 
-def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> Pipeline:
+def build_app(settings: Settings, registry: CollectorRegistry | None = None, *,
+              freeze_heap: bool = False) -> Pipeline:  # fmt: skip
     """Create the lsi Faust app for ``settings``; metrics go to ``registry`` (a new one
-    by default)."""
+    by default). ``freeze_heap``: the app is the process's whole purpose (a worker), so each
+    loaded snapshot is moved out of the collector's reach (:func:`streams.models.settle_heap`)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -94,7 +96,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
                        "partitions": str(settings.partitions)})  # fmt: skip
     topics = Topics.declare(app, settings)
     tables = Tables.declare(app, settings)
-    models = ModelWatcher(settings, metrics)
+    models = ModelWatcher(settings, metrics, freeze_heap=freeze_heap)
     models.load_initial()
     models.register(app)
     interest = Interest(settings, topics, tables, metrics, models)
@@ -153,10 +155,11 @@ def rewind_uncommitted(app: Any, source_topics: set[str]) -> None:
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM."""
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
-    pipeline = build_app(settings)
+    pipeline = build_app(settings, freeze_heap=True)
     logging.getLogger("lsi").setLevel(loglevel.upper())
     quiet_repeats()  # a lost broker: one line per error every 10 s, not thousands a second
     worker = _Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    settle_heap(collect=True)
     worker.execute_from_commandline()
 
 

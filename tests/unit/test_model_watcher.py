@@ -90,3 +90,29 @@ def test_a_damaged_live_snapshot_at_start_is_counted_not_fatal(tmp_path: Path) -
     w.load_initial()
     assert w.current is None
     assert reg.get_sample_value("lsi_model_load_failures_total") == 1.0
+
+
+def test_a_worker_process_moves_each_loaded_snapshot_out_of_the_collectors_reach(
+    tmp_path: Path,
+) -> None:
+    """``freeze_heap`` (a worker process): the swapped-in snapshot is frozen, so the oldest
+    generation's collections no longer walk it; an app built inside another program (the
+    default) leaves that program's heap alone."""
+    import gc
+
+    store = SnapshotStore(tmp_path / "models")
+    store.promote(publish(store, 1))
+    settings = Settings.from_env({}, models_dir=tmp_path / "models")
+    gc.unfreeze()
+    try:
+        plain = ModelWatcher(settings, WorkerMetrics(CollectorRegistry()))
+        plain.load_initial()
+        assert plain.current is not None and gc.get_freeze_count() == 0
+        worker = ModelWatcher(settings, WorkerMetrics(CollectorRegistry()), freeze_heap=True)
+        worker.load_initial()
+        assert worker.current is not None
+        # the snapshot's objects are now in the permanent generation, not a collected one
+        assert gc.get_freeze_count() > 0
+        assert not any(o is worker.current for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
