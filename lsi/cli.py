@@ -393,7 +393,6 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from lsi.snapshots import SnapshotStore
-    from models.refresh import announce
 
     settings = _settings(args)
     store = SnapshotStore(settings.models_dir, keep=settings.models_keep)
@@ -427,6 +426,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         version = store.rollback()
     print(f"{version} is live in {settings.models_dir}")
     if not args.no_announce:
+        from models.refresh import announce  # loads the trainer (torch): only to announce
+
         announce(settings, store, version)
         print(f"announced on {settings.models_topic}; workers swap to it")
     return 0

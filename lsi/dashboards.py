@@ -42,7 +42,16 @@ __all__ = [
     "to_promql",
 ]
 
-_MONITORING = Path(__file__).resolve().parents[1] / "monitoring"
+def _monitoring_dir() -> Path:
+    """The checkout's ``monitoring/`` (what the compose stack mounts), or, in an installed
+    wheel, the copy the build puts at ``lsi/_monitoring`` (``pyproject.toml``,
+    ``force-include``)."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "monitoring"
+    return checkout if checkout.is_dir() else here / "_monitoring"
+
+
+_MONITORING = _monitoring_dir()
 DASHBOARDS_DIR = _MONITORING / "grafana" / "dashboards"
 RULES_DIR = _MONITORING / "prometheus" / "rules"
 

@@ -1,5 +1,6 @@
-"""Models (``nn.Module``\\ s and their losses; training loops live in the refresh jobs)."""
+"""Models: ``nn.Module``\\ s and their losses (:mod:`models.lightgcn`, :mod:`models.sequence`),
+their training loops and the refresh job.
 
-from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights
-
-__all__ = ["WeightedLightGCN", "bpr_loss", "edge_weights"]
+Nothing is re-exported here: importing a submodule (the sequence encoder, which the worker's
+scorer needs) must not load :mod:`torch_geometric` through the long-term model's module.
+"""
