@@ -71,12 +71,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise LsiError(f"the process that started this worker (pid {args.parent_pid}) has "
                        "already exited; start the worker again, or drop --parent-pid")  # fmt: skip
     settings = _settings(args)
+    _check_web_port(settings.web_bind or settings.advertised_host, settings.web_port)
     ensure_topics(settings, changelogs=True)
     wait_for_group_coordinator(settings)
     print(f"lsi worker: brokers {settings.brokers} ({describe(settings)}), "
           f"web {settings.web_url}, tables in {settings.data_dir}", flush=True)  # fmt: skip
     run_worker(settings, loglevel=args.loglevel)
     return 0
+
+
+def _check_web_port(host: str, port: int) -> None:
+    """Fail before joining the group if the web port is taken (Faust would log a traceback
+    later, after the worker had already started)."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise LsiError(f"cannot serve HTTP on {host}:{port} ({exc.strerror}): another "
+                           "worker may be using it; give this one --web-port (or LSI_WEB_PORT)"
+                           " a free port") from None  # fmt: skip
 
 
 # -- replay / publish ----------------------------------------------------------------------
@@ -115,6 +133,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                       args.ts if args.ts is not None else round(time.time(), 3),
                       args.weight)  # fmt: skip
         value, key = event.to_json(), event.user_id.encode()
+        _check_event(value, key, settings)
     ensure_topics(settings)
     prod = producer(settings)
     with client_errors(settings):
@@ -124,6 +143,19 @@ def cmd_publish(args: argparse.Namespace) -> int:
         f"published to {meta.topic}[{meta.partition}]@{meta.offset}: {value.decode(errors='replace')}"
     )
     return 0
+
+
+def _check_event(value: bytes, key: bytes, settings: Any) -> None:
+    """Ingest's own rules (:func:`lsi.validation.validate_event`), before anything is sent:
+    an event the workers would dead-letter is refused here with their reason."""
+    from lsi.errors import InvalidEvent
+    from lsi.validation import validate_event
+
+    try:
+        validate_event(value, key, time.time(), settings.limits())
+    except InvalidEvent as exc:
+        raise LsiError(f"not published: the workers would dead-letter it as {exc.reason}: "
+                       f"{exc.detail} (--json sends a raw value unchecked)") from None  # fmt: skip
 
 
 # -- recs ----------------------------------------------------------------------------------
@@ -516,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lsi", description="lsi: streaming long/short-term interest recommender"
     )
+    from lsi import __version__
+
+    p.add_argument("--version", action="version", version=f"lsi {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""HTTP views of a worker: ``/metrics`` (Prometheus) and ``/recommendations/{user_id}/``.
+"""HTTP views of a worker: ``/metrics`` (Prometheus) and ``/recommendations/{user_id}/``
+(also without the trailing slash: the same view, not a 404).
 
 A recommendation request is routed to the worker that owns the user's partition (Faust's
 router, as ``table_route`` uses it), scored there with
@@ -48,7 +49,6 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
     async def prometheus_metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(metrics.registry), content_type=_CONTENT_TYPE)
 
-    @app.page("/recommendations/{user_id}/")
     async def recommendations(web: Any, request: Any, user_id: str) -> Any:
         problem = id_problem(user_id, "user_id")
         if problem is not None:
@@ -65,6 +65,11 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
         except Exception as exc:
             log.exception("GET /recommendations/%r/ failed", user_id)
             return web.json({"error": f"internal error ({type(exc).__name__})"}, status=500)
+
+    for path in ("/recommendations/{user_id}/", "/recommendations/{user_id}"):
+        app.page(path, name=f"recommendations{'_slash' if path.endswith('/') else ''}")(
+            recommendations
+        )
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
