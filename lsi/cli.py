@@ -227,9 +227,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except LsiError as exc:
         print(f"lsi demo: error: {exc}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (lsi.demo.Stopped)
+        signum = getattr(exc, "signum", 2)
+        print(f"stopped ({exc or 'SIGINT'}); everything the demo started is stopped",
+              file=sys.stderr)  # fmt: skip
+        code = 128 + signum
     if any(t.name == "refresh" and t.is_alive() for t in threading.enumerate()):
         # the refresh thread is still training (torch): interpreter shutdown would tear
         # torch's worker threads down under it (std::terminate); the worker and the broker

@@ -10,8 +10,11 @@ lists of a few users, with their short-/long-term attribution. Where Debian's ``
 installed, it also runs a Prometheus server on loopback with the shipped rules, scraping the
 worker and the refresh job, and at the end checks every dashboard panel against it
 (``lsi monitoring check``) and renders the charts of ``lsi report metrics`` into
-``var/demo/metrics``. Ctrl-C (or the end of the replay with ``--exit-when-done``) stops the
-worker and, unless ``--keep-broker`` or it was already running, the broker.
+``var/demo/metrics``. Ctrl-C, SIGTERM or SIGHUP (or the end of the replay with
+``--exit-when-done``) stops what the demo started: Prometheus, the refresh, the worker and,
+unless ``--keep-broker`` or it was already running, the broker. The first signal starts that
+cleanup; later ones are ignored until it is done (``uv run`` forwards the terminal's Ctrl-C, so
+the demo gets two, and the second used to abort the cleanup half-way).
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +43,46 @@ from lsi.prometheus_local import LocalPrometheus, find_prometheus
 from lsi.replay import ReplayReport, replay
 from lsi.worker_process import scrape_metrics, start_worker, stop_worker
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["DemoOptions", "Stopped", "run_demo"]
+
+#: the signals that stop the demo (and its cleanup then ignores)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """The demo was asked to stop by a signal (``signum``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[Any]:
+    """The first stop signal raises :class:`Stopped` in the main thread; the ``shield``
+    it yields makes every later one ignored (call it when the cleanup starts). The previous
+    handlers come back on exit. Outside the main thread (tests) signals are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    fired: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Stopped(signum)
+
+    def shield() -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield shield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
 
 _BAD_EVENTS: list[tuple[bytes | None, bytes]] = [
     (b"u-demo", b"{not json"),
@@ -104,8 +149,31 @@ def _summary(m: MetricsSnapshot, prev: MetricsSnapshot | None, dt: float) -> str
 
 
 def run_demo(opts: DemoOptions) -> int:
-    broker = KafkaBroker(BrokerSettings.from_env())
-    was_running = broker.status().running
+    with _stop_on_signals() as shield:
+        broker = KafkaBroker(BrokerSettings.from_env())
+        was_running = broker.status().running
+        workers: list[subprocess.Popen[bytes]] = []
+        proms: list[LocalPrometheus] = []
+        stop_refresh = threading.Event()
+        try:
+            return _run(opts, broker, workers, stop_refresh, proms)
+        finally:
+            shield()  # a second Ctrl-C (uv forwards the first) must not cut the cleanup short
+            for prom in proms:
+                prom.stop()
+            stop_refresh.set()
+            for proc in workers:
+                print("\n[demo] stopping the worker ...", flush=True)
+                stop_worker(proc)
+            if not (opts.keep_broker or was_running):
+                print("[demo] stopping Kafka ...", flush=True)
+                broker.down()
+
+
+def _run(opts: DemoOptions, broker: KafkaBroker, proc_out: list[subprocess.Popen[bytes]],
+         stop_refresh: threading.Event, prom_out: list[LocalPrometheus]) -> int:  # fmt: skip
+    """The demo itself; what it starts goes into ``proc_out`` / ``prom_out`` at once, so that
+    :func:`run_demo` stops it whatever happens next."""
     print("[demo] starting Kafka (the first run downloads it with Maven) ...", flush=True)
     st = broker.up()
     print(f"[demo] Kafka {st.version} at {st.bootstrap}", flush=True)
@@ -125,48 +193,35 @@ def run_demo(opts: DemoOptions) -> int:
     ensure_topics(settings)
     log = workdir / "worker.log"
     proc = start_worker(settings, log)
-    replay_thread: threading.Thread | None = None
-    stop_refresh = threading.Event()
-    prom: LocalPrometheus | None = None
+    proc_out.append(proc)
     started = time.time()
-    try:
-        print(f"[demo] worker pid {proc.pid}, web {settings.web_url}, log {log}", flush=True)
-        _wait_worker(settings, proc, log)
-        prod = producer(settings)
-        for key, value in _BAD_EVENTS:
-            prod.send(settings.events_topic, key=key, value=value)
-        prod.flush()
-        prod.close()
-        print(
-            f"[demo] sent {len(_BAD_EVENTS)} invalid events (see {settings.dlq_topic})", flush=True
-        )
+    print(f"[demo] worker pid {proc.pid}, web {settings.web_url}, log {log}", flush=True)
+    _wait_worker(settings, proc, log)
+    prod = producer(settings)
+    for key, value in _BAD_EVENTS:
+        prod.send(settings.events_topic, key=key, value=value)
+    prod.flush()
+    prod.close()
+    print(f"[demo] sent {len(_BAD_EVENTS)} invalid events (see {settings.dlq_topic})", flush=True)
 
-        registry = _serve_refresh_metrics(settings)
-        refresh_thread = _start_refresh(settings, opts, stop_refresh, registry)
-        if opts.prometheus:
-            prom = _start_prometheus(settings, workdir, registry is not None)
-        result: list[ReplayReport] = []
+    registry = _serve_refresh_metrics(settings)
+    refresh_thread = _start_refresh(settings, opts, stop_refresh, registry)
+    prom = _start_prometheus(settings, workdir, registry is not None) if opts.prometheus else None
+    if prom is not None:
+        prom_out.append(prom)
+    result: list[ReplayReport] = []
 
-        def run_replay() -> None:
-            result.append(replay(settings, opts.dataset, limit=opts.limit, rate=opts.rate))
+    def run_replay() -> None:
+        result.append(replay(settings, opts.dataset, limit=opts.limit, rate=opts.rate))
 
-        replay_thread = threading.Thread(target=run_replay, name="replay", daemon=True)
-        replay_thread.start()
-        print(f"[demo] replaying {opts.dataset} ({opts.limit or 'all'} events at {opts.rate:.0f}/s); "
-              "Ctrl-C stops everything", flush=True)  # fmt: skip
-        _watch(settings, opts, proc, replay_thread, result, refresh_thread)
-        if prom is not None:
-            _monitoring_report(prom, workdir / "metrics", started)
-        return 0
-    finally:
-        if prom is not None:
-            prom.stop()
-        stop_refresh.set()
-        print("\n[demo] stopping the worker ...", flush=True)
-        stop_worker(proc)
-        if not (opts.keep_broker or was_running):
-            print("[demo] stopping Kafka ...", flush=True)
-            broker.down()
+    replay_thread = threading.Thread(target=run_replay, name="replay", daemon=True)
+    replay_thread.start()
+    print(f"[demo] replaying {opts.dataset} ({opts.limit or 'all'} events at {opts.rate:.0f}/s); "
+          "Ctrl-C stops everything", flush=True)  # fmt: skip
+    _watch(settings, opts, proc, replay_thread, result, refresh_thread)
+    if prom is not None:
+        _monitoring_report(prom, workdir / "metrics", started)
+    return 0
 
 
 def _serve_refresh_metrics(settings: Settings) -> Any:

@@ -70,6 +70,7 @@ DEMO_LIVE_FLAGS = frozenset({"--limit", "--rate", "--exit-when-done", "--refresh
 #: every option (``command --flag``) and positional choice (``command choice``; a free
 #: positional as ``command NAME``) of the CLI → the tests that pass it
 TESTED: dict[str, tuple[str, ...]] = {
+    " --version": ("tests/unit/test_cli_checks.py::test_version",),
     "kafka up": (KAFKA,), "kafka down": (KAFKA,), "kafka status": (KAFKA,),
     "kafka logs": (KAFKA,), "kafka --lines": (KAFKA,),
     "worker --brokers": (WORKER,), "worker --web-port": (WORKER,),
