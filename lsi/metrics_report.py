@@ -1,6 +1,6 @@
 """PNG charts of a running lsi, read from Prometheus: the engine of ``lsi report metrics``.
 
-For the README and for users without Grafana: five charts of the key series over a window
+For docs/metrics.md and for users without Grafana: five charts of the key series over a window
 that ends now (or at a given time), each drawn from Prometheus' HTTP API
 (``/api/v1/query_range`` and ``/api/v1/query``)::
 

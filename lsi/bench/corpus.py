@@ -9,7 +9,7 @@ be dead-lettered. Each case breaks one rule of an otherwise valid record, so its
 unambiguous; where the contract allows two readings (an integer ``user_id`` on
 ``lsi.events.rekeyed`` that differs from the key) ``expect`` lists both.
 
-The reasons follow README.md, "Dead letters", and the stray-write rules of the agents:
+The reasons follow docs/clients.md, "Dead letters", and the stray-write rules of the agents:
 ``internal_error`` is never right for any case. The harness (:mod:`lsi.bench.faults`)
 matches a case to its dead letters by the ``lsi-source-topic`` / ``-partition`` / ``-offset``
 headers against the offsets it produced at, never by parsing the copied value.
@@ -33,7 +33,7 @@ TARGETS = ("events", "rekeyed", "item-deltas")
 #: a plain client header every case carries (its name): the DLQ copy must keep it
 CASE_HEADER = "fault-case"
 
-#: the worker's event size limit (README: ``LSI_MAX_EVENT_BYTES``)
+#: the worker's event size limit (docs/configuration.md: ``LSI_MAX_EVENT_BYTES``)
 MAX_EVENT_BYTES = 16 * 1024
 
 #: just under what the broker and Faust's producer take (1,048,588 / 1,000,000 bytes)

@@ -645,6 +645,9 @@ def _delete_topics(base: Settings, prefix: str) -> None:
 
 
 def _write(out: Path, report: dict[str, Any]) -> None:
+    cat = report.get("catalogue")
+    if cat and cat.get("path"):
+        cat["link"] = os.path.relpath(Path(cat["path"]).resolve(), out.resolve())
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown(report))
     plot(report, out / "report.png")

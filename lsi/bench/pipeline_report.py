@@ -372,7 +372,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += ["", "## Serving time per event by catalogue size", ""]
     cat = report.get("catalogue")
     if cat and cat.get("markdown"):
-        lines += [f"From `lsi bench catalogue` ([{cat['path']}]({cat['path']})):", ""]
+        # the link goes from the report's own folder (``link``, set when it is written)
+        lines += [f"From `lsi bench catalogue` ([{cat['path']}]({cat.get('link', cat['path'])})):",
+                  ""]  # fmt: skip
         lines += [("#" + ln if ln.startswith("#") else ln) for ln in cat["markdown"].splitlines()]
     else:
         where = cat["path"] if cat else "its report folder"
