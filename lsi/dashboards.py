@@ -42,6 +42,7 @@ __all__ = [
     "to_promql",
 ]
 
+
 def _monitoring_dir() -> Path:
     """The checkout's ``monitoring/`` (what the compose stack mounts), or, in an installed
     wheel, the copy the build puts at ``lsi/_monitoring`` (``pyproject.toml``,

@@ -36,6 +36,7 @@ import torch
 from lsi.datasets import Interactions
 from lsi.evaluation.metrics import DEFAULT_KS
 from lsi.longterm import LongTermModel
+from lsi.ranking import hit_rate_at_k, ndcg_at_k, rank_in_row
 from lsi.records import EVENT_TYPES, TYPE_WEIGHTS
 from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights, normalized_adjacency
 
@@ -472,15 +473,16 @@ def validate(model: LongTermModel, log: Log, rows: npt.NDArray[np.int64],
              exclude: LongTermModel | None = None) -> dict[str, float]:  # fmt: skip
     """NDCG@K / HR@K of ``model`` on the cases ``rows`` of ``log`` (full ranking, with
     :meth:`LongTermModel.scores`: the serving code). A case whose user or item the model does
-    not know counts as a miss.
+    not know counts as a miss. Ranks and metrics are :mod:`lsi.ranking`'s, the published
+    evaluation's rule (an item tied with the target counts half), so the promotion gate
+    compares what the tables report.
 
     Excluded from the ranking: the training history of ``exclude`` (default: ``model``'s own),
     so two models compared on the same cases (the refresh's candidate and the live snapshot)
     rank the same candidate set."""
     ref = exclude if exclude is not None else model
-    gains = {k: [] for k in DEFAULT_KS}  # type: dict[int, list[float]]
-    hits = {k: [] for k in DEFAULT_KS}  # type: dict[int, list[float]]
-    for r in rows.tolist():
+    ranks = np.full(len(rows), np.inf)  # a miss unless ranked below
+    for n, r in enumerate(rows.tolist()):
         user = log.users[r]
         s = model.scores(user, exclude_history=False)
         if s is not None:
@@ -489,15 +491,10 @@ def validate(model: LongTermModel, log: Log, rows: npt.NDArray[np.int64],
                 seen = [model.item_index.get(ref.item_ids[j]) for j in ref.history(ref_row)]
                 s[[j for j in seen if j is not None]] = -np.inf
         j = model.item_index.get(log.items[r])
-        rank = math.inf
         if s is not None and j is not None and np.isfinite(s[j]):
-            rank = float((s > s[j]).sum())
-        for k in DEFAULT_KS:
-            hit = rank < k
-            hits[k].append(1.0 if hit else 0.0)
-            gains[k].append(1.0 / math.log2(rank + 2.0) if hit else 0.0)
+            ranks[n] = rank_in_row(s, j)  # the evaluation's tie rule: a tie counts half
     out: dict[str, float] = {"cases": float(len(rows))}
     for k in DEFAULT_KS:
-        out[f"ndcg@{k}"] = float(np.mean(gains[k])) if rows.size else 0.0
-        out[f"hr@{k}"] = float(np.mean(hits[k])) if rows.size else 0.0
+        out[f"ndcg@{k}"] = float(np.mean(ndcg_at_k(ranks, k))) if rows.size else 0.0
+        out[f"hr@{k}"] = float(np.mean(hit_rate_at_k(ranks, k))) if rows.size else 0.0
     return out

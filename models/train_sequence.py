@@ -52,6 +52,7 @@ import torch
 
 from lsi.fusion import SeqRequest, SequenceModel, scorer_from_config
 from lsi.longterm import LongTermModel
+from lsi.ranking import expected_rank, ndcg_at_k
 from models.sequence import Encoder, next_item_loss, short_long_contrastive
 from models.train import Log, pick_device
 
@@ -293,16 +294,19 @@ def _length_batches(lengths: npt.NDArray[Any], batch_size: int, rng: np.random.G
 
 
 def _ndcg_of(logp: torch.Tensor, targets: torch.Tensor, k: int = 10) -> npt.NDArray[np.float64]:
-    """Per-case NDCG@k from log-probabilities ``[B, I]`` and target rows ``[B]`` (-1 =
-    the target is not in the catalogue: a miss)."""
-    ok = targets >= 0
-    t = targets.clamp(min=0)
+    """Per-case NDCG@k ``[B]`` from log-probabilities ``[B, I]`` and target rows ``[B]`` (-1 =
+    the target is not in the catalogue: a miss; so is a target scored ``-inf``).
+
+    The rank counts are taken on the tensors (on their device); the rank and the gain are
+    :mod:`lsi.ranking`'s, the published evaluation's tie rule (a tie counts half)."""
+    ok = targets.to(logp.device) >= 0
+    t = targets.to(logp.device).clamp(min=0)
     st = logp.gather(1, t[:, None])
-    rank = (logp > st).sum(dim=1).to(torch.float64)
-    gain = torch.where(ok & (rank < k) & torch.isfinite(st[:, 0]),
-                       1.0 / torch.log2(rank + 2.0), torch.zeros_like(rank))  # fmt: skip
-    out: npt.NDArray[np.float64] = gain.numpy()
-    return out
+    greater = (logp > st).sum(dim=1)
+    equal = (logp == st).sum(dim=1) - 1  # the target equals itself
+    valid = ok & torch.isfinite(st[:, 0])
+    ranks = expected_rank(greater.cpu().numpy(), equal.cpu().numpy(), valid.cpu().numpy())
+    return ndcg_at_k(ranks, k)
 
 
 def train_sequence(

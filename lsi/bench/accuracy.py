@@ -57,12 +57,12 @@ from lsi.evaluation.metrics import (
     case_metrics,
     coverage_at_k,
     paired_bootstrap,
-    rank_of_target,
     summarize,
     top_k,
 )
 from lsi.evaluation.splits import loo_split, temporal_split
 from lsi.evaluation.streaming import NOT_EVALUATED, StreamingModel
+from lsi.ranking import mrr, rank_in_row, rank_of_target
 from lsi.records import EVENT_TYPES, Event
 from lsi.worker_process import die_with_parent
 from models.train import Log
@@ -287,9 +287,7 @@ def _prequential_once(
             if u in seen_user:  # judged only once the user has a history, like the live path
                 judged_at.append(n)
                 s = base.score_all(u)
-                st = s[i]
-                rank = float((s > st).sum()) + float((s == st).sum() - 1) / 2.0
-                out.append(rank if rank < PREQ_CUTOFF else float(PREQ_CUTOFF))
+                out.append(min(rank_in_row(s, i), float(PREQ_CUTOFF)))
                 shown_items.update(np.argpartition(-s, PREQ_CUTOFF)[:PREQ_CUTOFF].tolist())
             base.learn_one(u, i, t)
             seen_user.add(u)
@@ -300,7 +298,7 @@ def _prequential_once(
     extra["events_per_s"] = round(order.shape[0] / elapsed, 1) if elapsed > 0 else 0.0
     # a rank at the cut-off is a miss: metrics @K<=20 are exact, MRR becomes MRR@20
     per_case = _metric_names(case_metrics(ranks))
-    per_case["mrr"] = np.where(ranks < PREQ_CUTOFF, 1.0 / (ranks + 1.0), 0.0)
+    per_case["mrr"] = mrr(ranks, PREQ_CUTOFF)
     metrics = summarize(per_case)
     if shown_items:
         metrics["coverage@20"] = len(shown_items) / max(1, len(np.unique(data.items)))
@@ -322,7 +320,7 @@ def _ranks_run(ranks: npt.NDArray[np.float64], extra: dict[str, Any], train_s: f
                topk: npt.NDArray[np.int64] | None = None, n_items: int = 0) -> _Run:  # fmt: skip
     per_case = _metric_names(case_metrics(ranks))
     if case_ids is not None:  # prequential: lists cut at 20
-        per_case["mrr"] = np.where(ranks < PREQ_CUTOFF, 1.0 / (ranks + 1.0), 0.0)
+        per_case["mrr"] = mrr(ranks, PREQ_CUTOFF)
     metrics = summarize(per_case)
     if topk is not None:
         for k in DEFAULT_KS:

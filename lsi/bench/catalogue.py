@@ -322,7 +322,8 @@ def evaluate_retrieval(model: LongTermModel, reqs: list[SeqRequest], split: Any,
     """NDCG@10 / HR@10 of the fused list exact and through retrieval, recall@100 of both
     indexes against exact inner-product search, and the emitted probabilities' change."""
     from lsi.evaluation.fused import score_lists
-    from lsi.evaluation.metrics import case_metrics, rank_of_target, summarize
+    from lsi.evaluation.metrics import case_metrics, summarize
+    from lsi.ranking import rank_of_target
 
     seq: SequenceModel = model.sequence
     exact = replace(model, sequence=seq.with_retrieval(mode="exact"))

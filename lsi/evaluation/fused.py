@@ -40,6 +40,7 @@ from lsi.config import Settings
 from lsi.datasets import Interactions
 from lsi.fusion import SeqRequest
 from lsi.longterm import LongTermModel
+from lsi.ranking import expected_rank
 from lsi.state import StateConfig
 from models.train import Log, TrainConfig, WarmStart, add_history, holdout_last, train_long_term
 from models.train_sequence import (
@@ -53,7 +54,6 @@ from models.train_sequence import (
 __all__ = ["LISTS", "Bundle", "gate_profile", "prequential_lists", "score_lists", "train_bundle"]
 
 LISTS = ("fused", "short", "long")
-CAL_CASES = Settings().refresh_valid_cases
 RECENT_N = StateConfig().recent_n
 
 
@@ -79,9 +79,12 @@ class Bundle:
 
 def train_bundle(log: Log, seed: int, cfg: SequenceConfig, *, version: str = "eval",
                  warm: Bundle | None = None, extra_gates: tuple[str, ...] = (),
-                 cal_cases: int = CAL_CASES) -> Bundle:  # fmt: skip
+                 cal_cases: int | None = None) -> Bundle:  # fmt: skip
     """Train a snapshot on ``log`` as the refresh job does (see the module docstring), with
-    up to ``cal_cases`` calibration cases (the refresh job's ``LSI_REFRESH_VALID_CASES``)."""
+    up to ``cal_cases`` calibration cases (default: the default of the refresh job's
+    ``LSI_REFRESH_VALID_CASES``, read here, not on import)."""
+    if cal_cases is None:
+        cal_cases = Settings().refresh_valid_cases
     fit, cal = holdout_last(log, max_cases=cal_cases, seed=seed)
     lt_cfg = replace(TrainConfig(), seed=seed, device=cfg.device)
     lt = train_long_term(log.take(fit), lt_cfg, warm.warm if warm is not None else None)
@@ -180,12 +183,13 @@ def loo_requests(log: Log, users: list[str]) -> list[SeqRequest]:
 
 def prequential_lists(data: Interactions, order: npt.NDArray[np.int64], seed: int,
                       cfg: SequenceConfig, refresh_every: int, cutoff: int = 20,
-                      batch: int = 1024) -> tuple[dict[str, npt.NDArray[np.int32]], dict[str, Any]]:  # fmt: skip
+                      batch: int = 1024) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, Any]]:  # fmt: skip
     """Prequential ranks of each list (see the module docstring): ``ranks[name][n]`` is the
-    0-based rank of event ``n``'s item in the list (``cutoff`` = missed), -1 where the event
+    0-based rank of event ``n``'s item in the list, float64 (the expected rank of
+    :mod:`lsi.ranking`: a half where the item ties; ``cutoff`` = missed), -1 where the event
     was not judged (no snapshot yet, or the user's first event)."""
     n = order.shape[0]
-    ranks = {k: np.full(n, -1, dtype=np.int32) for k in LISTS}
+    ranks = {k: np.full(n, -1.0, dtype=np.float64) for k in LISTS}
     users = data.users[order].astype(str).tolist()
     items = data.items[order].astype(str).tolist()
     codes = data.types[order].astype(np.int64).tolist()
@@ -226,7 +230,7 @@ def prequential_lists(data: Interactions, order: npt.NDArray[np.int64], seed: in
 
 
 def _judge(model: LongTermModel, reqs: list[SeqRequest], judged: list[int], items: list[str],
-           ranks: dict[str, npt.NDArray[np.int32]], cutoff: int) -> None:  # fmt: skip
+           ranks: dict[str, npt.NDArray[np.float64]], cutoff: int) -> None:  # fmt: skip
     seq = model.sequence
     assert seq is not None
     lp, scorable = _log_probs(model, reqs)
@@ -235,7 +239,7 @@ def _judge(model: LongTermModel, reqs: list[SeqRequest], judged: list[int], item
     t = target.clamp(min=0)[:, None]
     for name, lpm in _lists(lp).items():
         st = lpm.gather(1, t)
-        r = (lpm > st).sum(dim=1)
-        r = torch.where(ok & torch.isfinite(st[:, 0]), r, torch.full_like(r, cutoff))
-        r = r.clamp(max=cutoff)
-        ranks[name][np.asarray(judged)] = r.numpy().astype(np.int32)
+        # counted on the tensors, ranked by the one tie rule (lsi.ranking); a miss is inf
+        r = expected_rank((lpm > st).sum(dim=1).numpy(), (lpm == st).sum(dim=1).numpy() - 1,
+                          (ok & torch.isfinite(st[:, 0])).numpy())  # fmt: skip
+        ranks[name][np.asarray(judged)] = np.minimum(r, cutoff)

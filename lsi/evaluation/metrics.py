@@ -3,7 +3,10 @@ r"""Ranking metrics for full-ranking offline evaluation, and paired significance
 Protocol. Every evaluated case (a user, or one held-out interaction) has a score for each of
 the :math:`N` items in the catalogue and one target item. Its **rank** :math:`r` is 0-based:
 the number of candidates scored strictly above the target, plus half the number of other
-candidates tied with it (:func:`rank_of_target`). From :math:`r`, per case:
+candidates tied with it. The rank, its tie rule and the per-case HR / NDCG / MRR live in
+:mod:`lsi.ranking` (re-exported here: :func:`rank_of_target`, :func:`ranks_of_targets`,
+:func:`hit_rate_at_k`, :func:`ndcg_at_k`, :func:`mrr`), the one place every caller ranks.
+From :math:`r`, per case:
 
 .. math::
 
@@ -18,11 +21,8 @@ metric of it is ``NaN`` and :func:`summarize` leaves it out of the means.
 
 Ties. Candidates whose score equals the target's are counted at their **expected** share,
 :math:`r = g + e/2` with :math:`g` strictly greater and :math:`e` equal (target excluded):
-the target's mean position when ties are broken uniformly at random. Counting only :math:`g`
-(optimistic) gives a constant scorer rank 0 and HR = 1 on every case; counting :math:`g + e`
-(pessimistic) punishes coarse but honest scores. The metrics are then evaluated at this
-expected rank, a point estimate: for a scorer with a few ties it equals the expected metric,
-for a constant scorer it gives HR@K = 0 where random tie-breaking would give :math:`K/N`.
+the target's mean position when ties are broken uniformly at random
+(:func:`lsi.ranking.expected_rank`; why, in :mod:`lsi.ranking`).
 
 Exclusion. Seen items may be filtered: an excluded candidate counts as scored :math:`-\infty`
 and below a target that itself scores :math:`-\infty`. The target is never excluded.
@@ -35,10 +35,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+from lsi.ranking import (
+    Exclude,
+    exclusion_mask,
+    hit_rate_at_k,
+    mrr,
+    ndcg_at_k,
+    rank_of_target,
+    ranks_of_targets,
+)
 
 __all__ = [
     "DEFAULT_KS",
@@ -62,136 +71,6 @@ DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-Exclude: TypeAlias = npt.NDArray[np.bool_] | Sequence[npt.NDArray[np.integer]]
-"""Items to filter per row: a boolean mask ``[n_rows, n_items]``, or one array of item
-indices per row (e.g. the ``seen`` items of :mod:`lsi.evaluation.splits`)."""
-
-
-def _exclusion_block(
-    exclude: Exclude | None, rows: IntArray | slice, n_rows: int, n_items: int
-) -> npt.NDArray[np.bool_] | None:
-    if exclude is None:
-        return None
-    if isinstance(exclude, np.ndarray):
-        if exclude.ndim != 2 or exclude.shape[1] != n_items:
-            raise ValueError(f"exclude mask must be [n_rows, {n_items}], got {exclude.shape}")
-        return np.array(exclude[rows], dtype=np.bool_)  # a copy: the target bit is cleared
-    picked = range(len(exclude))[rows] if isinstance(rows, slice) else rows.tolist()
-    arrays = [np.asarray(exclude[i], dtype=np.int64) for i in picked]
-    mask = np.zeros((n_rows, n_items), dtype=np.bool_)
-    if arrays:
-        cols = np.concatenate(arrays)
-        mask[np.repeat(np.arange(n_rows), [a.shape[0] for a in arrays]), cols] = True
-    return mask
-
-
-def _rank_block(
-    block: npt.NDArray[np.floating], targets: IntArray, mask: npt.NDArray[np.bool_] | None
-) -> FloatArray:
-    """Expected ranks of ``targets`` in one block of score rows (targets valid, >= 0)."""
-    if np.isnan(block).any():
-        raise ValueError("scores contain NaN; give unwanted items -inf instead")
-    rows = np.arange(block.shape[0])
-    target_scores = block[rows, targets][:, None]
-    greater = block > target_scores
-    equal = block == target_scores
-    if mask is not None:
-        mask[rows, targets] = False  # the target is never excluded
-        greater &= ~mask
-        equal &= ~mask
-    n_greater = np.count_nonzero(greater, axis=1)
-    n_equal = np.count_nonzero(equal, axis=1) - 1  # the target equals itself
-    return np.asarray(n_greater + 0.5 * n_equal, dtype=np.float64)
-
-
-def _ranks(
-    scores: npt.NDArray[np.floating],
-    rows: IntArray | None,
-    targets: IntArray,
-    exclude: Exclude | None,
-    batch_size: int,
-) -> FloatArray:
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be [n_rows, n_items], got shape {scores.shape}")
-    n_items = scores.shape[1]
-    if np.any(targets >= n_items):
-        raise ValueError(f"target item index out of range (catalogue has {n_items} items)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if exclude is not None and len(exclude) != scores.shape[0]:
-        raise ValueError(f"exclude must have one row per score row ({scores.shape[0]})")
-    out = np.full(targets.shape[0], np.nan, dtype=np.float64)
-    for start in range(0, targets.shape[0], batch_size):
-        stop = min(start + batch_size, targets.shape[0])
-        tgt = targets[start:stop]
-        valid = tgt >= 0
-        if not valid.any():
-            continue
-        sel: IntArray | slice = slice(start, stop) if rows is None else rows[start:stop]
-        block = scores[sel]
-        mask = _exclusion_block(exclude, sel, stop - start, n_items)
-        if not valid.all():
-            block = block[valid]
-            mask = None if mask is None else mask[valid]
-        out[start:stop][valid] = _rank_block(block, tgt[valid], mask)
-    return out
-
-
-def rank_of_target(
-    scores: npt.NDArray[np.floating],
-    targets: npt.ArrayLike,
-    exclude: Exclude | None = None,
-    *,
-    batch_size: int = 1024,
-) -> FloatArray:
-    r"""0-based expected rank of each row's target among all items.
-
-    :math:`r_u = |\{j \ne t_u : s_{uj} > s_{ut_u}\}| + \tfrac12 |\{j \ne t_u : s_{uj} = s_{ut_u}\}|`,
-    over non-excluded items :math:`j` (see the module docstring for why ties count half).
-
-    Args:
-        scores: ``[n_rows, n_items]`` float scores (float32 is fine); never modified. ``NaN``
-            is an error: give unwanted items ``-inf``.
-        targets: ``[n_rows]`` target item index per row; a negative target marks a row with
-            no case, whose rank is ``NaN``.
-        exclude: items to filter per row (:data:`Exclude`); the target is never excluded.
-        batch_size: rows ranked at a time (bounds the temporary ``[batch, n_items]`` masks).
-
-    Returns:
-        ``[n_rows]`` float64 ranks: integers, or halves where there are ties.
-
-    >>> rank_of_target(np.array([[0.1, 0.9, 0.5, 0.5]], dtype=np.float32), [2]).tolist()
-    [1.5]
-    """
-    tgt = np.asarray(targets, dtype=np.int64)
-    if tgt.ndim != 1 or tgt.shape[0] != scores.shape[0]:
-        raise ValueError(f"targets must be [{scores.shape[0]}], got shape {tgt.shape}")
-    return _ranks(scores, None, tgt, exclude, batch_size)
-
-
-def ranks_of_targets(
-    scores: npt.NDArray[np.floating],
-    targets: Sequence[npt.ArrayLike],
-    exclude: Exclude | None = None,
-    *,
-    batch_size: int = 1024,
-) -> list[FloatArray]:
-    """Like :func:`rank_of_target` for several targets per row (for multi-target Recall@K).
-
-    Each target is ranked against all non-excluded items, the row's other targets included,
-    so ``rank < K`` exactly when the target is in the row's top K (ties aside).
-
-    Returns:
-        one float64 array of ranks per row, in the order of that row's targets.
-    """
-    if len(targets) != scores.shape[0]:
-        raise ValueError(f"need one target array per row ({scores.shape[0]}), got {len(targets)}")
-    per_row = [np.asarray(t, dtype=np.int64).reshape(-1) for t in targets]
-    lengths = [t.shape[0] for t in per_row]
-    flat = np.concatenate(per_row) if per_row else np.zeros(0, dtype=np.int64)
-    rows = np.repeat(np.arange(len(per_row), dtype=np.int64), lengths)
-    ranks = _ranks(scores, rows, flat, exclude, batch_size)
-    return np.split(ranks, np.cumsum(lengths)[:-1]) if per_row else []
 
 
 def _float(ranks: npt.ArrayLike) -> FloatArray:
@@ -201,26 +80,6 @@ def _float(ranks: npt.ArrayLike) -> FloatArray:
 def _check_k(k: int) -> None:
     if k < 1:
         raise ValueError(f"K must be >= 1, got {k}")
-
-
-def hit_rate_at_k(ranks: npt.ArrayLike, k: int) -> FloatArray:
-    r"""Per-case :math:`\mathrm{HR@}K = [r < K]` (``NaN`` rank → ``NaN``)."""
-    _check_k(k)
-    r = _float(ranks)
-    return np.where(np.isnan(r), np.nan, (r < k).astype(np.float64))
-
-
-def ndcg_at_k(ranks: npt.ArrayLike, k: int) -> FloatArray:
-    r"""Per-case :math:`\mathrm{NDCG@}K = [r < K] / \log_2(r + 2)` for one target."""
-    _check_k(k)
-    r = _float(ranks)
-    gain = 1.0 / np.log2(np.where(np.isnan(r), 0.0, r) + 2.0)
-    return np.where(np.isnan(r), np.nan, np.where(r < k, gain, 0.0))
-
-
-def mrr(ranks: npt.ArrayLike) -> FloatArray:
-    r"""Per-case reciprocal rank :math:`1 / (r + 1)`, no cut-off."""
-    return 1.0 / (_float(ranks) + 1.0)
 
 
 def recall_at_k(ranks: npt.NDArray[np.floating] | Sequence[npt.ArrayLike], k: int) -> FloatArray:
@@ -289,7 +148,7 @@ def top_k(
     for start in range(0, n_rows, batch_size):
         stop = min(start + batch_size, n_rows)
         block = np.array(scores[start:stop], dtype=np.float64)
-        mask = _exclusion_block(exclude, slice(start, stop), stop - start, n_items)
+        mask = exclusion_mask(exclude, slice(start, stop), stop - start, n_items)
         if mask is not None:
             block[mask] = -np.inf
         part = np.argpartition(-block, k - 1, axis=1)[:, :k]

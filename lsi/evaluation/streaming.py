@@ -43,6 +43,7 @@ import numpy.typing as npt
 from lsi.engine import HIT_KS, BatchResult, EngineConfig, process_batch
 from lsi.longterm import LongTermModel
 from lsi.partitioning import partition_of
+from lsi.ranking import hit_rate_at_k, ndcg_at_k
 from lsi.records import Event
 from lsi.scoring import score_user
 from lsi.state import UserState, event_hash
@@ -102,19 +103,23 @@ class PrequentialResult:
     def events_per_s(self) -> float:
         return self.n_events / self.seconds if self.seconds > 0 else 0.0
 
-    def hit_rate(self, k: int) -> float:
-        """HR@K over evaluated events: share with ``0 <= rank < k``."""
+    def judged_ranks(self) -> npt.NDArray[np.float64]:
+        """The evaluated events' ranks as :mod:`lsi.ranking` reads them, float64
+        ``[evaluated]``: a :data:`MISS` becomes ``inf``."""
         judged = self.ranks[self.ranks != NOT_EVALUATED]
-        return float(np.mean((judged >= 0) & (judged < k))) if judged.size else 0.0
+        return np.where(judged >= 0, judged.astype(np.float64), np.inf)
+
+    def hit_rate(self, k: int) -> float:
+        """HR@K over evaluated events (:func:`lsi.ranking.hit_rate_at_k`): share with
+        ``0 <= rank < k``; 0.0 if none was evaluated."""
+        judged = self.judged_ranks()
+        return float(np.mean(hit_rate_at_k(judged, k))) if judged.size else 0.0
 
     def ndcg(self, k: int) -> float:
-        """NDCG@K over evaluated events (one relevant item): ``1 / log2(rank + 2)`` if hit."""
-        judged = self.ranks[self.ranks != NOT_EVALUATED]
-        if not judged.size:
-            return 0.0
-        hit = (judged >= 0) & (judged < k)
-        gains = np.where(hit, 1.0 / np.log2(np.maximum(judged, 0) + 2.0), 0.0)
-        return float(np.mean(gains))
+        """NDCG@K over evaluated events, one relevant item (:func:`lsi.ranking.ndcg_at_k`);
+        0.0 if none was evaluated."""
+        judged = self.judged_ranks()
+        return float(np.mean(ndcg_at_k(judged, k))) if judged.size else 0.0
 
 
 class StreamingModel:
