@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lsi.bench.provenance import provenance, provenance_line
 from lsi.datasets import Interactions, load
 from lsi.errors import LsiError
 from lsi.evaluation.baselines import BiasedMF, CoVisit, MostPop, RecentPop, Recommender
@@ -514,6 +515,7 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         },
         "anchors": ANCHORS.get(data.name, {}) if opts.protocol == "loo" else {},
         "command": _command(opts, [m for m in opts.models if m in models]),
+        **provenance(),
     }
     _write(opts.out, report)
     return report
@@ -590,6 +592,9 @@ def _merge_earlier(opts: AccuracyOptions, name: str, models: dict[str, Any], n_e
         if model not in models:
             entry = {k: v for k, v in entry.items() if not k.startswith("vs_")}
             entry["earlier_run"] = True
+            # the run the row was measured in (an older report may not have recorded it)
+            entry.setdefault("commit", earlier.get("commit"))
+            entry.setdefault("date", earlier.get("date"))
             models[model] = entry
 
 
@@ -626,6 +631,8 @@ def _write(out: Path, report: dict[str, Any]) -> None:
     md = [
         f"# {report['dataset']} — {report['protocol']}{suffix}",
         "",
+        provenance_line(report),
+        "",
         f"Protocol: {proto}; seen items {'removed from' if report['filter_seen'] else 'kept in'} "
         "the candidates. Deterministic models run once; seeded ones show mean ± std.",
         "",
@@ -644,7 +651,13 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         *(
             [
                 "¹ from an earlier run of the same command and data (`--merge`); deterministic "
-                "models give the same numbers again.",
+                "models give the same numbers again. The run of each such row: "
+                + "; ".join(
+                    f"{name} {provenance_line(m)[:-1]}"
+                    for name, m in report["models"].items()
+                    if m.get("earlier_run")
+                )
+                + ".",
                 "",
             ]
             if any(m.get("earlier_run") for m in report["models"].values())

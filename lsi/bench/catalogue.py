@@ -403,7 +403,7 @@ def _machine() -> dict[str, Any]:
 def run_catalogue_bench(opts: CatalogueBenchOptions, log: Callable[[str], None] = print
                         ) -> dict[str, Any]:  # fmt: skip
     """Measure (see the module docstring); write ``catalogue.json`` / ``.md`` / ``.png``."""
-    from lsi.bench.faults import git_commit
+    from lsi.bench.provenance import git_commit
 
     started = time.perf_counter()
     load_before = os.getloadavg()

@@ -59,6 +59,7 @@ from kafka.errors import KafkaError
 from lsi.bench.corpus import Case, build_corpus
 from lsi.bench.fault_report import DeadLetter, http_key, judge, tally, tracebacks, verdict
 from lsi.bench.fault_report import markdown as report_markdown
+from lsi.bench.provenance import git_commit
 from lsi.bench.traffic import SYNTHETIC, good_events, probe_users, stamped
 from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
@@ -103,24 +104,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def git_commit() -> dict[str, Any]:
-    """The checkout the run measured: commit and whether tracked files differ from it."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = (
-            subprocess.run(
-                ["git", "diff", "--quiet", "HEAD", "--"], cwd=root, capture_output=True, timeout=30
-            ).returncode
-            != 0
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": sha or None, "dirty": dirty}
 
 
 @dataclass

@@ -48,8 +48,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lsi.bench.faults import git_commit
 from lsi.bench.pipeline_report import Drain, Latency, crossing, markdown, plot, ratios
+from lsi.bench.provenance import git_commit
 from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
 from lsi.errors import LsiError

@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lsi.bench.provenance import provenance, provenance_line
 from lsi.datasets import Interactions, load
 from lsi.errors import LsiError
 from models.train import (
@@ -321,6 +322,7 @@ def run_refresh_bench(
         "machine": _machine(device),
         "scaling": _scaling(opts, cfg, log),
         "reproduce": _reproduce(opts),
+        **provenance(),
     }
     _write(opts.out, report)
     return report
@@ -397,6 +399,8 @@ def _write(out: Path, report: dict[str, Any]) -> None:
     m, c = report["machine"], report["config"]
     md = [
         f"# Long-term refresh — {report['dataset']}",
+        "",
+        provenance_line(report),
         "",
         f"{m['device']} ({m['device_name']}), {m['cpus']} CPUs, {m['torch_threads']} torch "
         f"threads, torch {m['torch']}, Python {m['python']}. LightGCN dim {c['dim']}, "
