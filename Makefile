@@ -7,12 +7,15 @@
 PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 
-.PHONY: help uv install install-dev demo test unit integration lint format kafka-up kafka-down clean
+.PHONY: help uv install install-dev demo test unit component integration lint format kafka-up kafka-down clean
 
 help:
-	@echo "make demo   - start Kafka + a worker, replay ML-100K, show recommendations and metrics"
-	@echo "make test   - the whole test suite (unit + integration against a real Kafka broker)"
-	@echo "make lint   - ruff and mypy"
+	@echo "make demo        - start Kafka + a worker, replay ML-100K, show recommendations and metrics"
+	@echo "make test        - the whole test suite: unit + component + integration"
+	@echo "make unit        - tests/unit: the fast tests, no broker"
+	@echo "make component   - tests/component: slow tests (subprocesses, real training runs), no broker"
+	@echo "make integration - tests/integration: against a real Kafka broker and real workers"
+	@echo "make lint        - ruff and mypy"
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
@@ -32,6 +35,9 @@ test: install-dev
 
 unit: install-dev
 	$(UV) run --no-sync pytest tests/unit
+
+component: install-dev
+	$(UV) run --no-sync pytest tests/component
 
 integration: install-dev
 	$(UV) run --no-sync pytest tests/integration

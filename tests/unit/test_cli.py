@@ -9,8 +9,6 @@ import math
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 import lsi.kafka_io
-from lsi.cli import main
+from lsi.cli import main, parse_duration
 from lsi.config import Settings
 from lsi.errors import BrokerError, LsiError
 from lsi.kafka_io import client_errors
@@ -67,18 +65,6 @@ def test_publish_without_user_is_a_one_line_error(capsys: pytest.CaptureFixture[
     line = one_line_error(err, "publish")
     assert "--user" in line and "--item" in line
     assert out == ""
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_worker_whose_parent_is_gone_says_so() -> None:
-    # in a child process: the check arms PR_SET_PDEATHSIG on the process that runs it. Its
-    # parent (this test) is not the pid named: the tool that started it "is gone".
-    done = subprocess.run([sys.executable, "-m", "lsi", "worker", "--parent-pid",
-                           str(os.getpid() + 1_000_000)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 2
-    line = one_line_error(done.stderr, "worker")
-    assert "already exited" in line and "start the worker again" in line
 
 
 def test_recs_with_no_worker_says_to_start_it(
@@ -206,6 +192,19 @@ def test_usage_errors_exit_through_argparse(capsys: pytest.CaptureFixture[str]) 
         main(["replay"])
     assert info.value.code == 2
     assert "dataset" in capsys.readouterr().err
+
+
+# -- durations (`lsi refresh --every`, `lsi report --since/--step`) ------------------------
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("30s", 30.0), ("15m", 900.0),
+                                               ("2h", 7200.0), ("1d", 86400.0)])  # fmt: skip
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5m", "0"])
+def test_bad_durations_say_what_to_write(text: str) -> None:
+    with pytest.raises(LsiError, match="duration"):
+        parse_duration(text)
 
 
 # -- present -------------------------------------------------------------------------------

@@ -5,10 +5,12 @@ flag. :data:`TESTED` lists every option and positional choice of the argparse tr
 (:func:`lsi.cli.build_parser`) with the tests that run it; the first two tests walk the tree
 and fail for a flag that no test covers, or for a test that no longer exists or never
 mentions its flag. The commands that need a broker are run in
-``tests/integration/test_cli_flags.py``; here are those that do not: the benchmarks (the
-cheap ones for real, on a synthetic log; the slow ones with the runner replaced where
-``main`` imports it, so that the options it would get are checked), the demo, the refresh
-loop, and the two Prometheus commands against a fake Prometheus that records each request.
+``tests/integration/test_cli_flags.py``; those that train for seconds (``lsi bench
+refresh``, ``lsi bench catalogue``, ``lsi models``) in ``tests/component``; here are the
+others: the benchmarks (the cheap ones for real, on a synthetic log; the slow ones with the
+runner replaced where ``main`` imports it, so that the options it would get are checked), the
+demo, the refresh loop, and the two Prometheus commands against a fake Prometheus that
+records each request.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # the tests that cover the flags (file::function)
 UNIT = "tests/unit/test_cli_flags.py::"
+COMPONENT = "tests/component/test_cli_flags.py::"
 LIVE = "tests/integration/test_cli_flags.py::"
-CLI = "tests/unit/test_cli.py::"
+CLI = "tests/component/test_cli.py::"
 WORKER = LIVE + "test_worker_flags_beat_the_environment"
 PUBLISH = LIVE + "test_publish_flags_make_the_record"
 REPLAY = LIVE + "test_replay_flags_choose_pace_slice_ids_and_time"
@@ -49,20 +52,22 @@ REFRESH_ONCE = LIVE + "test_refresh_once_with_flags"
 KAFKA = LIVE + "test_kafka_up_status_logs_down"
 MODELS = LIVE + "test_models_list_json_and_announce_through_brokers"
 MODELS_OFFLINE = (
-    "tests/unit/test_refresh_job.py::test_models_list_promote_rollback_from_the_command_line"
+    "tests/component/test_refresh_job.py::test_models_list_promote_rollback_from_the_command_line"
 )
 ORPHAN = "tests/integration/test_pipeline.py::test_a_worker_stops_when_the_tool_that_started_it_is_killed"
 DEMO_LIVE = "tests/integration/test_cli_live.py::test_demo_runs_end_to_end_and_stops_everything"
 PIPELINE = UNIT + "test_bench_pipeline_flags_reach_its_options"
 ACCURACY = UNIT + "test_bench_accuracy_flags_reach_its_options"
 ACCURACY_RUN = UNIT + "test_bench_accuracy_runs_from_the_command_line"
-REFRESH_BENCH = UNIT + "test_bench_refresh_runs_from_the_command_line"
+REFRESH_BENCH = COMPONENT + "test_bench_refresh_runs_from_the_command_line"
 FAULTS = UNIT + "test_bench_faults_flags_reach_its_options"
 DEMO = UNIT + "test_demo_flags_reach_its_options"
 REFRESH_LOOP = UNIT + "test_refresh_loop_flags_reach_the_job_and_the_loop"
 REPORT = UNIT + "test_report_metrics_flags_shape_the_queries"
 MONITORING = UNIT + "test_monitoring_check_flags_shape_the_queries"
-CATALOGUE = "tests/unit/test_retrieval.py::test_bench_catalogue_runs_from_the_command_line"
+CATALOGUE = (
+    "tests/component/test_bench_catalogue.py::test_bench_catalogue_runs_from_the_command_line"
+)
 
 #: the flags the end-to-end demo test passes (it runs a real broker, worker and replay)
 DEMO_LIVE_FLAGS = frozenset({"--limit", "--rate", "--exit-when-done", "--refresh-after"})
@@ -301,30 +306,6 @@ def test_bench_accuracy_runs_from_the_command_line(
     report = json.loads((out / "ring-prequential.json").read_text())
     assert report["events"] == 150
     assert report["command"].endswith("--refresh-every 50 --limit 150 --out " + str(out))
-
-
-def test_bench_refresh_runs_from_the_command_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    log = str(synthetic_log(tmp_path / "ring.csv", users=60))
-    out = tmp_path / "refresh"
-    flags = ["--dataset", log, "--out", str(out), "--device", "cpu", "--new-fraction", "0.2",
-             "--valid-cases", "15", "--scaling-edges", "3000,1500", "--scaling-epochs", "2",
-             "--epochs", "2", "--warm-epochs", "1", "--dim", "8", "--seed", "3"]  # fmt: skip
-    assert main(["bench", "refresh", *flags]) == 0
-    assert f"report: {out / 'refresh-ring'}.json" in capsys.readouterr().out
-    report = json.loads((out / "refresh-ring.json").read_text())
-    assert (report["config"]["epochs"], report["config"]["warm_epochs"]) == (2, 1)
-    assert report["config"]["dim"] == 8 and report["machine"]["device"] == "cpu"
-    assert (report["cold"]["epochs"], report["warm"]["epochs"]) == (2, 1)
-    assert report["new_interactions"] == round(0.2 * report["interactions"])
-    assert report["cold"]["validation"]["cases"] == 15
-    assert [p["edges"] for p in report["scaling"]["points"]] == [1500, 3000]
-    assert all(p["epochs"] == 2 for p in report["scaling"]["points"])
-    assert report["reproduce"] == "lsi bench refresh " + " ".join(flags)  # every flag, in order
-
-    assert main(["bench", "refresh", "--scaling-edges", "1e6"]) == 2
-    assert "--scaling-edges takes comma-separated integers" in capsys.readouterr().err
 
 
 def test_bench_faults_flags_reach_its_options(

@@ -1,5 +1,6 @@
 """The refresh job without a broker: train, validate against live, publish, promote or reject;
-and the `lsi refresh` / `lsi models` command lines."""
+and the `lsi models` command line. Each test trains real models for seconds (slow); the
+duration parser of `lsi refresh --every` is tested in ``tests/unit/test_cli.py``."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from lsi.cli import main, parse_duration
+from lsi.cli import main
 from lsi.config import Settings
 from lsi.errors import LsiError
 from lsi.metrics import RefreshMetrics
 from lsi.snapshots import SnapshotStore
 from models.refresh import RefreshJob
 from models.train import Log, TrainConfig
+
+pytestmark = pytest.mark.slow
 
 FAST = TrainConfig(dim=16, epochs=15, warm_epochs=3, device="cpu")
 
@@ -127,18 +130,6 @@ def test_an_empty_log_publishes_nothing_and_a_failure_is_counted(tmp_path: Path)
         j.run_once("drift", data=(log, {}))
     assert sample(j.metrics, "lsi_refresh_failures_total") == 1
     assert sample(j.metrics, "lsi_refresh_runs_total", trigger="drift", outcome="failed") == 1
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("30s", 30.0), ("15m", 900.0),
-                                               ("2h", 7200.0), ("1d", 86400.0)])  # fmt: skip
-def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "soon", "-5m", "0"])
-def test_bad_durations_say_what_to_write(text: str) -> None:
-    with pytest.raises(LsiError, match="duration"):
-        parse_duration(text)
 
 
 def test_models_list_promote_rollback_from_the_command_line(

@@ -15,6 +15,7 @@ from models.refresh import RefreshJob
 from models.train import Log, TrainConfig
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
