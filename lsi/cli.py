@@ -256,6 +256,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if args.models
             else DEFAULT_MODELS
         )
+        # a flag left out takes SequenceConfig's default, the refresh job's too
+        optional = {"balanced_init": args.balanced_init} if args.balanced_init is not None else {}
         try:
             seq = SequenceConfig(max_len=args.max_len, windows=args.windows,
                                  dropout=args.dropout, epochs=args.epochs,
@@ -265,8 +267,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                  layers=args.layers, heads=args.heads,
                                  patience=args.patience,
                                  lr_schedule=args.lr_schedule,
-                                 ema_decay=args.ema_decay,
-                                 balanced_init=args.balanced_init)  # fmt: skip
+                                 ema_decay=args.ema_decay, **optional)  # fmt: skip
         except ValueError as exc:
             raise LsiError(f"{exc}; see `lsi bench accuracy --help`") from None
         opts = AccuracyOptions(dataset=args.dataset, protocol=args.protocol, models=models,
@@ -703,10 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--ema-decay", type=float, default=0.0,
                     help="evaluate and keep a moving average of the encoder's weights with this "
                          "decay per step (0: off)")  # fmt: skip
-    ba.add_argument("--balanced-init", action="store_true",
+    ba.add_argument("--balanced-init", action=argparse.BooleanOptionalAction, default=None,
                     help="start the position, event-type and time-gap embeddings at the item "
-                         "rows' scale (std dim**-0.5) instead of N(0, 1), as `lsi refresh` does "
-                         "by default (LSI_SEQUENCE_BALANCED_INIT)")  # fmt: skip
+                         "rows' scale (std dim**-0.5) instead of N(0, 1); on by default, as in "
+                         "`lsi refresh` (LSI_SEQUENCE_BALANCED_INIT): one recipe, one default")  # fmt: skip
     ba.add_argument("--patience", type=int, default=3,
                     help="early stopping: evaluations (every 5 epochs) without a gain before "
                          "the encoder stops")  # fmt: skip

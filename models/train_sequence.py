@@ -151,7 +151,7 @@ class SequenceConfig:
     contrastive: float = 0.0
     contrastive_last: int = 5
     init_from_long_term: bool = True
-    balanced_init: bool = False
+    balanced_init: bool = True
     session_gap_s: float = 1800.0
     max_train_s: float | None = None
     seed: int = 0

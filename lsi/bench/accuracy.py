@@ -557,8 +557,8 @@ def _command(opts: AccuracyOptions, models: list[str]) -> str:
             parts.append(f"--lr-schedule {q.lr_schedule}")
         if q.ema_decay != base.ema_decay:
             parts.append(f"--ema-decay {q.ema_decay:g}")
-        if q.balanced_init:
-            parts.append("--balanced-init")
+        if not q.balanced_init:
+            parts.append("--no-balanced-init")
         if q.patience != base.patience:
             parts.append(f"--patience {q.patience}")
         if q.max_train_s is not None:

@@ -25,7 +25,7 @@ KS = (5, 10, 20)
 METRICS = ("hr", "ndcg", "recall")
 
 SMALL_SEQ = SequenceConfig(dim=16, max_len=12, epochs=6, eval_every=2, gate_epochs=5,
-                           device="cpu")  # fmt: skip
+                           balanced_init=False, device="cpu")  # fmt: skip
 BASELINES = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming")
 
 
@@ -95,8 +95,11 @@ def test_every_model_runs_and_the_report_has_the_documented_shape(
         md = (out / "ring-loo.md").read_text()
         assert "--max-len 12 --dropout 0.2 --windows all --dim 16" in md
         assert "--precision bf16" in md and "--patience 4" in md and "--layers" not in md
-        assert "--lr-schedule cosine" in md and "--ema-decay 0.9 --balanced-init " in md
+        assert "--lr-schedule cosine" in md and "--ema-decay 0.9 --patience 4" in md
+        assert "balanced-init" not in md  # the default, as in `lsi refresh`
     if protocol == "prequential":
+        # PyTorch's init for the embeddings is not the default: the command says so
+        assert "--no-balanced-init" in (out / "ring-prequential.md").read_text()
         # warm refreshes happened during the replay (one per 150 events, none at the start)
         n = on_disk["events"]
         assert len(on_disk["models"]["fused"]["refreshes"]) == (n - 1) // 150

@@ -34,6 +34,7 @@ import lsi.bench
 import lsi.bench.accuracy
 import lsi.demo
 from lsi.cli import build_parser, main
+from models.train_sequence import SequenceConfig
 from tests.unit.test_bench_accuracy import synthetic_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +102,7 @@ TESTED: dict[str, tuple[str, ...]] = {
         "--out", "--refresh-every", "--max-len", "--windows", "--dropout", "--dim", "--layers",
         "--heads", "--negatives", "--epochs", "--lr-schedule", "--ema-decay", "--balanced-init",
         "--patience", "--train-budget", "--device", "--precision", "--jobs", "--merge")},
+    "bench accuracy --no-balanced-init": (ACCURACY,),
     **{f"bench refresh {flag}": (REFRESH_BENCH,) for flag in (
         "--dataset", "--out", "--device", "--scaling-edges", "--scaling-epochs",
         "--new-fraction", "--valid-cases", "--epochs", "--warm-epochs", "--dim", "--seed")},
@@ -262,6 +264,14 @@ def test_bench_accuracy_flags_reach_its_options(
                  "--patience", "2", "--train-budget", "30", "--device", "cpu",
                  "--precision", "bf16", "--jobs", "2", "--merge"]) == 0  # fmt: skip
     assert "# accuracy report" in capsys.readouterr().out
+    # the encoder's recipe has one default, the refresh job's: balanced unless turned off
+    assert main(["bench", "accuracy", "--dataset", "data/ring.csv", "--out", str(out)]) == 0
+    assert main(["bench", "accuracy", "--dataset", "data/ring.csv", "--out", str(out),
+                 "--no-balanced-init"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert [c.sequence.balanced_init for c in seen.calls[1:3]] == [True, False]
+    assert seen.calls[1].sequence == SequenceConfig()  # every other default the dataclass's
+    del seen.calls[1:3]
     o = seen.calls[0]
     assert (o.dataset, o.protocol, o.models, o.seeds) == ("data/ring.csv", "loo",
                                                           ("fused", "covisit"), 2)  # fmt: skip
