@@ -7,6 +7,7 @@ all) can catch one type and print a message instead of a traceback::
     ├── ConfigError             bad or unknown setting (names the key and what was expected)
     ├── BrokerError             the local Kafka broker cannot be resolved, started or reached
     ├── DatasetError            a dataset is missing or malformed
+    ├── TooLittleData           too few interactions to train a part of a model yet
     └── InvalidRecord           a record failed validation; carries a stable ``reason`` code
         └── InvalidEvent        ... an event (``lsi.events``, ``lsi.interactions``)
 
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidRecord",
     "LsiError",
+    "TooLittleData",
 ]
 
 
@@ -59,3 +61,8 @@ class InvalidRecord(LsiError):
 
 class InvalidEvent(InvalidRecord):
     """An event failed validation (see :mod:`lsi.validation` for the reason codes)."""
+
+
+class TooLittleData(LsiError):
+    """Too few interactions to train a part of a model yet; the message says what is missing.
+    The refresh job then publishes what it could train (the long-term model) and says so."""

@@ -32,7 +32,7 @@ import numpy as np
 
 from lsi.config import Settings
 from lsi.drift import HitRateMonitor
-from lsi.errors import ConfigError, InvalidEvent, LsiError
+from lsi.errors import ConfigError, InvalidEvent, LsiError, TooLittleData
 from lsi.metrics import RefreshMetrics
 from lsi.records import SOURCE_HEADER, TYPE_CODES
 from lsi.snapshots import SnapshotArrays, SnapshotStore
@@ -78,6 +78,7 @@ class RefreshOutcome:
     device: str = ""
     warm_from: str = ""
     sequence: dict[str, Any] | None = None  # the encoder and gate's training and validation
+    sequence_skipped: str = ""  # why no encoder was trained (too little data), if so
 
     def summary(self) -> str:
         if self.outcome == "empty":
@@ -98,6 +99,8 @@ class RefreshOutcome:
             line += (f"\n  encoder ({seq['encoder']}): {seq['epochs']} epochs (best "
                      f"{seq['best_epoch']}) in {seq['seconds']:.1f} s; calibration NDCG@10 "
                      f"{scores}" + (f"; mean long_weight {w:.2f}" if w is not None else ""))  # fmt: skip
+        elif self.sequence_skipped:
+            line += f"\n  encoder: not trained yet: {self.sequence_skipped}"
         return line
 
 
@@ -311,9 +314,13 @@ class RefreshJob:
                 or live_seq.config.get("max_len") != s.sequence_max_len
             ):
                 live_seq = None  # the shape changed: train from scratch
-            seq = train_sequence(full, valid_rows, candidate,
-                                 self._seq_cfg(), live_seq, self._bar("encoder"),
-                                 live_version or "")  # fmt: skip
+            try:
+                seq = train_sequence(full, valid_rows, candidate,
+                                     self._seq_cfg(), live_seq, self._bar("encoder"),
+                                     live_version or "")  # fmt: skip
+            except TooLittleData as exc:  # a young log: the long-term model alone, for now
+                out.sequence_skipped = str(exc)
+                log.warning("refresh: encoder not trained: %s", exc)
         # both rank the same candidates: everything but the candidate's training history
         live_val = (validate(live_model, full, valid_rows, exclude=candidate)
                     if compare and live_model is not None else None)  # fmt: skip

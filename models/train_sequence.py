@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lsi.errors import TooLittleData
 from lsi.fusion import SeqRequest, SequenceModel, scorer_from_config
 from lsi.longterm import LongTermModel
 from lsi.ranking import expected_rank, ndcg_at_k
@@ -345,6 +346,12 @@ def train_sequence(
         cut[u] = min(cut.get(u, 1 << 62), int(position[r]))
         cases.append((u, r))
     cases = [(u, r) for u, r in cases if cut[u] == position[r] and cut[u] >= 1]
+    if not cases:
+        raise TooLittleData(
+            f"no held-out interaction has an earlier event of its user to calibrate the gate "
+            f"on ({len(log):,} interactions, {len(cal_rows):,} held out); the encoder is "
+            "trained once more users have two or more events"
+        )
 
     config: dict[str, Any] = asdict(cfg)
     long_dim = long.dim if long is not None else cfg.dim

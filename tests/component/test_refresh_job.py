@@ -174,3 +174,20 @@ def test_the_encoder_shape_comes_from_the_settings(tmp_path: Path) -> None:
     assert seq["lr_schedule"] == "cosine" and seq["ema_decay"] == 0.5
     assert seq["balanced_init"] is True  # the refresh's default
     assert seq["epochs"] <= 2 and 0.0 <= seq["validation"]["fused"]["ndcg@10"] <= 1.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_a_log_too_small_for_the_encoder_publishes_the_long_term_model_and_says_why(
+    tmp_path: Path, n: int
+) -> None:
+    """A fresh deployment whose first few events arrive before the first refresh: no held-out
+    interaction has history to calibrate the gate on (it was a ``torch.cat`` traceback)."""
+    j = job(tmp_path)
+    users, items = [f"u{k % 2}" for k in range(n)], [f"i{k % 3}" for k in range(n)]
+    tiny = Log(users, items, np.arange(n, dtype=float), np.ones(n, dtype=np.float32))
+    out = j.run_once("start", data=(tiny, {}))
+    assert out.outcome == "promoted" and out.sequence is None
+    assert "encoder: not trained yet: no held-out interaction" in out.summary()
+    store = SnapshotStore(tmp_path / "models")
+    manifest, arrays = store.load_arrays(out.version or "")
+    assert arrays.model(out.version or "", manifest).sequence is None
