@@ -21,8 +21,10 @@ uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
 		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
 
+# --inexact: the runtime packages without removing the dev tools `make test` installed, so the
+# two quick-start commands never flip the environment under each other
 install: uv
-	$(UV) sync --frozen --no-dev
+	$(UV) sync --frozen --no-dev --inexact
 
 install-dev: uv
 	$(UV) sync --frozen

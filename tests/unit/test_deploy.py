@@ -335,3 +335,14 @@ def test_grafana_variables_become_fixed_windows() -> None:
 )
 def test_metric_names_lexer(expr: str, expected: set[str]) -> None:
     assert metric_names(expr) == expected
+
+
+def test_the_demos_install_leaves_the_dev_tools_in_place() -> None:
+    """`make demo` after `make test` must not uninstall pytest, ruff and mypy (a plain
+    `uv sync --no-dev` removes what is not a runtime dependency): `--inexact`."""
+    makefile = (COMPOSE_FILE.parent / "Makefile").read_text(encoding="utf-8")
+    recipes = dict(re.findall(r"^([\w-]+):[^\n]*\n((?:\t[^\n]*\n)+)", makefile, re.M))
+    assert re.search(r"^demo:.*\binstall\b", makefile, re.M)
+    install = recipes["install"]
+    assert "sync --frozen --no-dev" in install and "--inexact" in install
+    assert "--inexact" not in recipes["install-dev"]  # the dev environment is exactly the lock
