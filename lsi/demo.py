@@ -26,6 +26,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -212,7 +213,7 @@ def _run(opts: DemoOptions, broker: KafkaBroker, proc_out: list[subprocess.Popen
     result: list[ReplayReport] = []
 
     def run_replay() -> None:
-        result.append(replay(settings, opts.dataset, limit=opts.limit, rate=opts.rate))
+        result.append(_replay_in_two_phases(settings, opts))
 
     replay_thread = threading.Thread(target=run_replay, name="replay", daemon=True)
     replay_thread.start()
@@ -333,6 +334,42 @@ def _request(settings: Settings, user: str) -> dict[str, Any] | None:
         return None
 
 
+#: longest wait for the first snapshot between the two phases of the replay
+FIRST_MODEL_WAIT_S = 600.0
+
+
+def _replay_in_two_phases(settings: Settings, opts: DemoOptions) -> ReplayReport:
+    """The first ``refresh_after`` events (they trigger the first refresh), then, once the
+    worker scores with that snapshot, the rest: so the lists of the second phase are the
+    fused model's, live, and not only the statistics scorer's of a replay that ended before
+    the first model was trained."""
+    run_id = uuid.uuid4().hex[:8]
+    first = opts.refresh_after if opts.limit is None else min(opts.refresh_after, opts.limit)
+    one = replay(settings, opts.dataset, limit=first, rate=opts.rate, run_id=run_id)
+    rest = None if opts.limit is None else opts.limit - one.sent
+    if rest is not None and rest <= 0:
+        return one
+    print(f"[demo] {one.sent:,} events sent; the rest follows once the worker scores with the "
+          "first snapshot (the refresh is training it)", flush=True)  # fmt: skip
+    deadline = time.time() + FIRST_MODEL_WAIT_S
+    while time.time() < deadline and _live_model(scrape_metrics(settings)) is None:
+        time.sleep(1.0)
+    model = _live_model(scrape_metrics(settings))
+    print(f"[demo] {'scoring with ' + model if model else 'still no snapshot'}; replaying the "
+          "rest", flush=True)  # fmt: skip
+    two = replay(settings, opts.dataset, limit=rest, start=one.sent, rate=opts.rate,
+                 run_id=run_id)  # fmt: skip
+    return ReplayReport(one.dataset, one.sent + two.sent, one.seconds + two.seconds, run_id)
+
+
+def _current(latest: dict[str, dict[str, Any]], fresh: set[str], n: int) -> list[dict[str, Any]]:
+    """The lists to show this round: users whose list arrived since the last round, those
+    the fused scorer made first, the newest first; ``n`` at most."""
+    recs = [latest[u] for u in fresh if u in latest and latest[u].get("items")]
+    recs.sort(key=lambda r: (r.get("source") != "fused", -float(r.get("emitted_at") or 0.0)))
+    return recs[:n]
+
+
 def _live_model(m: MetricsSnapshot | None) -> str | None:
     """The snapshot version the worker scores with, from its metrics (``None``: none yet)."""
     if m is None:
@@ -351,7 +388,7 @@ def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
     titles = item_titles(opts.dataset)
     cons = consumer(settings, settings.recommendations_topic, consumer_timeout_ms=200)
     latest: dict[str, dict[str, Any]] = {}
-    shown: list[str] = []
+    shown: list[str] = []  # the users whose lists the demo asks for after a swap
     prev: MetricsSnapshot | None = None
     t_prev = time.time()
     idle_rounds = 0
@@ -359,11 +396,13 @@ def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
     try:
         while True:
             deadline = time.time() + 2.0
+            fresh: set[str] = set()
             while time.time() < deadline:
                 for msg in cons.poll(timeout_ms=200).values():
                     for record in msg:
                         rec = json.loads(record.value)
                         latest[rec["user_id"]] = rec
+                        fresh.add(rec["user_id"])
                         if len(shown) < opts.users and rec["user_id"] not in shown and rec["items"]:
                             shown.append(rec["user_id"])
             if proc.poll() is not None:
@@ -373,8 +412,8 @@ def _watch(settings: Settings, opts: DemoOptions, proc: subprocess.Popen[bytes],
             if m is not None:
                 print(_summary(m, prev, now - t_prev), flush=True)
                 prev, t_prev = m, now
-            for user in shown:
-                print(format_recommendation(latest[user], titles, limit=5), flush=True)
+            for rec in _current(latest, fresh, opts.users):  # what the worker emits now
+                print(format_recommendation(rec, titles, limit=5), flush=True)
             model = _live_model(prev)
             if model is not None and model != seen_model:
                 seen_model = model

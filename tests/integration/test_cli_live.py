@@ -91,6 +91,10 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     assert "all 1500 events processed; the worker scores with snapshot v0000" in out
     assert "[refresh] refresh [" in out and "v000001 promoted" in out
     assert "swapped to snapshot v0000" in out and "fused" in out and "model v0000" in out
+    # the replay waited for the first snapshot, so the worker streamed fused lists, and the
+    # demo showed them as they came (not only the ones it asked for after the swap)
+    assert "the rest follows once the worker scores with the first snapshot" in out
+    assert re.search(r"·  fused  ·  model v0000\d+  ·[^\n]*\(event\)", out), out[-3000:]
     assert "stopping Kafka" in out
     # Debian's Prometheus (installed by .ci/run) scraped the worker and the refresh job; the
     # demo checked the dashboards against it and drew the charts
