@@ -808,7 +808,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", default="ml-100k")
     d.add_argument("--limit", type=int, default=20000)
     d.add_argument("--rate", type=float, default=1000.0)
-    d.add_argument("--users", type=int, default=3, help="lists shown every 2 s: those that just arrived, the fused model's first")
+    d.add_argument(
+        "--users",
+        type=int,
+        default=3,
+        help="lists shown every 2 s: those that just arrived, the fused model's first",
+    )
     d.add_argument(
         "--exit-when-done", action="store_true", help="stop after the replay is processed"
     )
