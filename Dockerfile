@@ -41,7 +41,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 
 RUN groupadd --system --gid 10001 lsi \
  && useradd --system --uid 10001 --gid lsi --home-dir /var/lib/lsi --shell /usr/sbin/nologin lsi \
- && mkdir -p /var/lib/lsi/models \
+ && mkdir -p /var/lib/lsi/models /var/lib/lsi/tables \
  && chown -R lsi:lsi /var/lib/lsi
 
 COPY --from=build /opt/venv /opt/venv
@@ -49,11 +49,16 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    LSI_DATA_DIR=/var/lib/lsi \
-    LSI_WEB_HOST=0.0.0.0 \
+    LSI_DATA_DIR=/var/lib/lsi/tables \
+    LSI_MODELS_DIR=/var/lib/lsi/models \
+    LSI_WEB_BIND=0.0.0.0 \
+    LSI_WEB_HOST=auto \
     LSI_WEB_PORT=6066
 
-# Empty volumes mounted here start with this directory's owner, so the worker can write.
+# Every path a volume is mounted on exists here, owned by lsi: an empty volume starts with its
+# mount point's owner (a path the image lacks would be created root-owned, and the non-root
+# worker could not write its RocksDB tables there). LSI_WEB_BIND listens on every interface;
+# LSI_WEB_HOST=auto advertises the container's own address to the other workers.
 WORKDIR /var/lib/lsi
 USER lsi
 

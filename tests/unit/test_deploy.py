@@ -346,3 +346,45 @@ def test_the_demos_install_leaves_the_dev_tools_in_place() -> None:
     install = recipes["install"]
     assert "sync --frozen --no-dev" in install and "--inexact" in install
     assert "--inexact" not in recipes["install-dev"]  # the dev environment is exactly the lock
+
+
+def test_every_volume_the_lsi_image_mounts_exists_in_it_owned_by_lsi(
+    compose: dict[str, Any],
+) -> None:
+    """An empty volume takes its mount point's owner: a path the image lacks would be created
+    root-owned, and the non-root worker could not write its RocksDB tables there."""
+    dockerfile = (COMPOSE_FILE.parent / "Dockerfile").read_text(encoding="utf-8")
+    made = re.search(r"mkdir -p ([^\\\n&]+)", dockerfile)
+    assert made is not None and "chown -R lsi:lsi /var/lib/lsi" in dockerfile
+    created = {PurePosixPath(p) for p in made.group(1).split()}
+    for name in ("worker", "refresh"):
+        for volume in compose["services"][name]["volumes"]:
+            target = PurePosixPath(volume.split(":")[1] if ":" in volume else volume)
+            assert target in created, f"{name}: {target} is not created in the image"
+    # the image's own defaults point at those paths, and bind where the docs say
+    for setting in ("LSI_DATA_DIR=/var/lib/lsi/tables", "LSI_MODELS_DIR=/var/lib/lsi/models",
+                    "LSI_WEB_BIND=0.0.0.0"):  # fmt: skip
+        assert setting in dockerfile
+    assert "LSI_WEB_HOST=0.0.0.0" not in dockerfile  # an address to bind, never to advertise
+
+
+def test_one_kafka_release_everywhere_and_one_build_of_the_lsi_image(
+    compose: dict[str, Any],
+) -> None:
+    from lsi.broker import BrokerSettings
+
+    version = BrokerSettings().kafka_version
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{version}"
+    built = [name for name, svc in compose["services"].items() if "build" in svc]
+    assert built == ["worker"]
+    refresh = compose["services"]["refresh"]
+    assert refresh["image"] == compose["services"]["worker"]["image"]
+    assert refresh["pull_policy"] == "never"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("kafka", "worker", "refresh", "prometheus", "grafana"):
+        assert "healthcheck" in services[name], name
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert services["kafka-ui"]["profiles"] == ["ui"]  # optional, not started by default
