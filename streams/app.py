@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 import lsi
 from lsi.config import Settings
@@ -92,6 +92,9 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None, *,
         autodiscover=False,
     )
     metrics = WorkerMetrics(registry if registry is not None else CollectorRegistry())
+    # the standard process series (resident memory, CPU seconds, open files) for operators;
+    # on the worker's registry, not in WorkerMetrics: they are no lsi metric to chart
+    ProcessCollector(registry=metrics.registry)
     metrics.info.info({"version": lsi.__version__, "emit_policy": settings.emit_policy,
                        "partitions": str(settings.partitions)})  # fmt: skip
     topics = Topics.declare(app, settings)

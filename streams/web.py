@@ -1,5 +1,7 @@
-"""HTTP views of a worker: ``/metrics`` (Prometheus) and ``/recommendations/{user_id}/``
-(also without the trailing slash: the same view, not a 404).
+"""HTTP views of a worker: ``/metrics`` (Prometheus, with the standard ``process_*`` series),
+``/recommendations/{user_id}/`` (also without the trailing slash: the same view, not a 404),
+``/healthz`` (liveness) and ``/healthz/ready/`` (readiness: partitions assigned, tables
+restored; 503 before).
 
 A recommendation request is routed to the worker that owns the user's partition (Faust's
 router, as ``table_route`` uses it), scored there with
@@ -29,7 +31,7 @@ from lsi.validation import id_problem
 from streams.interest import Interest
 from streams.tables import Tables
 
-__all__ = ["register_views"]
+__all__ = ["readiness", "register_views"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,32 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "app": app.conf.id})
+
+    async def ready(web: Any, request: Any) -> Any:
+        state = readiness(app)
+        if state["status"] == "ready":
+            return web.json(state)
+        return web.json(state, status=503, headers=_RETRY)
+
+    for path in ("/healthz/ready/", "/healthz/ready"):
+        app.page(path, name=f"ready{'_slash' if path.endswith('/') else ''}")(ready)
+
+
+def readiness(app: Any) -> dict[str, Any]:
+    """``ready`` once the worker has its partitions and has restored its tables from their
+    changelogs (no rebalance and no recovery in progress); ``starting`` before, with what it
+    waits for. ``/healthz`` answers as soon as the process serves HTTP (liveness);
+    ``/healthz/ready/`` is for a load balancer or an orchestrator's readiness probe."""
+    recovery = app.tables.recovery
+    waiting = [what for what, pending in (
+        ("a partition assignment (the group is rebalancing)", bool(app.rebalancing)),
+        ("table recovery from the changelogs", bool(app.in_recovery)),
+        ("its first partition assignment", not recovery.completed.is_set()),
+    ) if pending]  # fmt: skip
+    out: dict[str, Any] = {"status": "starting" if waiting else "ready", "app": app.conf.id}
+    if waiting:
+        out["waiting_for"] = waiting
+    return out
 
 
 def _unavailable(web: Any, message: str) -> Any:

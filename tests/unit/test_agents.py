@@ -1067,8 +1067,21 @@ async def test_the_metrics_and_health_views(pipeline: Pipeline) -> None:
     text = metrics.body.decode()
     assert 'lsi_dlq_total{reason="malformed_json"} 1.0' in text
     assert "lsi_worker_info{" in text
+    assert "process_resident_memory_bytes " in text and "process_cpu_seconds_total " in text
     health = await get(pipeline, "/healthz")
     assert json.loads(health.body) == {"status": "ok", "app": "lsi"}
+    # readiness: not before the first assignment's tables are restored, then ready
+    starting = await get(pipeline, "/healthz/ready/")
+    body = json.loads(starting.body)
+    assert starting.status == 503 and body["status"] == "starting"
+    assert body["waiting_for"] == ["its first partition assignment"]
+    pipeline.app.rebalancing = True
+    body = json.loads((await get(pipeline, "/healthz/ready")).body)
+    assert "a partition assignment (the group is rebalancing)" in body["waiting_for"]
+    pipeline.app.rebalancing = False
+    pipeline.app.tables.recovery.completed.set()
+    ready = await get(pipeline, "/healthz/ready")
+    assert ready.status == 200 and json.loads(ready.body) == {"status": "ready", "app": "lsi"}
 
 
 # -- bad input and failures ----------------------------------------------------------------
