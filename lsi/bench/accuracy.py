@@ -91,18 +91,31 @@ SEEDED = frozenset({"biased_mf", *SEQUENCE_MODELS})
 PREQ_CUTOFF = 20
 
 #: Published full-ranking anchors (shared/datasets/README.md), protocol ``loo``.
-ANCHORS: dict[str, dict[str, dict[str, float]]] = {
+#: Each names its source and whether it was measured on the same test set as ours (the
+#: others are indicative only, never a basis for "above X"). Every anchor removes the user's
+#: seen items from the ranking.
+_GR = "generative-recommenders README (Zhai et al., HSTU, ICML 2024)"
+_OTHER_ML1M = "other ML-1M preprocessing: raw ratings, 3,706 items, another tie order"
+ANCHORS: dict[str, dict[str, dict[str, Any]]] = {
     "ml-1m": {
-        "SASRec (sampled softmax)": {"hr@10": 0.2853, "ndcg@10": 0.1603},
-        "gSASRec": {"hr@10": 0.3003, "ndcg@10": 0.1726},
-        "HSTU": {"hr@10": 0.3097, "ndcg@10": 0.1720},
-        "HSTU-large": {"hr@10": 0.3294, "ndcg@10": 0.1893},
+        "gSASRec": {"hr@10": 0.3003, "ndcg@10": 0.1726, "same_test_set": True,
+                    "source": "gSASRec (Petrov & Macdonald, RecSys 2023), gSASRec-pytorch "
+                              "checkpoint"},
+        "SASRec (sampled softmax)": {"hr@10": 0.2853, "ndcg@10": 0.1603, "same_test_set": False,
+                                     "source": f"{_GR}; {_OTHER_ML1M}"},
+        "HSTU": {"hr@10": 0.3097, "ndcg@10": 0.1720, "same_test_set": False,
+                 "source": f"{_GR}; {_OTHER_ML1M}"},
+        "HSTU-large": {"hr@10": 0.3294, "ndcg@10": 0.1893, "same_test_set": False,
+                       "source": f"{_GR}; {_OTHER_ML1M}"},
     },
     "amazon-beauty": {
-        "SASRec (sampled softmax)": {"recall@10": 0.0921, "ndcg@10": 0.0531},
-        "eSASRec": {"recall@10": 0.0928, "ndcg@10": 0.0523},
+        "SASRec (sampled softmax)": {"recall@10": 0.0921, "ndcg@10": 0.0531,
+                                     "same_test_set": True,
+                                     "source": "eSASRec benchmark, S3-Rec Beauty order"},
+        "eSASRec": {"recall@10": 0.0928, "ndcg@10": 0.0523, "same_test_set": True,
+                    "source": "eSASRec benchmark, S3-Rec Beauty order"},
     },
-}
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,10 +611,23 @@ def _merge_earlier(opts: AccuracyOptions, name: str, models: dict[str, Any], n_e
             models[model] = entry
 
 
+def seen_items(name: str, filter_seen: bool) -> str:
+    """What a row did with the items the user had already interacted with: the trained lists
+    never offer them (as served); the baselines follow ``--filter-seen``; the statistics
+    scorer scores its user's recent window 0 (ranked in the tie below every candidate) unless
+    they are removed."""
+    if name in SEQUENCE_MODELS or filter_seen:
+        return "removed"
+    if name == "streaming":
+        return "recent ones scored 0"
+    return "kept"
+
+
 def _rows(report: dict[str, Any]) -> Iterator[str]:
     metrics = ["hr@10", "ndcg@10", "recall@10", "mrr", "coverage@10", "hr@20", "ndcg@20"]
-    yield "| model | " + " | ".join(metrics) + " | train s | eval s |"
-    yield "|---" * (len(metrics) + 3) + "|"
+    yield "| model | seen items | " + " | ".join(metrics) + " | train s | eval s |"
+    yield "|---" * (len(metrics) + 4) + "|"
+    filter_seen = bool(report.get("filter_seen"))
     for name, m in report["models"].items():
         cells = []
         for k in metrics:
@@ -612,11 +638,14 @@ def _rows(report: dict[str, Any]) -> Iterator[str]:
             else:
                 cells.append(f"{m[k]:.4f}")
         mark = " ¹" if m.get("earlier_run") else ""
-        yield (f"| `{name}`{mark} | " + " | ".join(cells)
+        yield (f"| `{name}`{mark} | {seen_items(name, filter_seen)} | " + " | ".join(cells)
                + f" | {m['train_s']:.1f} | {m['eval_s']:.1f} |")  # fmt: skip
     for name, a in report["anchors"].items():
         cells = [f"{a[k]:.4f}" if k in a else "–" for k in metrics]
-        yield f"| {name} (published) | " + " | ".join(cells) + " | | |"
+        where = {True: "same test set", False: "other test set: indicative only"}.get(
+            a.get("same_test_set"), "test set not recorded"
+        )
+        yield f"| {name} (published, {where}) | removed | " + " | ".join(cells) + " | | |"
 
 
 def _write(out: Path, report: dict[str, Any]) -> None:
@@ -633,11 +662,24 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         "",
         provenance_line(report),
         "",
-        f"Protocol: {proto}; seen items {'removed from' if report['filter_seen'] else 'kept in'} "
-        "the candidates. Deterministic models run once; seeded ones show mean ± std.",
+        *([report["note"], ""] if report.get("note") else []),
+        f"Protocol: {proto}. Seen items (the user's own earlier items): what each row did with "
+        "them is in its column; the trained lists never offer them, as served, and every "
+        "published anchor removes them; the baselines "
+        + (
+            "remove them too (`--filter-seen`)"
+            if report["filter_seen"]
+            else "keep them unless `--filter-seen`"
+        )
+        + ". Deterministic models run once; seeded ones show mean ± std.",
         "",
         *_rows(report),
         "",
+        *[
+            f"- {name}: {a.get('source', 'source not recorded')}"
+            for name, a in report["anchors"].items()
+        ],
+        *([""] if report["anchors"] else []),
         *(
             [
                 "`fused`, `short_only` and `long_only` are the three lists of one trained "
@@ -651,13 +693,12 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         *(
             [
                 "¹ from an earlier run of the same command and data (`--merge`); deterministic "
-                "models give the same numbers again. The run of each such row: "
-                + "; ".join(
-                    f"{name} {provenance_line(m)[:-1]}"
+                "models give the same numbers again."
+                + "".join(
+                    f" {name}: {provenance_line(m)}"
                     for name, m in report["models"].items()
-                    if m.get("earlier_run")
-                )
-                + ".",
+                    if m.get("earlier_run") and m.get("commit")
+                ),
                 "",
             ]
             if any(m.get("earlier_run") for m in report["models"].values())

@@ -74,3 +74,24 @@ def test_merge_keeps_the_rows_of_models_not_rerun_and_marks_them(tmp_path: Path)
     with pytest.raises(LsiError, match="other options"):
         run_accuracy_bench(AccuracyOptions(dataset=str(log), models=("covisit",), seeds=1, out=out,
                                            merge=True, filter_seen=True), **quiet)  # fmt: skip
+
+
+def test_each_row_says_what_it_did_with_seen_items_and_each_anchor_its_test_set() -> None:
+    from lsi.bench.accuracy import ANCHORS, _rows, seen_items
+
+    assert seen_items("fused", filter_seen=False) == "removed"  # as served, always
+    assert seen_items("mostpop", filter_seen=False) == "kept"
+    assert seen_items("mostpop", filter_seen=True) == "removed"
+    assert seen_items("streaming", filter_seen=False) == "recent ones scored 0"
+    row = {"seeds": 1, "hr@10": 0.1, "ndcg@10": 0.05, "train_s": 1.0, "eval_s": 1.0}
+    report = {"filter_seen": False, "models": {"fused": row, "mostpop": row},
+              "anchors": ANCHORS["ml-1m"]}  # fmt: skip
+    lines = list(_rows(report))
+    assert lines[2].startswith("| `fused` | removed |")
+    assert lines[3].startswith("| `mostpop` | kept |")
+    assert "| gSASRec (published, same test set) | removed |" in "\n".join(lines)
+    assert "| HSTU-large (published, other test set: indicative only) |" in "\n".join(lines)
+    # only gSASRec is on our ML-1M test set; the generative-recommenders rows are not
+    same = {n for n, a in ANCHORS["ml-1m"].items() if a["same_test_set"]}
+    assert same == {"gSASRec"}
+    assert all("source" in a for anchors in ANCHORS.values() for a in anchors.values())

@@ -45,4 +45,4 @@ def test_accuracy_reports_record_the_run_and_merged_rows_keep_theirs(tmp_path: P
     assert (kept["commit"], kept["date"]) == ("f" * 40, "2026-01-01 00:00 UTC")
     md = (out / "ring-loo.md").read_text()
     assert md.splitlines()[2].startswith("Commit `")
-    assert "mostpop Commit `ffffffffffff`, 2026-01-01 00:00 UTC" in md
+    assert "mostpop: Commit `ffffffffffff`, 2026-01-01 00:00 UTC." in md
