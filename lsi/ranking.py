@@ -2,7 +2,7 @@ r"""The one ranking rule: a target's 0-based rank among scored items, and HR / N
 
 Every place that ranks a held-out item computes the rank here, or counts with its own tensors
 and hands the counts to :func:`expected_rank`: the published evaluation
-(:mod:`lsi.evaluation.metrics`), the prequential replays (:mod:`lsi.evaluation.streaming`,
+(:mod:`lsi.evaluation.metrics`), the prequential replays (:mod:`lsi.evaluation.replay`,
 :mod:`lsi.evaluation.fused`), the refresh job's validation and promotion gate
 (:func:`models.train.validate`), the encoder's early stopping
 (:mod:`models.train_sequence`) and ``lsi bench accuracy``.

@@ -258,7 +258,7 @@ def fold_deltas(
     trending list of every partition they touch.
 
     The ``item-stats`` agent runs this on a batch (reading and writing its tables) and the
-    offline :class:`lsi.evaluation.streaming.StreamingModel` on dicts, so both fold alike.
+    offline :class:`lsi.evaluation.replay.StreamingModel` on dicts, so both fold alike.
 
     Args:
         by_partition: partition → item → summed delta of the batch.

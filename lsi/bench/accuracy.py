@@ -13,7 +13,7 @@ Protocols (``lsi.evaluation.splits``):
 * ``prequential``: events in time order; for each event the model is first asked for the
   user's list, the event is judged against it, then learned. For ``streaming`` the list is
   exactly the one the live ``interest`` agent would have emitted (``lsi.engine`` through
-  :class:`lsi.evaluation.streaming.StreamingModel`, one event per batch); it holds 20 items,
+  :class:`lsi.evaluation.replay.StreamingModel`, one event per batch); it holds 20 items,
   so every model's prequential ranks are cut at 20 and MRR is MRR@20.
 
 Models: ``mostpop``, ``recent_pop``, ``covisit``, ``biased_mf`` (``lsi.evaluation.baselines``),
@@ -61,8 +61,8 @@ from lsi.evaluation.metrics import (
     summarize,
     top_k,
 )
+from lsi.evaluation.replay import NOT_EVALUATED, StreamingModel
 from lsi.evaluation.splits import loo_split, temporal_split
-from lsi.evaluation.streaming import NOT_EVALUATED, StreamingModel
 from lsi.ranking import mrr, rank_in_row, rank_of_target
 from lsi.records import EVENT_TYPES, Event
 from lsi.worker_process import die_with_parent

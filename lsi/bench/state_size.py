@@ -1,7 +1,7 @@
 """Bytes per user in the ``user_state`` table: the binary format against the JSON it replaced.
 
 :func:`measure_state_bytes` replays a dataset in time order through
-:func:`lsi.engine.process_batch` (pure, offline, as :class:`lsi.evaluation.streaming.
+:func:`lsi.engine.process_batch` (pure, offline, as :class:`lsi.evaluation.replay.
 StreamingModel` drives it), keeps every user's final state and measures
 ``len(state.to_bytes())`` and the old JSON value's length, over all users and over users
 with at least ``recent_n`` events (a full ring: the sizes the issue's budget is about).
@@ -27,7 +27,7 @@ from typing import Any
 
 from lsi.datasets import Interactions, load
 from lsi.engine import EngineConfig, process_batch
-from lsi.evaluation.streaming import StreamingModel
+from lsi.evaluation.replay import StreamingModel
 from lsi.partitioning import partition_of
 from lsi.replay import events_of
 from lsi.state import StateConfig, UserState, _to_json

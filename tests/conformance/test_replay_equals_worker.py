@@ -1,4 +1,4 @@
-"""The offline replay is the worker: for the same events, :class:`lsi.evaluation.streaming.
+"""The offline replay is the worker: for the same events, :class:`lsi.evaluation.replay.
 StreamingModel` (what ``lsi bench accuracy --protocol prequential`` drives for the statistics
 scorer, and the offline evaluation's replay of the live path) emits exactly the lists the
 ``interest`` agent publishes, batch by batch, with and without a fused snapshot.
@@ -24,7 +24,7 @@ import torch
 
 import streams.interest
 from lsi.config import Settings
-from lsi.evaluation.streaming import StreamingModel
+from lsi.evaluation.replay import StreamingModel
 from lsi.longterm import LongTermModel
 from lsi.records import Event
 from streams.app import Pipeline, build_app

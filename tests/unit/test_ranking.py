@@ -163,7 +163,7 @@ def test_the_promotion_gates_validation_uses_the_same_rule() -> None:
 
 
 def test_the_prequential_replays_metrics_read_misses_as_zero() -> None:
-    from lsi.evaluation.streaming import MISS, NOT_EVALUATED, PrequentialResult
+    from lsi.evaluation.replay import MISS, NOT_EVALUATED, PrequentialResult
 
     res = PrequentialResult(ranks=np.array([NOT_EVALUATED, 0, 2, MISS], dtype=np.int32),
                             ts=np.zeros(4), evaluated=3, hits={}, duplicates=0, batches=4,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import lsi.engine
-import lsi.evaluation.streaming as streaming
+import lsi.evaluation.replay as streaming
 from lsi.engine import BatchResult, EngineConfig
-from lsi.evaluation.streaming import (
+from lsi.evaluation.replay import (
     MISS,
     NOT_EVALUATED,
     StreamingModel,
