@@ -5,26 +5,17 @@ replaced), the report and its merge with an earlier run."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from lsi.bench.catalogue import CatalogueBenchOptions
 from lsi.cli import main
 from lsi.errors import LsiError
+from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_bench_catalogue_runs_from_the_command_line(

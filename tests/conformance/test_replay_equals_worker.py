@@ -12,28 +12,28 @@ again from the same seed gives the same lists again.
 
 from __future__ import annotations
 
-import gc
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 import streams.interest
-from lsi.config import Settings
 from lsi.evaluation.replay import StreamingModel
 from lsi.longterm import LongTermModel
 from lsi.records import Event
-from streams.app import Pipeline, build_app
+from streams.app import Pipeline
+from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 from tests.unit.test_agents import (
     EVENTS,
     PARTITIONS,
     RECOMMENDATIONS,
     MemoryProducer,
     Source,
+    close_pipeline,
+    make_pipeline,
     run_through,
 )
 from tests.unit.test_fusion import ITEMS, long_model, seq_model
@@ -43,26 +43,11 @@ USERS = ("a", "b", "c", "k", "d")
 CATALOGUE = (*ITEMS, "new1", "new2")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
-    settings = Settings.from_env({}, data_dir=tmp_path / "worker", partitions=PARTITIONS,
-                                 batch_max=50, batch_within_s=0.01)  # fmt: skip
-    built = build_app(settings)
-    built.app.conf.store = "memory://"
-    built.app.producer = MemoryProducer(PARTITIONS)
+    built = make_pipeline(tmp_path, "memory://")
     yield built
-    consumer = built.app._consumer
-    if consumer is not None:
-        consumer._thread.thread_loop.close()
-    gc.collect()
+    close_pipeline(built)
 
 
 def stream_of_batches(seed: int, batches: int = 12) -> list[list[Event]]:

@@ -211,13 +211,24 @@ def young_objects_only() -> Iterator[None]:
 
 @pytest.fixture(params=["memory://", "rocksdb://"], ids=["memory", "rocksdb"])
 async def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pipeline]:
+    built = make_pipeline(tmp_path, request.param)
+    yield built
+    close_pipeline(built)
+
+
+def make_pipeline(tmp_path: Path, store: str) -> Pipeline:
+    """The worker's app on ``store`` (``memory://`` or ``rocksdb://``), with a producer that
+    records what is sent; :func:`close_pipeline` after use."""
     settings = Settings.from_env(
         {}, data_dir=tmp_path / "worker", partitions=PARTITIONS, batch_max=50, batch_within_s=0.01
     )
     built = build_app(settings)
-    built.app.conf.store = request.param  # before any table opens its store
+    built.app.conf.store = store  # before any table opens its store
     built.app.producer = MemoryProducer(PARTITIONS)
-    yield built
+    return built
+
+
+def close_pipeline(built: Pipeline) -> None:
     # A running stream asks the app for its consumer, which Faust then builds with a thread
     # and an event loop of its own; never started here, nothing else would close that loop.
     consumer = built.app._consumer

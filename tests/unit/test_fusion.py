@@ -7,7 +7,7 @@ import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from models.train_sequence import (
     request,
     train_sequence,
 )
+from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 
 REC_SCHEMA = json.loads(
     (Path(lsi.__file__).parent / "schemas" / "recommendation.schema.json").read_text()
@@ -46,16 +47,6 @@ REC_SCHEMA = json.loads(
 ITEMS = tuple(f"i{j}" for j in range(20))
 CONFIG = asdict(SequenceConfig(dim=8, max_len=10, layers=1, heads=2, dropout=0.0, device="cpu"))
 TRENDING = Trending(0.0, (("hot", 3.0),))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: a second intra-op thread only adds contention (on a busy 2-core runner
-    it made training here ten times slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def seq_model(seed: int = 0, gate: str = "learned", long_dim: int = 8) -> SequenceModel:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -27,17 +26,10 @@ from lsi.retrieval import (
     recall_at,
 )
 from models.sequence import fuse
+from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 from tests.unit.test_fusion import CONFIG, ITEMS, long_model, seq_model
 
 BACKENDS = ("exact", "ivf")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def clustered(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
