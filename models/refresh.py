@@ -99,6 +99,8 @@ class RefreshOutcome:
             line += (f"\n  encoder ({seq['encoder']}): {seq['epochs']} epochs (best "
                      f"{seq['best_epoch']}) in {seq['seconds']:.1f} s; calibration NDCG@10 "
                      f"{scores}" + (f"; mean long_weight {w:.2f}" if w is not None else ""))  # fmt: skip
+            if val.get("gate_choice", {}).get("serves") == "encoder alone":
+                line += "; serves the encoder alone (the gate ranked the held-out cases lower)"
         elif self.sequence_skipped:
             line += f"\n  encoder: not trained yet: {self.sequence_skipped}"
         return line

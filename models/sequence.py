@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "GATES",
     "ByteDropout",
     "CausalSelfAttentionEncoder",
     "FusedLogProbs",
@@ -386,6 +387,10 @@ def fuse(short_logits: Tensor, long_logits: Tensor, long_weight: Tensor, exclude
                          long.masked_fill(excluded | no_long, ninf), long_weight)  # fmt: skip
 
 
+#: the gate's kinds: per user, one constant, or none (the encoder alone)
+GATES = ("learned", "fixed", "off")
+
+
 class LongShortScorer(nn.Module):
     """The short-term encoder, the gate and the long-term temperature: everything of the
     fused model that is trained (the long-term vectors come from the GNN snapshot).
@@ -397,14 +402,16 @@ class LongShortScorer(nn.Module):
     ``[B, I]``; it returns :class:`FusedLogProbs` for the window's last position.
 
     ``gate="fixed"`` replaces the per-user gate by one learned constant
-    :math:`w = \\sigma(b)` (the ablation "fixed weight").
+    :math:`w = \\sigma(b)` (the ablation "fixed weight"); ``gate="off"`` serves the encoder
+    alone, :math:`w = 0` for every user (what training chooses when no gate beat the encoder
+    on the held-out calibration cases: the fused list is then exactly the short-term one).
     """
 
     def __init__(self, encoder: Encoder, long_dim: int, gate_hidden: int = 32,
                  gate: str = "learned") -> None:  # fmt: skip
         super().__init__()
-        if gate not in ("learned", "fixed"):
-            raise ValueError(f"gate must be learned or fixed, got {gate!r}")
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
         self.encoder = encoder
         dim = encoder.item_embeddings.shape[1]
         self.gate_kind = gate
@@ -449,6 +456,8 @@ class LongShortScorer(nn.Module):
         short_logits = short_vec @ self.encoder.item_embeddings.T
         if self.gate_kind == "fixed":
             w = torch.sigmoid(self.fixed_logit).expand(short_vec.shape[0])
+        elif self.gate_kind == "off":
+            w = torch.zeros(short_vec.shape[0], device=short_vec.device)
         else:
             w = self.gate(self.long_proj(long_vec), short_vec, since_last_s, session_len,
                           history)  # fmt: skip

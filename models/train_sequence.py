@@ -57,7 +57,7 @@ from lsi.ranking import expected_rank, ndcg_at_k
 from models.sequence import Encoder, next_item_loss, short_long_contrastive
 from models.train import Log, pick_device
 
-__all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "train_sequence"]
+__all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "choose_gate", "train_sequence"]
 
 Progress = Callable[[int, int, float], None]
 
@@ -468,6 +468,12 @@ def train_sequence(
         other.metrics["validation"] = _fit_gate(other, log, cases, req, item_row, long, cfg,
                                                 np.random.default_rng(cfg.seed))  # fmt: skip
         variants[kind] = other
+    choice = choose_gate(validation)
+    if choice is not None:
+        validation["gate_choice"] = choice
+        if choice["serves"] == "encoder alone":
+            scorer.gate_kind = "off"
+            model.config["gate"] = "off"
     scorer.eval()
     model.metrics.update({"validation": validation, "best_epoch": best_epoch,
                           "epochs": epoch, "curve": curve})  # fmt: skip
@@ -476,6 +482,27 @@ def train_sequence(
         gate_seconds=gate_s, device=str(device), losses=losses, curve=curve,
         validation=validation, warm_from=warm_version, variants=variants,
     )  # fmt: skip
+
+
+def choose_gate(validation: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether the fitted gate serves, or the encoder alone: the fused list must never rank the
+    held-out calibration cases worse than its own encoder.
+
+    Decided on the quantity the tables report, NDCG@10 of the held-out cases' items (the gate
+    was fitted on the other cases' likelihood, which mixing in the long-term side can improve
+    while their ranking does not). The gate serves unless its held-out NDCG@10 is strictly
+    below the encoder's; then the snapshot serves the encoder alone (``gate="off"``,
+    ``long_weight`` 0 in every record). ``None`` without held-out cases to decide on.
+    """
+    fused = validation.get("fused", {}).get("ndcg@10")
+    short = validation.get("short_only", {}).get("ndcg@10")
+    if fused is None or short is None:
+        return None
+    alone = fused < short
+    return {"serves": "encoder alone" if alone else "gate", "fused_ndcg@10": fused,
+            "short_only_ndcg@10": short,
+            "why": ("the gate ranked the held-out cases below the encoder alone" if alone else
+                    "the gate ranked the held-out cases at least as well as the encoder")}  # fmt: skip
 
 
 @contextlib.contextmanager

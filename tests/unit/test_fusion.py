@@ -436,7 +436,12 @@ def test_train_sequence_learns_a_sequential_pattern(trained: Trained) -> None:
         pop.append(ndcg_at_10(sorted(cand, key=lambda k: (-counts[k], k)), y))
     assert short > 0.6 and short > float(np.mean(pop)) + 0.4, (short, np.mean(pop))
     v = t.res.validation
-    assert set(v) == {"fused", "short_only", "long_only", "long_weight", "gate_fit"}
+    assert set(v) == {"fused", "short_only", "long_only", "long_weight", "gate_fit", "gate_choice"}
+    # the gate serves only if it ranks the held-out cases at least as well as the encoder
+    serves = v["gate_choice"]["serves"]
+    assert serves == ("gate" if v["fused"]["ndcg@10"] >= v["short_only"]["ndcg@10"] else
+                      "encoder alone")  # fmt: skip
+    assert model.config["gate"] == ("off" if serves == "encoder alone" else "learned")
     for mode in ("fused", "short_only", "long_only"):
         assert 0.0 <= v[mode]["ndcg@10"] <= 1.0 and v[mode]["cases"] >= 1
     # the per-user gate starts from the best constant and keeps its best held-out pass
@@ -863,3 +868,56 @@ def test_all_windows_make_every_event_a_target_once_with_serving_gaps() -> None:
     assert items.tolist() == [[row["x1"], row["x2"], row["x3"], row["x4"]],
                               [0, 0, row["x0"], row["x1"]]]  # fmt: skip
     assert gaps[1].tolist() == [0.0, 0.0, 0.0, 10.0]
+
+
+def same_list(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same log-probabilities to float rounding (the fused side renormalises), the same
+    items offered (``-inf`` where excluded)."""
+    return torch.equal(torch.isinf(a), torch.isinf(b)) and torch.allclose(
+        a.nan_to_num(neginf=0.0), b.nan_to_num(neginf=0.0), atol=1e-5
+    )
+
+
+def test_the_gate_off_serves_the_encoders_list_exactly() -> None:
+    model, long = seq_model(), long_model()
+    off = seq_model()
+    off.scorer.gate_kind = "off"
+    got, base = off.log_probs([REQ_A, REQ_B], long)[0], model.log_probs([REQ_A, REQ_B], long)[0]
+    assert same_list(got.fused, got.short) and torch.equal(got.short, base.short)
+    assert float(got.long_weight.abs().max()) == 0.0
+
+
+def test_training_serves_the_encoder_alone_when_the_gate_ranks_held_out_cases_lower(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fused list must never be worse than its own encoder on the held-out calibration
+    cases' NDCG@10: then the snapshot serves the encoder alone and says so."""
+    import models.train_sequence as ts
+
+    t = trained
+    fit = ts._fit_gate
+
+    def worse_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = fit(*args, **kwargs)
+        out["fused"]["ndcg@10"] = out["short_only"]["ndcg@10"] - 0.01
+        return out
+
+    monkeypatch.setattr(ts, "_fit_gate", worse_gate)
+    r = train_sequence(t.log, t.cal_rows, t.long, replace(t.cfg, epochs=2, eval_every=2))
+    choice = r.validation["gate_choice"]
+    assert choice["serves"] == "encoder alone" and r.model.config["gate"] == "off"
+    lp, _ = r.model.log_probs(t.reqs[:8], t.long)
+    assert same_list(lp.fused, lp.short) and float(lp.long_weight.abs().max()) == 0.0
+    # and the snapshot says so: a scorer rebuilt from its configuration has no gate either
+    assert scorer_from_config(r.model.config, len(r.model.item_ids), 8).gate_kind == "off"
+
+
+def test_the_gate_serves_when_it_ranks_held_out_cases_at_least_as_well() -> None:
+    from models.train_sequence import choose_gate
+
+    tie = {"fused": {"ndcg@10": 0.2}, "short_only": {"ndcg@10": 0.2}}
+    assert choose_gate(tie) == {**choose_gate(tie), "serves": "gate"}  # type: ignore[dict-item]
+    assert choose_gate({"fused": {"ndcg@10": 0.1}, "short_only": {"ndcg@10": 0.2}})["serves"] == (  # type: ignore[index]
+        "encoder alone"
+    )
+    assert choose_gate({}) is None

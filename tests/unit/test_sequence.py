@@ -385,7 +385,7 @@ def test_scorer_gate_kinds(gate: str) -> None:
 
 def test_scorer_refuses_an_unknown_gate() -> None:
     enc = make_encoder("gru", 12, 8, 6, 1, 2, 0.0)
-    with pytest.raises(ValueError, match="learned or fixed"):
+    with pytest.raises(ValueError, match="learned, fixed, off"):
         LongShortScorer(enc, long_dim=4, gate="mlp")
 
 
