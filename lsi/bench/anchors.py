@@ -8,6 +8,11 @@ Each runs as a process of its own (its own core and GIL), started by the bench a
   ``json.loads`` every value.
 - ``faust-table``: the same agent (``stream.take_events``) writing one entry per event to a
   RocksDB table (``rocksdb://``, changelogged like lsi's tables).
+- ``faust-relay``: a bare Faust agent that takes micro-batches as lsi's worker does (``--batch``,
+  ``--within``) and sends each batch's newest record per key on to ``--out-topic``, awaiting
+  the acknowledgements: Faust's own event → output hop, the floor of lsi's latency. It reads
+  from the end of the topic, writes ``--ready`` once it has its partitions, and runs until
+  SIGTERM.
 - ``latency``: a consumer without a group that reads from the current end of a topic and,
   for each record, notes the wall-clock time at which it arrived minus a timestamp field of
   its JSON value (``ts`` of an event, ``event_ts`` of a recommendation).
@@ -35,7 +40,7 @@ from typing import Any
 
 __all__ = ["KINDS", "main"]
 
-KINDS = ("aiokafka", "faust", "faust-table", "latency", "produce")
+KINDS = ("aiokafka", "faust", "faust-table", "faust-relay", "latency", "produce")
 
 
 def _write(path: Path, **result: Any) -> None:
@@ -129,6 +134,35 @@ def _faust(args: argparse.Namespace, table: bool) -> None:
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
+def _faust_relay(args: argparse.Namespace) -> None:
+    import faust
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    app: Any = faust.App(
+        args.group, broker=f"kafka://{args.brokers}", store="rocksdb://",
+        datadir=str(args.data_dir), topic_partitions=args.partitions,
+        topic_replication_factor=1, web_enabled=False, consumer_auto_offset_reset="latest",
+        producer_acks=-1, processing_guarantee="at_least_once", table_standby_replicas=0,
+        autodiscover=False,
+    )  # fmt: skip
+    source = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
+    out = app.topic(args.out_topic, key_serializer="raw", value_serializer="raw")
+
+    async def on_assigned(sender: Any, assigned: Any = (), **kwargs: Any) -> None:
+        if any(tp.topic == args.topic for tp in assigned):
+            args.ready.write_text("ready\n")
+
+    async def relay(stream: Any) -> None:
+        async for batch in stream.take_events(args.batch, within=args.within):
+            newest = {event.key: event.value for event in batch}
+            sent = [await out.send(key=key, value=value) for key, value in newest.items()]
+            await asyncio.gather(*sent)  # the acknowledgements, as lsi's delivery awaits them
+
+    app.agent(source, name="relay")(relay)
+    app.on_partitions_assigned.connect(on_assigned)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
 async def _latency(args: argparse.Namespace) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -203,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="Faust: most events per take")
     parser.add_argument("--within", type=float, default=0.05, help="Faust: take's wait, s")
     parser.add_argument("--field", default="ts", help="latency: the JSON timestamp field")
-    parser.add_argument("--ready", type=Path, help="latency: written once it is positioned")
+    parser.add_argument("--ready", type=Path,
+                        help="latency, faust-relay: written once it is positioned")  # fmt: skip
+    parser.add_argument("--out-topic", help="faust-relay: where each batch goes on")
     parser.add_argument("--dataset", help="produce: the events' dataset")
     parser.add_argument(
         "--start", type=int, default=0, help="produce: from this event (time order)"
@@ -229,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.ready is None:
             parser.error("latency needs --ready")
         asyncio.run(_latency(args))
+    elif args.kind == "faust-relay":
+        if not (args.group and args.out_topic and args.ready and args.data_dir):
+            parser.error("faust-relay needs --group, --out-topic, --ready and --data-dir")
+        _faust_relay(args)
     else:
         if args.data_dir is None:
             parser.error(f"{args.kind} needs --data-dir")

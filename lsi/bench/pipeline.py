@@ -388,6 +388,44 @@ def _hop(b: _Bench) -> Latency:
                    sent, samples, load, "arrival − the event's ts")  # fmt: skip
 
 
+def _faust_hop(b: _Bench) -> Latency:
+    """Faust's own event → output latency at the offered rate: a bare agent that takes
+    micro-batches as lsi's worker does and sends each batch's newest event per user on."""
+    load = b.step(f"faust hop: a bare Faust agent relays micro-batches at {b.opts.rate:,.0f} "
+                  "events/s")  # fmt: skip
+    src = b.base.with_(events_topic=f"{b.prefix}.relay-in")
+    dst = b.base.with_(events_topic=f"{b.prefix}.relay-out")
+    ensure_topics(src)
+    ensure_topics(dst)
+    ready = b.work / "relay.ready"
+    relay = b.spawn("faust-relay", "relay.log", "--topic", src.events_topic,
+                    "--out-topic", dst.events_topic, "--group", f"{b.prefix}-relay",
+                    "--data-dir", str(b.work / "relay"), "--partitions", str(b.base.partitions),
+                    "--batch", str(b.base.batch_max), "--within", str(b.base.batch_within_s),
+                    "--ready", str(ready), "--result", str(b.work / "relay.json"))  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not ready.exists():
+            if relay.poll() is not None or time.time() > deadline:
+                b.failed.append(f"faust hop: the relay did not start; see {b.work / 'relay.log'}")
+                return Latency("faust_hop", _FAUST_HOP, b.opts.rate, 0, [], load, _ARRIVAL)
+            time.sleep(0.1)
+        proc, result = _latency_consumer(b, "faust_hop", dst.events_topic, "ts")
+        sent = _offer(b, "faust_hop", src.events_topic)
+        time.sleep(1.0)  # the last batch's records reach the topic after the last send
+        samples = _latency_result(proc, result, wait_s=0)
+    finally:
+        _stop(relay)
+    if not samples:
+        b.failed.append("faust hop: no relayed record arrived")
+    return Latency("faust_hop", _FAUST_HOP, b.opts.rate, sent, samples, load, _ARRIVAL)
+
+
+_FAUST_HOP = ("bare Faust agent: micro-batches as lsi's, each user's newest event sent on, "
+              "acknowledged")  # fmt: skip
+_ARRIVAL = "arrival − the event's ts"
+
+
 def _settle(settings: Settings, limit_s: float = 120.0) -> tuple[MetricsSnapshot | None, float]:
     """Wait until the item-stats agent has folded the backlog's deltas (its batch count stops
     changing), so the live phase measures live traffic, not the tail of the backlog."""
@@ -510,6 +548,7 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
                            ("faust_table", "faust-table")):  # fmt: skip
             drains[name] = _anchor_drain(b, name, kind)
         latency["hop"] = _hop(b)
+        latency["faust_hop"] = _faust_hop(b)
         drains["lsi_x2"], pair = _lsi_drain(b, "lsi_x2", 2, False, timelines)
         pair.stop()
         drains["lsi"], one = _lsi_drain(b, "lsi", 1, False, timelines)

@@ -41,6 +41,9 @@ def test_quick_pipeline_bench_measures_every_anchor_and_writes_each_ratio(
     assert lsi["records"] > 0 and lsi["p50_seconds"] is not None
     assert 0 <= hop["p50_seconds"] <= hop["p99_seconds"] < 5
     assert report["model"]["version"] and "fused model" in lsi["label"]
+    # Faust's own hop at the same rate: a bare agent relaying lsi-sized micro-batches
+    relay = report["latency"]["faust_hop"]
+    assert relay["records"] > 0 and 0 <= relay["p50_seconds"] <= relay["p99_seconds"] < 30
 
     ratios = {r["key"]: r for r in report["ratios"]}
     for key in TARGETS:

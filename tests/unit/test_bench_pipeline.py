@@ -209,6 +209,7 @@ def test_the_reproduce_command_names_what_differs_from_the_defaults() -> None:
     ["aiokafka", "--group", "g"],  # no count
     ["faust-table", "--group", "g", "--events", "10"],  # no data dir
     ["latency"],  # no ready file
+    ["faust-relay", "--group", "g", "--ready", "r.ready"],  # no topic to relay to
     ["produce", "--events", "10"],  # no dataset
 ])  # fmt: skip
 def test_an_anchor_refuses_to_start_without_what_its_kind_needs(
