@@ -437,6 +437,7 @@ def _seq_runs(opts: AccuracyOptions, names: list[str],
 # -- the command ---------------------------------------------------------------------------
 def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate every model; write ``<dataset>-<protocol>.json`` / ``.md`` / ``.png``."""
+    measured = provenance()  # the checkout the run starts from, not the one at its end
     data = load(opts.dataset)
     models: dict[str, Any] = {}
     per_case_first: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
@@ -528,7 +529,7 @@ def run_accuracy_bench(opts: AccuracyOptions, log: Callable[[str], None] = print
         },
         "anchors": ANCHORS.get(data.name, {}) if opts.protocol == "loo" else {},
         "command": _command(opts, [m for m in opts.models if m in models]),
-        **provenance(),
+        **measured,
     }
     _write(opts.out, report)
     return report

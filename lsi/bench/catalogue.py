@@ -405,12 +405,13 @@ def run_catalogue_bench(opts: CatalogueBenchOptions, log: Callable[[str], None] 
     """Measure (see the module docstring); write ``catalogue.json`` / ``.md`` / ``.png``."""
     from lsi.bench.provenance import git_commit
 
+    measured = git_commit()  # the checkout the run starts from, not the one at its end
     started = time.perf_counter()
     load_before = os.getloadavg()
     points = _curve(opts, log)
     small, large = points[0], points[-1]
     report: dict[str, Any] = {
-        **git_commit(),
+        **measured,
         "sizes": points,
         "batch": opts.batch,
         "retrieval": asdict(opts.retrieval),

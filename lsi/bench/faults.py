@@ -159,6 +159,7 @@ class _Reader:
 class _Harness:
     def __init__(self, opts: FaultBenchOptions, work: Path) -> None:
         self.opts = opts
+        self.measured = git_commit()  # the checkout the run starts from, not the one at its end
         self.work = work
         self.rng = random.Random(opts.seed)
         self.run_id = f"f{uuid.uuid4().hex[:6]}"
@@ -707,7 +708,7 @@ class _Harness:
         }
         report: dict[str, Any] = {
             "benchmark": "faults",
-            **git_commit(),
+            **self.measured,
             "dataset": opts.dataset,
             "seed": opts.seed,
             "options": {

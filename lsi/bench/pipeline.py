@@ -521,6 +521,7 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
     """Run every step; write ``report.json``, ``report.md`` and ``report.png`` to
     ``opts.out``; return the report (``failed`` lists the steps that did not complete)."""
     opts.out.mkdir(parents=True, exist_ok=True)
+    measured = git_commit()  # the checkout the run starts from, not the one at its end
     load_start = os.getloadavg()
     broker, was_running, kafka_version = None, True, "?"
     brokers = opts.brokers
@@ -569,7 +570,8 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
         _delete_topics(base, prefix)
         if broker is not None and not was_running:
             broker.down()
-    report = _report(b, drains, latency, timelines, model_info, kafka_version, load_start)
+    report = _report(b, drains, latency, timelines, model_info, kafka_version, load_start,
+                     measured)  # fmt: skip
     _write(opts.out, report)
     if b.failed:
         print(f"[bench] incomplete: {'; '.join(b.failed)}; logs kept in {work}", flush=True)
@@ -580,9 +582,9 @@ def run_pipeline_bench(opts: PipelineBenchOptions) -> dict[str, Any]:
 
 def _report(b: _Bench, drains: dict[str, Drain], latency: dict[str, Latency],
             timelines: dict[str, list[tuple[float, float]]], model_info: dict[str, Any] | None,
-            kafka_version: str, load_start: tuple[float, float, float]) -> dict[str, Any]:  # fmt: skip
+            kafka_version: str, load_start: tuple[float, float, float],
+            provenance: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     opts, s = b.opts, b.base
-    provenance = git_commit()
     commit, dirty = provenance["commit"], provenance["dirty"]
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
     return {

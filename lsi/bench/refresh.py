@@ -311,6 +311,7 @@ def run_refresh_bench(
     opts: RefreshBenchOptions, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Cold refresh, warm refresh, scaling curve; write the report files; return the report."""
+    measured = provenance()  # the checkout the run starts from, not the one at its end
     cfg = replace(opts.cfg, device=opts.device)
     device = pick_device(opts.device)
     phases = _cold_and_warm(opts, cfg, log)
@@ -322,7 +323,7 @@ def run_refresh_bench(
         "machine": _machine(device),
         "scaling": _scaling(opts, cfg, log),
         "reproduce": _reproduce(opts),
-        **provenance(),
+        **measured,
     }
     _write(opts.out, report)
     return report
