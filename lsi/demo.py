@@ -352,9 +352,10 @@ def _replay_in_two_phases(settings: Settings, opts: DemoOptions) -> ReplayReport
     print(f"[demo] {one.sent:,} events sent; the rest follows once the worker scores with the "
           "first snapshot (the refresh is training it)", flush=True)  # fmt: skip
     deadline = time.time() + FIRST_MODEL_WAIT_S
-    while time.time() < deadline and _live_model(scrape_metrics(settings)) is None:
-        time.sleep(1.0)
     model = _live_model(scrape_metrics(settings))
+    while model is None and time.time() < deadline:
+        time.sleep(1.0)
+        model = _live_model(scrape_metrics(settings))
     print(f"[demo] {'scoring with ' + model if model else 'still no snapshot'}; replaying the "
           "rest", flush=True)  # fmt: skip
     two = replay(settings, opts.dataset, limit=rest, start=one.sent, rate=opts.rate,

@@ -148,24 +148,17 @@ def rank_in_row(
     if not 0 <= target < s.shape[0]:
         raise ValueError(f"target item index {target} out of range (catalogue has "
                          f"{s.shape[0]} items)")  # fmt: skip
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN; give unwanted items -inf instead")
-    st = s[target]
-    greater = s > st
-    equal = s == st
-    equal[target] = False
+    mask = None
     if exclude is not None:
         ex = np.asarray(exclude)
-        keep = np.ones(s.shape[0], dtype=np.bool_)
         if ex.dtype == np.bool_:
             if ex.shape != s.shape:
                 raise ValueError(f"exclude mask must be [{s.shape[0]}], got {ex.shape}")
-            keep &= ~ex
+            mask = ex[None, :].copy()  # _rank_block clears the target's bit
         else:
-            keep[ex.astype(np.int64)] = False
-        greater &= keep
-        equal &= keep
-    return float(expected_rank(np.count_nonzero(greater), np.count_nonzero(equal)))
+            mask = np.zeros((1, s.shape[0]), dtype=np.bool_)
+            mask[0, ex.astype(np.int64)] = True
+    return float(_rank_block(s[None, :], np.array([target], dtype=np.int64), mask)[0])
 
 
 def _rank_block(

@@ -57,7 +57,8 @@ from lsi.ranking import expected_rank, ndcg_at_k
 from models.sequence import Encoder, next_item_loss, short_long_contrastive
 from models.train import Log, pick_device
 
-__all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "choose_gate", "train_sequence"]
+__all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "choose_gate", "logprob_ranks",
+           "train_sequence"]  # fmt: skip
 
 Progress = Callable[[int, int, float], None]
 
@@ -294,11 +295,11 @@ def _length_batches(lengths: npt.NDArray[Any], batch_size: int, rng: np.random.G
     return [batches[j] for j in rng.permutation(len(batches)).tolist()]
 
 
-def _ndcg_of(logp: torch.Tensor, targets: torch.Tensor, k: int = 10) -> npt.NDArray[np.float64]:
-    """Per-case NDCG@k ``[B]`` from log-probabilities ``[B, I]`` and target rows ``[B]`` (-1 =
-    the target is not in the catalogue: a miss; so is a target scored ``-inf``).
+def logprob_ranks(logp: torch.Tensor, targets: torch.Tensor) -> npt.NDArray[np.float64]:
+    """Expected ranks ``[B]`` of target rows ``[B]`` in log-probabilities ``[B, I]`` (-1 = the
+    target is not in the catalogue: a miss, rank ``inf``; so is a target scored ``-inf``).
 
-    The rank counts are taken on the tensors (on their device); the rank and the gain are
+    The rank counts are taken on the tensors (on their device); the rank is
     :mod:`lsi.ranking`'s, the published evaluation's tie rule (a tie counts half)."""
     ok = targets.to(logp.device) >= 0
     t = targets.to(logp.device).clamp(min=0)
@@ -306,8 +307,12 @@ def _ndcg_of(logp: torch.Tensor, targets: torch.Tensor, k: int = 10) -> npt.NDAr
     greater = (logp > st).sum(dim=1)
     equal = (logp == st).sum(dim=1) - 1  # the target equals itself
     valid = ok & torch.isfinite(st[:, 0])
-    ranks = expected_rank(greater.cpu().numpy(), equal.cpu().numpy(), valid.cpu().numpy())
-    return ndcg_at_k(ranks, k)
+    return expected_rank(greater.cpu().numpy(), equal.cpu().numpy(), valid.cpu().numpy())
+
+
+def _ndcg_of(logp: torch.Tensor, targets: torch.Tensor, k: int = 10) -> npt.NDArray[np.float64]:
+    """Per-case NDCG@k ``[B]`` of :func:`logprob_ranks`."""
+    return ndcg_at_k(logprob_ranks(logp, targets), k)
 
 
 def train_sequence(

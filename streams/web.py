@@ -68,10 +68,7 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
             log.exception("GET /recommendations/%r/ failed", user_id)
             return web.json({"error": f"internal error ({type(exc).__name__})"}, status=500)
 
-    for path in ("/recommendations/{user_id}/", "/recommendations/{user_id}"):
-        app.page(path, name=f"recommendations{'_slash' if path.endswith('/') else ''}")(
-            recommendations
-        )
+    _with_and_without_slash(app, "/recommendations/{user_id}", "recommendations", recommendations)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -83,8 +80,13 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
             return web.json(state)
         return web.json(state, status=503, headers=_RETRY)
 
-    for path in ("/healthz/ready/", "/healthz/ready"):
-        app.page(path, name=f"ready{'_slash' if path.endswith('/') else ''}")(ready)
+    _with_and_without_slash(app, "/healthz/ready", "ready", ready)
+
+
+def _with_and_without_slash(app: Any, path: str, name: str, view: Any) -> None:
+    """Serve ``view`` at ``path/`` and at ``path``: the same view, never a 404 trap."""
+    app.page(f"{path}/", name=f"{name}_slash")(view)
+    app.page(path, name=name)(view)
 
 
 def readiness(app: Any) -> dict[str, Any]:

@@ -375,6 +375,11 @@ def _offer(b: _Bench, name: str, topic: str) -> int:
     return sent
 
 
+_FAUST_HOP = ("bare Faust agent: micro-batches as lsi's, each user's newest event sent on, "
+              "acknowledged")  # fmt: skip
+_ARRIVAL = "arrival − the event's ts"
+
+
 def _hop(b: _Bench) -> Latency:
     load = b.step(f"hop: bare produce→consume at {b.opts.rate:,.0f} events/s")
     hop = b.base.with_(events_topic=f"{b.prefix}.hop")
@@ -385,7 +390,7 @@ def _hop(b: _Bench) -> Latency:
     if len(samples) < sent:
         b.failed.append(f"hop: {len(samples)} of {sent} records arrived")
     return Latency("hop", "bare hop: aiokafka producer → aiokafka consumer", b.opts.rate,
-                   sent, samples, load, "arrival − the event's ts")  # fmt: skip
+                   sent, samples, load, _ARRIVAL)  # fmt: skip
 
 
 def _faust_hop(b: _Bench) -> Latency:
@@ -419,11 +424,6 @@ def _faust_hop(b: _Bench) -> Latency:
     if not samples:
         b.failed.append("faust hop: no relayed record arrived")
     return Latency("faust_hop", _FAUST_HOP, b.opts.rate, sent, samples, load, _ARRIVAL)
-
-
-_FAUST_HOP = ("bare Faust agent: micro-batches as lsi's, each user's newest event sent on, "
-              "acknowledged")  # fmt: skip
-_ARRIVAL = "arrival − the event's ts"
 
 
 def _settle(settings: Settings, limit_s: float = 120.0) -> tuple[MetricsSnapshot | None, float]:

@@ -254,19 +254,15 @@ def ratios(drains: Mapping[str, Drain], latency: Mapping[str, Latency],
         rows("lsi_vs_aiokafka", "one lsi worker, no model ÷ raw aiokafka", "lsi", "aiokafka"),
         rows("lsi_model_vs_lsi", "fused model ÷ no model, one lsi worker", "lsi_model", "lsi"),
     ]
-    for q in ("p50", "p99"):
-        v, h = lq[q], hq[q]
-        out.append(Ratio(f"latency_{q}_vs_hop", f"lsi event→recommendation {q} ÷ bare hop {q}",
-                         _div(v, h), "x", detail="" if v is None or h is None else
-                         f"{v * 1000:.1f} ms ÷ {h * 1000:.1f} ms"))  # fmt: skip
     fh = latency.get("faust_hop")
     fq = quantiles(fh.samples) if fh and fh.samples else {"p50": None, "p99": None}
-    for q in ("p50", "p99"):
-        v, h = lq[q], fq[q]
-        out.append(Ratio(f"latency_{q}_vs_faust_hop",
-                         f"lsi event→recommendation {q} ÷ bare Faust agent's hop {q}",
-                         _div(v, h), "x", detail="" if v is None or h is None else
-                         f"{v * 1000:.1f} ms ÷ {h * 1000:.1f} ms"))  # fmt: skip
+    for key, what, base in (("hop", "bare hop", hq), ("faust_hop", "bare Faust agent's hop", fq)):
+        for q in ("p50", "p99"):
+            v, h = lq[q], base[q]
+            out.append(Ratio(f"latency_{q}_vs_{key}",
+                             f"lsi event→recommendation {q} ÷ {what} {q}",
+                             _div(v, h), "x", detail="" if v is None or h is None else
+                             f"{v * 1000:.1f} ms ÷ {h * 1000:.1f} ms"))  # fmt: skip
     return out
 
 

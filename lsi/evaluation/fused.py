@@ -40,13 +40,13 @@ from lsi.config import Settings
 from lsi.datasets import Interactions
 from lsi.fusion import SeqRequest
 from lsi.longterm import LongTermModel
-from lsi.ranking import expected_rank
 from lsi.state import StateConfig
 from models.train import Log, TrainConfig, WarmStart, add_history, holdout_last, train_long_term
 from models.train_sequence import (
     SequenceConfig,
     TrainedSequence,
     UserSequences,
+    logprob_ranks,
     request,
     train_sequence,
 )
@@ -235,11 +235,7 @@ def _judge(model: LongTermModel, reqs: list[SeqRequest], judged: list[int], item
     assert seq is not None
     lp, scorable = _log_probs(model, reqs)
     target = torch.tensor([seq.item_index.get(items[k], -1) for k in judged])
-    ok = (target >= 0) & torch.from_numpy(scorable)
-    t = target.clamp(min=0)[:, None]
+    # an unscorable request is a miss, as an unknown target is (lsi.ranking's rule)
+    target = torch.where(torch.from_numpy(scorable), target, torch.full_like(target, -1))
     for name, lpm in _lists(lp).items():
-        st = lpm.gather(1, t)
-        # counted on the tensors, ranked by the one tie rule (lsi.ranking); a miss is inf
-        r = expected_rank((lpm > st).sum(dim=1).numpy(), (lpm == st).sum(dim=1).numpy() - 1,
-                          (ok & torch.isfinite(st[:, 0])).numpy())  # fmt: skip
-        ranks[name][np.asarray(judged)] = np.minimum(r, cutoff)
+        ranks[name][np.asarray(judged)] = np.minimum(logprob_ranks(lpm, target), cutoff)
