@@ -15,7 +15,7 @@ help:
 	@echo "make unit        - tests/unit: the fast tests, no broker"
 	@echo "make component   - tests/component: slow tests (subprocesses, real training runs), no broker"
 	@echo "make integration - tests/integration: against a real Kafka broker and real workers"
-	@echo "make lint        - ruff and mypy"
+	@echo "make lint        - ruff, mypy and the import rules of the folders"
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
@@ -44,10 +44,14 @@ component: install-dev
 integration: install-dev
 	$(UV) run --no-sync pytest tests/integration
 
+# the floor plan's import rules (tests/unit/test_layout.py checks the rest): the pure core and
+# the wire formats load no Kafka client, Faust or torch
 lint: install-dev
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy
+	@! grep -rnE '^\s*(from|import) (faust|aiokafka|kafka|torch)' lsi/core lsi/wire
+	$(UV) run --no-sync python -c "import sys, lsi.core.engine; assert 'torch' not in sys.modules and 'aiokafka' not in sys.modules"
 
 format: install-dev
 	$(UV) run --no-sync ruff format .

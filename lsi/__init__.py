@@ -6,11 +6,11 @@ lives in :mod:`streams`, the models in :mod:`models`.
 """
 
 from lsi.config import Settings
-from lsi.engine import BatchResult, EngineConfig, process_batch
+from lsi.core.engine import BatchResult, EngineConfig, process_batch
+from lsi.core.state import StateConfig, UserState
 from lsi.errors import BrokerError, ConfigError, DatasetError, InvalidEvent, LsiError
-from lsi.records import EVENT_TYPES, Event, RecItem, Recommendation, ScoredItem
-from lsi.state import StateConfig, UserState
-from lsi.validation import Limits, validate_event
+from lsi.wire.records import EVENT_TYPES, Event, RecItem, Recommendation, ScoredItem
+from lsi.wire.validation import Limits, validate_event
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from lsi.cli import main
+from lsi.cli.main import main
 
 raise SystemExit(main())

@@ -5,7 +5,7 @@ the field name in capitals (``LSI_BROKERS``, ``LSI_EMIT_POLICY`` …). An ``LSI_
 names no setting is an error (a typo must not silently fall back to a default). The
 ``LSI_KAFKA_*`` variables are shared: those that name a field here (the client's security
 settings, ``LSI_KAFKA_SECURITY_PROTOCOL``, ``LSI_KAFKA_SASL_*``, ``LSI_KAFKA_SSL_*``) are read
-here, the others belong to the local broker's :class:`lsi.broker.BrokerSettings`.
+here, the others belong to the local broker's :class:`lsi.kafka.broker.BrokerSettings`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from lsi.engine import EMIT_POLICIES, EngineConfig
+from lsi.core.engine import EMIT_POLICIES, EngineConfig
+from lsi.core.scoring import SCORING_MODES, ScoringConfig
+from lsi.core.state import StateConfig
+from lsi.core.stats import StatsConfig
 from lsi.errors import ConfigError
-from lsi.scoring import SCORING_MODES, ScoringConfig
-from lsi.state import StateConfig
-from lsi.stats import StatsConfig
-from lsi.validation import Limits
+from lsi.wire.validation import Limits
 
 __all__ = ["Settings"]
 
 _OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")  # the broker's and the tests' own (but see below)
-#: read elsewhere: by lsi.datasets, and by ``lsi report`` / ``lsi monitoring`` (lsi.cli)
+#: read elsewhere: by lsi.evaluation.datasets, and by ``lsi report`` / ``lsi monitoring`` (lsi.cli.main)
 _OTHER_VARIABLES = frozenset({"LSI_DATASETS_DIR", "LSI_PROMETHEUS_URL"})
 
 #: what ``kafka_security_protocol`` and ``kafka_sasl_mechanism`` accept
@@ -44,7 +44,7 @@ class Settings:
         brokers: Kafka bootstrap servers, ``host:port[,host:port]``.
         kafka_security_protocol: how every Kafka client of lsi connects: ``PLAINTEXT``,
             ``SSL`` (TLS), ``SASL_PLAINTEXT`` or ``SASL_SSL`` (SASL over TLS; see
-            :mod:`lsi.security`).
+            :mod:`lsi.kafka.security`).
         kafka_sasl_mechanism: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` (SASL only).
         kafka_sasl_username: the SASL principal's name.
         kafka_sasl_password: its password; set it in the environment only
@@ -77,7 +77,7 @@ class Settings:
         batch_max: most events in one micro-batch.
         batch_within_s: longest wait to fill a batch (a wait every event of a quiet stream
             pays; under load batches fill before it ends).
-        emit_policy: ``event``, ``batch``, ``interval`` or ``request`` (see :mod:`lsi.engine`).
+        emit_policy: ``event``, ``batch``, ``interval`` or ``request`` (see :mod:`lsi.core.engine`).
         emit_interval_s: the interval of the ``interval`` policy.
         top_k: length of each emitted list.
         max_event_bytes: largest accepted event.
@@ -88,7 +88,7 @@ class Settings:
         covis_half_life_s: half-life of co-visitation weights.
         trending_weight: share of trending in the short-term score.
         filter_seen: drop the user's recent items from their lists.
-        scorer: ``fused``, ``long_only`` or ``short_only`` (:mod:`lsi.scoring`).
+        scorer: ``fused``, ``long_only`` or ``short_only`` (:mod:`lsi.core.scoring`).
         long_weight: weight of the long-term score in ``fused`` mode.
         models_dir: the snapshot store (shared by the refresh job and every worker).
         models_topic: where new live versions are announced (compacted, one partition).

@@ -60,7 +60,7 @@ class InvalidRecord(LsiError):
 
 
 class InvalidEvent(InvalidRecord):
-    """An event failed validation (see :mod:`lsi.validation` for the reason codes)."""
+    """An event failed validation (see :mod:`lsi.wire.validation` for the reason codes)."""
 
 
 class TooLittleData(LsiError):

@@ -3,7 +3,7 @@
 Nothing happens at import time: :func:`build_app` creates the app, and :func:`run_worker`
 starts it (``lsi worker``). Faust defaults we change: RocksDB tables (rocksdict), table
 browsing off, the web server on 127.0.0.1, the settings' replication factor (1 by default,
-for a single broker) and Kafka credentials (:mod:`lsi.security`), the earliest offset for a
+for a single broker) and Kafka credentials (:mod:`lsi.kafka.security`), the earliest offset for a
 new consumer group, and ``acks=all`` for every send.
 """
 
@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry, ProcessCollector, disable_creat
 
 import lsi
 from lsi.config import Settings
-from lsi.logs import quiet_repeats
-from lsi.metrics import WorkerMetrics
-from lsi.security import faust_credentials
+from lsi.kafka.logs import quiet_repeats
+from lsi.kafka.security import faust_credentials
+from lsi.monitoring.metrics import WorkerMetrics
 from streams.interest import Interest
 from streams.item_stats import ItemStatsAgent
 from streams.models import ModelWatcher, settle_heap

@@ -16,7 +16,7 @@ from typing import Any
 
 from faust.streams import _current_event  # no public setter; see the module docstring
 
-from lsi.partitioning import key_for_partition, partition_of  # re-exported for the agents
+from lsi.wire.partitioning import key_for_partition, partition_of  # re-exported for the agents
 
 __all__ = ["acting_for", "key_for_partition", "partition_of"]
 

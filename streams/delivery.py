@@ -41,7 +41,7 @@ from aiokafka.errors import (
 )
 from faust.exceptions import ProducerSendError
 
-from lsi.metrics import WorkerMetrics
+from lsi.monitoring.metrics import WorkerMetrics
 
 __all__ = ["MAX_TRIES", "Outgoing", "classify", "deliver"]
 

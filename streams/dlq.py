@@ -20,7 +20,7 @@ import hashlib
 import logging
 from typing import Any
 
-from lsi.metrics import WorkerMetrics
+from lsi.monitoring.metrics import WorkerMetrics
 from streams.delivery import Outgoing
 
 __all__ = [

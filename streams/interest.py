@@ -3,15 +3,15 @@
 It consumes ``lsi.events`` and ``lsi.events.rekeyed`` together (co-partitioned), in
 micro-batches, and pays Faust's per-record cost once per event:
 
-1. **Admit.** A record of ``lsi.events`` is validated (:func:`lsi.validation.validate_event`);
+1. **Admit.** A record of ``lsi.events`` is validated (:func:`lsi.wire.validation.validate_event`);
    a rejected one goes to ``lsi.events.dlq`` with its original bytes and a reason. A valid
    event on its user's partition (murmur2 of ``user_id``, what Kafka's default partitioner
    and the documented producer settings give) is learned here and now; one on another
    partition is re-keyed to ``lsi.events.rekeyed`` with an ``lsi-src: <partition>:<offset>``
    header and learned when it comes back on the right partition. A record of
    ``lsi.events.rekeyed`` is validated again (anyone with access can write it:
-   :func:`lsi.validation.validate_interaction`).
-2. **Learn and score.** :func:`lsi.engine.process_batch` (the function the offline
+   :func:`lsi.wire.validation.validate_interaction`).
+2. **Learn and score.** :func:`lsi.core.engine.process_batch` (the function the offline
    evaluation runs) with lookups over the ``user_state`` table and the global
    ``item_stats``/``trending`` tables. A duplicate ``event_id`` or an event whose source
    offset the user's state already applied is skipped there.
@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lsi.config import Settings
-from lsi.engine import (
+from lsi.core.engine import (
     BatchResult,
     EngineConfig,
     emit,
@@ -50,13 +50,13 @@ from lsi.engine import (
     process_batch,
     recommend,
 )
+from lsi.core.state import UserState
+from lsi.core.stats import ItemStats, Trending, merge_into, merge_trending
 from lsi.errors import InvalidEvent, InvalidRecord
-from lsi.longterm import LongTermModel
-from lsi.metrics import WorkerMetrics
-from lsi.records import SOURCE_HEADER, Event, Recommendation
-from lsi.state import UserState
-from lsi.stats import ItemDelta, ItemStats, Trending, encode_bundle, merge_into, merge_trending
-from lsi.validation import validate_event, validate_interaction
+from lsi.monitoring.metrics import WorkerMetrics
+from lsi.serving.snapshot import Snapshot
+from lsi.wire.records import SOURCE_HEADER, Event, ItemDelta, Recommendation, encode_bundle
+from lsi.wire.validation import validate_event, validate_interaction
 from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
@@ -169,7 +169,7 @@ class Interest:
         self.metrics.long_weight.labels(source=rec.source).observe(rec.long_weight)
         return rec
 
-    def live_model(self) -> LongTermModel | None:
+    def live_model(self) -> Snapshot | None:
         """The snapshot to score with now (read once per batch)."""
         return self.models.current if self.models is not None else None
 

@@ -1,12 +1,12 @@
 """The ``item-stats`` agent: folds item-keyed deltas into the global statistics tables.
 
 Consumes ``lsi.item-deltas`` (bundles of item deltas, one per partition per interest batch,
-each holding only items whose key hashes to that partition), sums a batch's deltas per item, applies each once with :func:`lsi.stats.apply_delta` into the
+each holding only items whose key hashes to that partition), sums a batch's deltas per item, applies each once with :func:`lsi.core.stats.apply_delta` into the
 ``item_stats`` GlobalTable, and refreshes the trending list of every partition it touched
-(:func:`lsi.stats.update_trending`). Every worker replicates both tables, so any worker can
+(:func:`lsi.core.stats.update_trending`). Every worker replicates both tables, so any worker can
 score any user.
 
-Bundles are validated (:func:`lsi.validation.validate_bundle`): anyone with access can write
+Bundles are validated (:func:`lsi.wire.validation.validate_bundle`): anyone with access can write
 to ``lsi.item-deltas``, and one NaN or negative number would poison an item's statistics for
 good. A bad bundle is dead-lettered whole with its topic and reason; the rest of the batch is
 folded.
@@ -20,17 +20,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from lsi.config import Settings
-from lsi.errors import InvalidRecord
-from lsi.metrics import WorkerMetrics
-from lsi.stats import (
-    ItemDelta,
+from lsi.core.stats import (
     ItemStats,
     StatsConfig,
     Trending,
     fold_deltas,
     merge_into,
 )
-from lsi.validation import validate_bundle
+from lsi.errors import InvalidRecord
+from lsi.monitoring.metrics import WorkerMetrics
+from lsi.wire.records import ItemDelta
+from lsi.wire.validation import validate_bundle
 from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters

@@ -26,10 +26,10 @@ from typing import Any
 
 from lsi.config import Settings
 from lsi.errors import LsiError
-from lsi.longterm import LongTermModel
-from lsi.metrics import WorkerMetrics
-from lsi.security import aiokafka_options
-from lsi.snapshots import SnapshotStore
+from lsi.kafka.security import aiokafka_options
+from lsi.monitoring.metrics import WorkerMetrics
+from lsi.serving.snapshot import Snapshot
+from lsi.serving.store import SnapshotStore
 
 __all__ = ["POLL_S", "ModelWatcher", "settle_heap"]
 
@@ -57,7 +57,7 @@ def settle_heap(collect: bool = False) -> None:
     gc.freeze()
 
 
-def _ready(store: SnapshotStore, version: str | None) -> LongTermModel | None:
+def _ready(store: SnapshotStore, version: str | None) -> Snapshot | None:
     """Load a snapshot (``None``: the live one) and, if it serves a large catalogue through
     candidate retrieval, build its indexes now, off the event loop and before the swap, so
     that no batch waits for the build (minutes at a million items)."""
@@ -69,14 +69,14 @@ def _ready(store: SnapshotStore, version: str | None) -> LongTermModel | None:
 
 
 class ModelWatcher:
-    """Holds the live :class:`~lsi.longterm.LongTermModel` (or ``None``) of one worker."""
+    """Holds the live :class:`~lsi.serving.snapshot.Snapshot` (or ``None``) of one worker."""
 
     def __init__(self, settings: Settings, metrics: WorkerMetrics, *,
                  freeze_heap: bool = False) -> None:  # fmt: skip
         self.settings = settings
         self.metrics = metrics
         self.freeze_heap = freeze_heap  # settle_heap() after each swap (a worker process)
-        self.current: LongTermModel | None = None
+        self.current: Snapshot | None = None
         self._failed_version: str | None = None
 
     def load_initial(self) -> None:
@@ -92,7 +92,7 @@ class ModelWatcher:
         if model is not None:
             self.swap(model)
 
-    def swap(self, model: LongTermModel) -> None:
+    def swap(self, model: Snapshot) -> None:
         old = self.current
         self.current = model
         m = self.metrics

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from lsi.metrics import WorkerMetrics
+from lsi.monitoring.metrics import WorkerMetrics
 
 __all__ = ["SAMPLE_EVERY_S", "TopicPartition", "partition_lags", "register_sampler", "table_keys"]
 

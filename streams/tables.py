@@ -11,7 +11,7 @@ items of their own partition.
 Keys are namespaced (:func:`user_key`, :func:`item_key`, :func:`trending_key`): Faust keeps
 its own offset under ``__faust\x00offset__`` in the same RocksDB key space, and no id, valid
 or not, can reach that key. Values are the compact bytes of the pure state types
-(:class:`~lsi.state.UserState`, :class:`~lsi.stats.ItemStats` …).
+(:class:`~lsi.core.state.UserState`, :class:`~lsi.core.stats.ItemStats` …).
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ class Tables:
     """The tables of one app.
 
     Attributes:
-        user_state: ``u:<user_id>`` → :class:`~lsi.state.UserState` bytes (partitioned).
-        item_stats: ``i:<item_id>`` → :class:`~lsi.stats.ItemStats` bytes; a
+        user_state: ``u:<user_id>`` → :class:`~lsi.core.state.UserState` bytes (partitioned).
+        item_stats: ``i:<item_id>`` → :class:`~lsi.core.stats.ItemStats` bytes; a
             ``GlobalTable``, so every worker can score any user.
-        trending: ``t:<partition>`` → :class:`~lsi.stats.Trending` bytes of that stats
+        trending: ``t:<partition>`` → :class:`~lsi.core.stats.Trending` bytes of that stats
             partition (global; merged at scoring time).
     """
 

@@ -1,7 +1,7 @@
 """Topic declarations: every lsi topic with an explicit partition count, raw bytes on the wire.
 
 Values are raw so that the worker sees exactly what the producer sent (and can dead-letter the
-original bytes); the typed records live in :mod:`lsi.records`.
+original bytes); the typed records live in :mod:`lsi.wire.records`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ router, as ``table_route`` uses it), scored there with
 stream emits, with ``trigger = "request"``.
 
 Every answer is a status with a JSON body: 200; 400 for an id that no event could carry
-(the rules of :func:`lsi.validation.id_problem`); 503 while the worker cannot answer yet or
+(the rules of :func:`lsi.wire.validation.id_problem`); 503 while the worker cannot answer yet or
 the owner of the user cannot be reached (starting up, no partition assignment or producer
 metadata yet, a rebalance, the owner just left): try again shortly; 500 only for a bug, which
 is logged.
@@ -26,8 +26,8 @@ from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
 from prometheus_client import generate_latest
 
-from lsi.metrics import WorkerMetrics
-from lsi.validation import id_problem
+from lsi.monitoring.metrics import WorkerMetrics
+from lsi.wire.validation import id_problem
 from streams.interest import Interest
 from streams.tables import Tables
 

@@ -12,14 +12,14 @@ Protocols (``lsi.evaluation.splits``):
   updated during the test period).
 * ``prequential``: events in time order; for each event the model is first asked for the
   user's list, the event is judged against it, then learned. For ``streaming`` the list is
-  exactly the one the live ``interest`` agent would have emitted (``lsi.engine`` through
+  exactly the one the live ``interest`` agent would have emitted (``lsi.core.engine`` through
   :class:`lsi.evaluation.replay.StreamingModel`, one event per batch); it holds 20 items,
   so every model's prequential ranks are cut at 20 and MRR is MRR@20.
 
 Models: ``mostpop``, ``recent_pop``, ``covisit``, ``biased_mf`` (``lsi.evaluation.baselines``),
 ``streaming`` (the scorer the workers run, short-term baseline) and ``long_only`` (the
-long-term snapshot alone: :func:`models.train.train_long_term`, the refresh job's training,
-ranked by :meth:`lsi.longterm.LongTermModel.scores`, which the scorer's ``long_only`` mode
+long-term snapshot alone: :func:`models.training.longterm.train_long_term`, the refresh job's training,
+ranked by :meth:`lsi.serving.snapshot.Snapshot.scores`, which the scorer's ``long_only`` mode
 serves; the user's training items are excluded, as served). Under ``prequential``,
 ``long_only`` is the live path in ``long_only`` mode with a warm-started refresh every
 ``refresh_every`` events; before the first snapshot, and for users or items it does not know,
@@ -43,9 +43,10 @@ import numpy as np
 import numpy.typing as npt
 
 from lsi.bench.provenance import provenance, provenance_line
-from lsi.datasets import Interactions, load
+from lsi.core.ranking import mrr, rank_in_row, rank_of_target
 from lsi.errors import LsiError
 from lsi.evaluation.baselines import BiasedMF, CoVisit, MostPop, RecentPop, Recommender
+from lsi.evaluation.datasets import Interactions, load
 from lsi.evaluation.fused import (
     gate_profile,
     loo_requests,
@@ -53,7 +54,7 @@ from lsi.evaluation.fused import (
     score_lists,
     train_bundle,
 )
-from lsi.evaluation.metrics import (
+from lsi.evaluation.measures import (
     DEFAULT_KS,
     case_metrics,
     coverage_at_k,
@@ -63,11 +64,10 @@ from lsi.evaluation.metrics import (
 )
 from lsi.evaluation.replay import NOT_EVALUATED, StreamingModel
 from lsi.evaluation.splits import loo_split, temporal_split
-from lsi.ranking import mrr, rank_in_row, rank_of_target
-from lsi.records import EVENT_TYPES, Event
-from lsi.worker_process import die_with_parent
-from models.train import Log
-from models.train_sequence import SequenceConfig
+from lsi.serving.worker_process import die_with_parent
+from lsi.wire.records import EVENT_TYPES, Event
+from models.training.longterm import Log
+from models.training.sequence import SequenceConfig
 
 __all__ = ["MODELS", "PROTOCOLS", "AccuracyOptions", "run_accuracy_bench"]
 
@@ -404,7 +404,7 @@ def _seq_seed(opts: AccuracyOptions, names: list[str], seed: int) -> dict[str, _
 
 def _pool_worker_init(parent_pid: int) -> None:
     """Process-pool initializer: the worker gets ``SIGTERM`` when the bench process dies
-    (:func:`lsi.worker_process.die_with_parent`), so a killed ``lsi bench … --jobs N`` does
+    (:func:`lsi.serving.worker_process.die_with_parent`), so a killed ``lsi bench … --jobs N`` does
     not leave ``N`` trainings running; exits at once if the parent is already gone."""
     if not die_with_parent(parent_pid):
         os._exit(1)

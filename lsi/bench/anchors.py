@@ -205,8 +205,8 @@ async def _produce(args: argparse.Namespace) -> None:
 
     from aiokafka import AIOKafkaProducer
 
-    from lsi.datasets import load
-    from lsi.replay import events_of
+    from lsi.evaluation.datasets import load
+    from lsi.kafka.producer import events_of
 
     events = [e for e, _ in events_of(load(args.dataset), args.run_id, args.events, args.start)]
     producer = AIOKafkaProducer(bootstrap_servers=args.brokers, acks="all", linger_ms=0)
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, help="exit when this process exits")
     args = parser.parse_args(argv)
     if args.parent_pid is not None:
-        from lsi.worker_process import die_with_parent
+        from lsi.serving.worker_process import die_with_parent
 
         if not die_with_parent(args.parent_pid):
             return 1

@@ -1,5 +1,5 @@
 """``lsi bench catalogue``: serving cost per event as the catalogue grows, exact scoring
-against candidate retrieval (:mod:`lsi.retrieval`), and what retrieval costs in accuracy.
+against candidate retrieval (:mod:`lsi.serving.retrieval`), and what retrieval costs in accuracy.
 
 1. **Cost curve.** For each size ``I`` of ``sizes`` a synthetic snapshot
    (:func:`synthetic_snapshot`): an untrained encoder and gate of the served shape whose item
@@ -10,7 +10,7 @@ against candidate retrieval (:mod:`lsi.retrieval`), and what retrieval costs in 
    Requests are worker-like: a known (or, one in ten, unknown and folded-in) user with 20–50
    recent events drawn the same way. The encoder is untrained: its short-term vectors ignore
    the clusters, so the short-term index's recall here is a pessimistic bound. Each micro-batch of ``batch`` requests goes through
-   :meth:`lsi.fusion.SequenceModel.recommend`, the interest agent's call, once with every
+   :meth:`lsi.serving.fusion.SequenceModel.recommend`, the interest agent's call, once with every
    item scored (``mode="exact"``) and once through retrieval (``mode="ann"``), on one thread
    (``torch`` and faiss both set to 1; the index build uses every core). Reported: the
    median seconds per event, the index build time, bytes per item vector (model and index),
@@ -48,10 +48,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lsi.core.snapshot_view import SeqRequest
 from lsi.errors import LsiError
-from lsi.fusion import SeqRequest, SequenceModel, scorer_from_config
-from lsi.longterm import LongTermModel
-from lsi.retrieval import ExactIndex, RetrievalConfig, recall_at
+from lsi.serving.fusion import SequenceModel, scorer_from_config
+from lsi.serving.retrieval import ExactIndex, RetrievalConfig, recall_at
+from lsi.serving.snapshot import Snapshot
 
 __all__ = ["QUICK", "CatalogueBenchOptions", "run_catalogue_bench", "synthetic_snapshot"]
 
@@ -122,7 +123,7 @@ def _zipf_sampler(n: int, rng: np.random.Generator, exponent: float = 1.0
 
 
 def synthetic_snapshot(n_items: int, seed: int = 0, n_users: int = 2000, dim: int = 64
-                       ) -> tuple[LongTermModel, Callable[[int], list[SeqRequest]]]:  # fmt: skip
+                       ) -> tuple[Snapshot, Callable[[int], list[SeqRequest]]]:  # fmt: skip
     """A snapshot of ``n_items`` items with its fused scorer (see the module docstring), and
     a function that draws ``n`` worker-like requests."""
     rng = np.random.default_rng(seed)
@@ -170,7 +171,7 @@ def synthetic_snapshot(n_items: int, seed: int = 0, n_users: int = 2000, dim: in
     user_vec = np.stack([item_vec[hist[indptr[u] : indptr[u + 1]]].mean(axis=0)
                          for u in range(n_users)]).astype(np.float32)  # fmt: skip
     user_ids = tuple(f"u{u}" for u in range(n_users))
-    long = LongTermModel("synthetic", user_ids, item_ids, user_vec, item_vec, indptr, hist,
+    long = Snapshot("synthetic", user_ids, item_ids, user_vec, item_vec, indptr, hist,
                          {}, seq)  # fmt: skip
 
     def requests(n: int) -> list[SeqRequest]:
@@ -211,7 +212,7 @@ class _Size:
 
     point: dict[str, Any]
     batches: list[list[SeqRequest]]
-    paths: list[tuple[SequenceModel, LongTermModel, int]]  # retrieval, exact
+    paths: list[tuple[SequenceModel, Snapshot, int]]  # retrieval, exact
 
 
 def _prepare(n_items: int, opts: CatalogueBenchOptions, log: Callable[[str], None]) -> _Size:
@@ -294,9 +295,9 @@ def _curve(opts: CatalogueBenchOptions, log: Callable[[str], None]) -> list[dict
 def ml1m_accuracy(opts: CatalogueBenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
     """The ML-1M section (see the module docstring)."""
     from lsi.bench.accuracy import _log, _loo_rows
-    from lsi.datasets import load
+    from lsi.evaluation.datasets import load
     from lsi.evaluation.fused import loo_requests, train_bundle
-    from models.train_sequence import SequenceConfig
+    from models.training.sequence import SequenceConfig
 
     data = load(opts.dataset)
     split, rows = _loo_rows(data, opts.phase)
@@ -316,14 +317,14 @@ def ml1m_accuracy(opts: CatalogueBenchOptions, log: Callable[[str], None]) -> di
                                "dataset": opts.dataset})  # fmt: skip
 
 
-def evaluate_retrieval(model: LongTermModel, reqs: list[SeqRequest], split: Any,
+def evaluate_retrieval(model: Snapshot, reqs: list[SeqRequest], split: Any,
                        targets: npt.NDArray[np.int64], retrieval: RetrievalConfig,
                        extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """NDCG@10 / HR@10 of the fused list exact and through retrieval, recall@100 of both
     indexes against exact inner-product search, and the emitted probabilities' change."""
+    from lsi.core.ranking import rank_of_target
     from lsi.evaluation.fused import score_lists
-    from lsi.evaluation.metrics import case_metrics, summarize
-    from lsi.ranking import rank_of_target
+    from lsi.evaluation.measures import case_metrics, summarize
 
     seq: SequenceModel = model.sequence
     exact = replace(model, sequence=seq.with_retrieval(mode="exact"))

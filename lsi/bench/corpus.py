@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lsi.partitioning import key_for_partition, partition_of
+from lsi.wire.partitioning import key_for_partition, partition_of
 
 __all__ = ["CASE_HEADER", "TARGETS", "Case", "build_corpus"]
 

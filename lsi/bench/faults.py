@@ -61,11 +61,11 @@ from lsi.bench.fault_report import DeadLetter, http_key, judge, tally, traceback
 from lsi.bench.fault_report import markdown as report_markdown
 from lsi.bench.provenance import git_commit
 from lsi.bench.traffic import SYNTHETIC, good_events, probe_users, stamped
-from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
-from lsi.kafka_io import consumer, ensure_topics, producer, wait_for_group_coordinator
-from lsi.records import Event
-from lsi.worker_process import scrape_metrics, start_worker, stop_worker
+from lsi.kafka.broker import BrokerSettings, KafkaBroker
+from lsi.kafka.clients import consumer, ensure_topics, producer, wait_for_group_coordinator
+from lsi.serving.worker_process import scrape_metrics, start_worker, stop_worker
+from lsi.wire.records import Event
 
 __all__ = ["FaultBenchOptions", "run_fault_bench"]
 

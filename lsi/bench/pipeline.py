@@ -50,13 +50,13 @@ from typing import Any
 
 from lsi.bench.pipeline_report import Drain, Latency, crossing, markdown, plot, ratios
 from lsi.bench.provenance import git_commit
-from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
 from lsi.errors import LsiError
-from lsi.kafka_io import ensure_topics
-from lsi.present import MetricsSnapshot, histogram_quantile
-from lsi.replay import replay
-from lsi.worker_process import scrape_metrics, start_worker, stop_worker
+from lsi.kafka.broker import BrokerSettings, KafkaBroker
+from lsi.kafka.clients import ensure_topics
+from lsi.kafka.producer import replay
+from lsi.monitoring.scrape import MetricsSnapshot, histogram_quantile
+from lsi.serving.worker_process import scrape_metrics, start_worker, stop_worker
 
 __all__ = ["QUICK", "PipelineBenchOptions", "group_assigned", "run_pipeline_bench"]
 
@@ -126,7 +126,7 @@ class _GroupWatch:
     def __init__(self, settings: Settings, group: str, topic: str, members: int = 1) -> None:
         from kafka import KafkaAdminClient
 
-        from lsi.security import kafka_python_options
+        from lsi.kafka.security import kafka_python_options
 
         self.first: float | None = None
         self.at: float | None = None
@@ -491,11 +491,11 @@ def _live(b: _Bench, workers: _Workers, model: bool) -> Latency:
 # -- the model ----------------------------------------------------------------------------
 def _publish_model(b: _Bench, models_dir: Path) -> dict[str, Any]:
     """Train a snapshot with the fused scorer on the backlog's events; make it live."""
-    from lsi.datasets import load
+    from lsi.evaluation.datasets import load
     from lsi.evaluation.fused import train_bundle
-    from lsi.snapshots import SnapshotArrays, SnapshotStore
-    from models.train import Log
-    from models.train_sequence import SequenceConfig
+    from lsi.serving.store import SnapshotArrays, SnapshotStore
+    from models.training.longterm import Log
+    from models.training.sequence import SequenceConfig
 
     b.step(f"train: the fused model on the {b.opts.events:,} events")
     data = load(b.opts.dataset)
@@ -671,7 +671,7 @@ def _delete_topics(base: Settings, prefix: str) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    from lsi.security import kafka_python_options
+    from lsi.kafka.security import kafka_python_options
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=base.brokers, **kafka_python_options(base))

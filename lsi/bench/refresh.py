@@ -1,9 +1,9 @@
 """``lsi bench refresh``: how long the long-term refresh takes, and how that grows with the graph.
 
-Three measurements, all through :func:`models.train.train_long_term` (the refresh job's code):
+Three measurements, all through :func:`models.training.longterm.train_long_term` (the refresh job's code):
 
 1. **Cold.** The dataset in time order; the oldest ``1 − new_fraction`` of it is trained from
-   scratch (``cfg.epochs``) on :func:`models.train.holdout_last`'s training rows and validated
+   scratch (``cfg.epochs``) on :func:`models.training.longterm.holdout_last`'s training rows and validated
    on its held-out rows, exactly as the refresh job does.
 2. **Warm.** The newest ``new_fraction`` arrives; a refresh warm-starts from the cold model
    (same ids keep their layer-0 rows, new ids are appended) and trains ``cfg.warm_epochs`` on
@@ -49,9 +49,9 @@ import numpy.typing as npt
 import torch
 
 from lsi.bench.provenance import provenance, provenance_line
-from lsi.datasets import Interactions, load
 from lsi.errors import LsiError
-from models.train import (
+from lsi.evaluation.datasets import Interactions, load
+from models.training.longterm import (
     Log,
     TrainConfig,
     Trained,
@@ -79,7 +79,7 @@ class RefreshBenchOptions:
         scaling_edges: distinct edges of each synthetic graph (empty: no scaling curve).
         scaling_epochs: epochs per scaling run.
         new_fraction: newest share of the log that arrives between the cold and warm refresh.
-        valid_cases: held-out cases per validation (:func:`models.train.holdout_last`).
+        valid_cases: held-out cases per validation (:func:`models.training.longterm.holdout_last`).
         cfg: training hyper-parameters of every run.
         data: a log to use instead of loading ``dataset`` (tests, other sources).
         seed: seed of the synthetic graphs and of the holdouts.
@@ -192,7 +192,7 @@ def _summary(t: Trained, mem: Memory, val: dict[str, float]) -> dict[str, Any]:
 
 
 def _steps(n_edges: int, cfg: TrainConfig) -> int:
-    """Steps per epoch of :func:`models.train.train_long_term` (its batch rule)."""
+    """Steps per epoch of :func:`models.training.longterm.train_long_term` (its batch rule)."""
     batch = max(cfg.batch_size, math.ceil(n_edges / cfg.max_steps_per_epoch))
     return math.ceil(n_edges / batch)
 

@@ -1,7 +1,7 @@
 """Bytes per user in the ``user_state`` table: the binary format against the JSON it replaced.
 
 :func:`measure_state_bytes` replays a dataset in time order through
-:func:`lsi.engine.process_batch` (pure, offline, as :class:`lsi.evaluation.replay.
+:func:`lsi.core.engine.process_batch` (pure, offline, as :class:`lsi.evaluation.replay.
 StreamingModel` drives it), keeps every user's final state and measures
 ``len(state.to_bytes())`` and the old JSON value's length, over all users and over users
 with at least ``recent_n`` events (a full ring: the sizes the issue's budget is about).
@@ -25,13 +25,13 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
-from lsi.datasets import Interactions, load
-from lsi.engine import EngineConfig, process_batch
+from lsi.core.engine import EngineConfig, process_batch
+from lsi.core.state import StateConfig, UserState, _to_json
+from lsi.core.stats import ItemStats, Trending
+from lsi.evaluation.datasets import Interactions, load
 from lsi.evaluation.replay import StreamingModel
-from lsi.partitioning import partition_of
-from lsi.replay import events_of
-from lsi.state import StateConfig, UserState, _to_json
-from lsi.stats import ItemStats, Trending
+from lsi.kafka.producer import events_of
+from lsi.wire.partitioning import partition_of
 
 __all__ = ["measure_state_bytes", "summarize"]
 
@@ -87,7 +87,7 @@ def measure_state_bytes(
     """Replay ``dataset`` and measure the final per-user state values.
 
     Args:
-        dataset: a name for :func:`lsi.datasets.load` (or a CSV path), or the interactions.
+        dataset: a name for :func:`lsi.evaluation.datasets.load` (or a CSV path), or the interactions.
         recent_n: :attr:`StateConfig.recent_n`, the interactions kept per user.
         limit: replay only the first ``limit`` events (time order).
         batch_size: events per ``process_batch`` call.

@@ -2,7 +2,7 @@
 
 :func:`good_events` yields the stream of valid events the fault harness publishes: a
 synthetic one (Zipf users and items, all seven event types; no dataset needed, so CI runs
-it anywhere) or a dataset's events in time order (:func:`lsi.replay.events_of`). Each event
+it anywhere) or a dataset's events in time order (:func:`lsi.kafka.producer.events_of`). Each event
 has a unique ``event_id`` (``<run>:<n>``), which is what ground truth counts; its ``ts`` is
 re-stamped with the wall clock when it is sent (:func:`stamped`), as ``lsi replay`` does.
 
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from lsi.partitioning import partition_of
-from lsi.records import EVENT_TYPES, Event
+from lsi.wire.partitioning import partition_of
+from lsi.wire.records import EVENT_TYPES, Event
 
 __all__ = ["SYNTHETIC", "good_events", "probe_users", "stamped"]
 
@@ -61,12 +61,12 @@ def synthetic(n: int, run: str, seed: int = 0) -> Iterator[Event]:
 
 def good_events(dataset: str, n: int, run: str, seed: int = 0) -> Iterator[Event]:
     """The first ``n`` good events of ``dataset`` (:data:`SYNTHETIC` or a name
-    :func:`lsi.datasets.load` knows), ids unique to ``run``."""
+    :func:`lsi.evaluation.datasets.load` knows), ids unique to ``run``."""
     if dataset == SYNTHETIC:
         yield from synthetic(n, run, seed)
         return
-    from lsi.datasets import load
-    from lsi.replay import events_of
+    from lsi.evaluation.datasets import load
+    from lsi.kafka.producer import events_of
 
     data = load(dataset)
     for k, (event, _) in enumerate(events_of(data, run, n)):

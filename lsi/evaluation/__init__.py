@@ -1,6 +1,6 @@
 """Offline evaluation: protocols (leave-one-out, temporal) and full-ranking metrics."""
 
-from lsi.evaluation.metrics import (
+from lsi.evaluation.measures import (
     DEFAULT_KS,
     Exclude,
     case_metrics,

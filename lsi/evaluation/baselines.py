@@ -4,13 +4,13 @@ Each baseline follows a tiny river-like verb API and does no I/O: :meth:`learn_o
 interaction ``(user, item, ts, weight)`` with ``0 <= item < n_items``, and :meth:`score_all`
 returns one float32 score per catalogue item (higher is better). Nothing is masked: removing
 the user's seen items is the evaluation's job. Interactions with ``weight <= 0`` are negative
-feedback (``skip``); the count-based baselines ignore them, as :func:`lsi.stats.batch_deltas`
+feedback (``skip``); the count-based baselines ignore them, as :func:`lsi.core.stats.batch_deltas`
 does.
 
 * :class:`MostPop`: total weight per item;
 * :class:`RecentPop`: weight decayed in event time to the newest interaction seen;
 * :class:`CoVisit`: item-to-item co-visitation of each user's sequence plus a popularity
-  prior (the statistic of :mod:`lsi.stats`, scored as :func:`lsi.scoring.score_user`);
+  prior (the statistic of :mod:`lsi.core.stats`, scored as :func:`lsi.core.scoring.score_user`);
 * :class:`BiasedMF`: :class:`river.reco.BiasedMF` on implicit feedback with sampled
   negatives.
 
@@ -106,7 +106,7 @@ class RecentPop:
     n_items
         Catalogue size.
     half_life_s
-        :math:`h` in seconds (default: :attr:`lsi.stats.StatsConfig.pop_half_life_s`).
+        :math:`h` in seconds (default: :attr:`lsi.core.stats.StatsConfig.pop_half_life_s`).
 
     Examples
     --------
@@ -148,13 +148,13 @@ class RecentPop:
 
 
 class CoVisit:
-    """Item-to-item co-visitation over each user's sequence, as in :mod:`lsi.stats`.
+    """Item-to-item co-visitation over each user's sequence, as in :mod:`lsi.core.stats`.
 
     When user :math:`u` consumes :math:`j` with weight :math:`w > 0` after their previous
     distinct items :math:`i_1, …, i_W` (newest first), both directions get
     :math:`\\Delta c(i_k, j) = \\Delta c(j, i_k) = w\\, \\gamma^{k-1}`, and weights decay with
     half-life :math:`h` in event time. The score of item :math:`i` for a user whose last
-    distinct items are :math:`a_1, …, a_L` is, as in :func:`lsi.scoring.score_user`,
+    distinct items are :math:`a_1, …, a_L` is, as in :func:`lsi.core.scoring.score_user`,
 
     .. math::
 

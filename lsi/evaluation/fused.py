@@ -4,18 +4,18 @@ ablations) with the code workers run.
 Training (:func:`train_bundle`) is the refresh job's: the newest positive interaction of up to
 ``LSI_REFRESH_VALID_CASES`` (5,000) random users with at least three is held out as a
 calibration case, the long-term model
-(:func:`models.train.train_long_term`) learns the rest, the encoder and gate
-(:func:`models.train_sequence.train_sequence`) learn the rest and are calibrated on the
+(:func:`models.training.longterm.train_long_term`) learns the rest, the encoder and gate
+(:func:`models.training.sequence.train_sequence`) learn the rest and are calibrated on the
 held-out cases, and the served snapshot adds the held-out pairs to each user's history.
 
-Scoring goes through :meth:`lsi.fusion.SequenceModel.log_probs`, the function behind every
+Scoring goes through :meth:`lsi.serving.fusion.SequenceModel.log_probs`, the function behind every
 list a worker emits, with requests built as a worker builds them (the user's last
 ``recent_n`` events and their count). The three lists come from one pass:
 
 * ``fused``: the gate's geometric mixture;
 * ``short_only``: the encoder alone (:math:`w = 0`);
 * ``long_only``: the long-term vectors alone (:math:`w = 1`); a user the snapshot lacks is
-  folded in from their positive events (:meth:`lsi.longterm.LongTermModel.fold_in`), and one
+  folded in from their positive events (:meth:`lsi.serving.snapshot.Snapshot.fold_in`), and one
   with nothing to fold in gets the encoder's list, as ``LSI_SCORER=long_only`` serves them.
 
 Under ``prequential`` every event is judged against the lists its user would have been sent
@@ -37,12 +37,19 @@ import numpy.typing as npt
 import torch
 
 from lsi.config import Settings
-from lsi.datasets import Interactions
-from lsi.fusion import SeqRequest
-from lsi.longterm import LongTermModel
-from lsi.state import StateConfig
-from models.train import Log, TrainConfig, WarmStart, add_history, holdout_last, train_long_term
-from models.train_sequence import (
+from lsi.core.snapshot_view import SeqRequest
+from lsi.core.state import StateConfig
+from lsi.evaluation.datasets import Interactions
+from lsi.serving.snapshot import Snapshot
+from models.training.longterm import (
+    Log,
+    TrainConfig,
+    WarmStart,
+    add_history,
+    holdout_last,
+    train_long_term,
+)
+from models.training.sequence import (
     SequenceConfig,
     TrainedSequence,
     UserSequences,
@@ -61,8 +68,8 @@ class Bundle:
     """A trained snapshot: the served long-term model with its fused scorer, and how it was
     trained."""
 
-    def __init__(self, served: LongTermModel, lt_seconds: float, seq: TrainedSequence,
-                 warm: WarmStart, variants: dict[str, LongTermModel]) -> None:  # fmt: skip
+    def __init__(self, served: Snapshot, lt_seconds: float, seq: TrainedSequence,
+                 warm: WarmStart, variants: dict[str, Snapshot]) -> None:  # fmt: skip
         self.served = served
         self.lt_seconds = lt_seconds
         self.seq = seq
@@ -100,7 +107,7 @@ def train_bundle(log: Log, seed: int, cfg: SequenceConfig, *, version: str = "ev
                   variants)  # fmt: skip
 
 
-def _log_probs(model: LongTermModel, reqs: list[SeqRequest]) -> tuple[Any, npt.NDArray[np.bool_]]:
+def _log_probs(model: Snapshot, reqs: list[SeqRequest]) -> tuple[Any, npt.NDArray[np.bool_]]:
     seq = model.sequence
     assert seq is not None
     out: tuple[Any, npt.NDArray[np.bool_]] = seq.log_probs(reqs, model)
@@ -116,7 +123,7 @@ def _lists(lp: Any) -> dict[str, torch.Tensor]:
     return {"fused": lp.fused, "short": lp.short, "long": long}
 
 
-def score_lists(model: LongTermModel, reqs: list[SeqRequest], columns: npt.NDArray[np.int64],
+def score_lists(model: Snapshot, reqs: list[SeqRequest], columns: npt.NDArray[np.int64],
                 n_items: int) -> dict[str, npt.NDArray[np.float32]]:  # fmt: skip
     """Full-catalogue scores ``[B, n_items]`` of each list for the requests: ``columns[j]``
     is the evaluation's item for encoder row ``j`` (-1: not evaluated). Items the encoder
@@ -135,7 +142,7 @@ SESSION_BINS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, 20), (21, 50), (51, 10**9)
 GAP_BINS = ((0, 60), (60, 3600), (3600, 86400), (86400, 7 * 86400), (7 * 86400, 1e12))
 
 
-def gate_profile(model: LongTermModel, reqs: list[SeqRequest]) -> dict[str, Any]:
+def gate_profile(model: Snapshot, reqs: list[SeqRequest]) -> dict[str, Any]:
     """The gate's ``long_weight`` over the requests of users the snapshot knows: its histogram
     (20 bins on [0, 1]), and its mean by session length (the position within the session) and
     by the gap before the newest event."""
@@ -186,7 +193,7 @@ def prequential_lists(data: Interactions, order: npt.NDArray[np.int64], seed: in
                       batch: int = 1024) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, Any]]:  # fmt: skip
     """Prequential ranks of each list (see the module docstring): ``ranks[name][n]`` is the
     0-based rank of event ``n``'s item in the list, float64 (the expected rank of
-    :mod:`lsi.ranking`: a half where the item ties; ``cutoff`` = missed), -1 where the event
+    :mod:`lsi.core.ranking`: a half where the item ties; ``cutoff`` = missed), -1 where the event
     was not judged (no snapshot yet, or the user's first event)."""
     n = order.shape[0]
     ranks = {k: np.full(n, -1.0, dtype=np.float64) for k in LISTS}
@@ -196,7 +203,7 @@ def prequential_lists(data: Interactions, order: npt.NDArray[np.int64], seed: in
     times = data.ts[order].astype(np.float64).tolist()
     hist: dict[str, deque[tuple[str, int, float]]] = defaultdict(lambda: deque(maxlen=RECENT_N))
     count: dict[str, int] = defaultdict(int)
-    model: LongTermModel | None = None
+    model: Snapshot | None = None
     bundle: Bundle | None = None
     refreshes: list[dict[str, Any]] = []
     t0 = time.perf_counter()
@@ -229,13 +236,13 @@ def prequential_lists(data: Interactions, order: npt.NDArray[np.int64], seed: in
     return ranks, info
 
 
-def _judge(model: LongTermModel, reqs: list[SeqRequest], judged: list[int], items: list[str],
+def _judge(model: Snapshot, reqs: list[SeqRequest], judged: list[int], items: list[str],
            ranks: dict[str, npt.NDArray[np.float64]], cutoff: int) -> None:  # fmt: skip
     seq = model.sequence
     assert seq is not None
     lp, scorable = _log_probs(model, reqs)
     target = torch.tensor([seq.item_index.get(items[k], -1) for k in judged])
-    # an unscorable request is a miss, as an unknown target is (lsi.ranking's rule)
+    # an unscorable request is a miss, as an unknown target is (lsi.core.ranking's rule)
     target = torch.where(torch.from_numpy(scorable), target, torch.full_like(target, -1))
     for name, lpm in _lists(lp).items():
         ranks[name][np.asarray(judged)] = np.minimum(logprob_ranks(lpm, target), cutoff)

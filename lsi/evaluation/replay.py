@@ -1,19 +1,19 @@
-"""The live scoring path, replayed offline: :func:`lsi.engine.process_batch` plus the fold of
+"""The live scoring path, replayed offline: :func:`lsi.core.engine.process_batch` plus the fold of
 its statistics deltas that the ``item-stats`` agent does.
 
 :class:`StreamingModel` keeps in dicts what the workers keep in tables: ``states`` (the
 ``user_state`` table), ``stats`` (``item_stats``) and one trending list per item partition
 (``trending_by_partition``, merged into ``trending``; partitions by Kafka's murmur2, as
-:func:`lsi.partitioning.partition_of`). One step is what one interest micro-batch does:
+:func:`lsi.wire.partitioning.partition_of`). One step is what one interest micro-batch does:
 
 1. ``process_batch(batch, states.get, stats.get, trending, engine, now)`` with ``now`` the
    batch's newest event time;
 2. write back ``result.states``;
 3. fold ``result.deltas`` as :meth:`streams.item_stats.ItemStatsAgent.handle` does: each
-   item's delta once through :func:`lsi.stats.apply_delta`, then
-   :func:`lsi.stats.update_trending` for every partition touched (this glue is duplicated
+   item's delta once through :func:`lsi.core.stats.apply_delta`, then
+   :func:`lsi.core.stats.update_trending` for every partition touched (this glue is duplicated
    here, a dozen lines: the agent's version reads Faust tables and messages);
-4. :func:`lsi.stats.merge_trending` of the partition lists, as the interest agent does
+4. :func:`lsi.core.stats.merge_trending` of the partition lists, as the interest agent does
    before its next batch (lazily: only when a batch or :meth:`StreamingModel.score_all`
    reads it).
 
@@ -40,14 +40,14 @@ from itertools import islice
 import numpy as np
 import numpy.typing as npt
 
-from lsi.engine import HIT_KS, BatchResult, EngineConfig, process_batch
-from lsi.longterm import LongTermModel
-from lsi.partitioning import partition_of
-from lsi.ranking import hit_rate_at_k, ndcg_at_k
-from lsi.records import Event
-from lsi.scoring import score_user
-from lsi.state import UserState, event_hash
-from lsi.stats import ItemDelta, ItemStats, Trending, fold_deltas, merge_trending
+from lsi.core.engine import HIT_KS, BatchResult, EngineConfig, process_batch
+from lsi.core.ranking import hit_rate_at_k, ndcg_at_k
+from lsi.core.scoring import score_user
+from lsi.core.state import UserState, event_hash
+from lsi.core.stats import ItemStats, Trending, fold_deltas, merge_trending
+from lsi.serving.snapshot import Snapshot
+from lsi.wire.partitioning import partition_of
+from lsi.wire.records import Event, ItemDelta
 
 __all__ = [
     "EVENT_ENGINE",
@@ -104,19 +104,19 @@ class PrequentialResult:
         return self.n_events / self.seconds if self.seconds > 0 else 0.0
 
     def judged_ranks(self) -> npt.NDArray[np.float64]:
-        """The evaluated events' ranks as :mod:`lsi.ranking` reads them, float64
+        """The evaluated events' ranks as :mod:`lsi.core.ranking` reads them, float64
         ``[evaluated]``: a :data:`MISS` becomes ``inf``."""
         judged = self.ranks[self.ranks != NOT_EVALUATED]
         return np.where(judged >= 0, judged.astype(np.float64), np.inf)
 
     def hit_rate(self, k: int) -> float:
-        """HR@K over evaluated events (:func:`lsi.ranking.hit_rate_at_k`): share with
+        """HR@K over evaluated events (:func:`lsi.core.ranking.hit_rate_at_k`): share with
         ``0 <= rank < k``; 0.0 if none was evaluated."""
         judged = self.judged_ranks()
         return float(np.mean(hit_rate_at_k(judged, k))) if judged.size else 0.0
 
     def ndcg(self, k: int) -> float:
-        """NDCG@K over evaluated events, one relevant item (:func:`lsi.ranking.ndcg_at_k`);
+        """NDCG@K over evaluated events, one relevant item (:func:`lsi.core.ranking.ndcg_at_k`);
         0.0 if none was evaluated."""
         judged = self.judged_ranks()
         return float(np.mean(ndcg_at_k(judged, k))) if judged.size else 0.0
@@ -148,7 +148,7 @@ class StreamingModel:
         self._learn_engine = replace(engine, emit_policy="request")
         #: the live long-term snapshot, as a worker's model watcher holds it (swap freely
         #: between batches)
-        self.long_model: LongTermModel | None = None
+        self.long_model: Snapshot | None = None
         self._n_learned = 0
 
     @property
@@ -181,7 +181,7 @@ class StreamingModel:
         return result
 
     def fold(self, deltas: Mapping[str, ItemDelta]) -> None:
-        """Apply a batch's deltas with :func:`lsi.stats.fold_deltas`, as the item-stats agent
+        """Apply a batch's deltas with :func:`lsi.core.stats.fold_deltas`, as the item-stats agent
         does (the merge of the partition lists is left to the next read of :attr:`trending`)."""
         if not deltas:
             return
@@ -334,7 +334,7 @@ class StreamingModel:
     ) -> npt.NDArray[np.float32]:
         """Full-catalogue scores from the live scorer, shape ``[n_items]``, float32.
 
-        :func:`lsi.scoring.score_user` with ``top_k`` large enough to keep every candidate
+        :func:`lsi.core.scoring.score_user` with ``top_k`` large enough to keep every candidate
         (co-visitation neighbours of the user's anchors and trending items). Every other
         item, and with ``filter_seen`` every item of the user's recent window, scores 0.0:
         the scorer's scores are positive, so they rank below every candidate and tie among

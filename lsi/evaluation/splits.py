@@ -1,6 +1,6 @@
-"""Dense id maps and the offline evaluation protocols on an :class:`~lsi.datasets.Interactions` log.
+"""Dense id maps and the offline evaluation protocols on an :class:`~lsi.evaluation.datasets.Interactions` log.
 
-Both protocols replay the log in :meth:`~lsi.datasets.Interactions.time_order` (by time, ties
+Both protocols replay the log in :meth:`~lsi.evaluation.datasets.Interactions.time_order` (by time, ties
 in file order) and index users and items densely in order of first appearance (:class:`IdMap`).
 The item catalogue is every item in the log, so a target first seen at test time is still a
 candidate (full ranking), as in the published ``ml-1m`` / ``amazon-beauty`` numbers.
@@ -17,7 +17,7 @@ candidate (full ranking), as in the published ``ml-1m`` / ``amazon-beauty`` numb
 Each split exposes an :class:`EvalPhase` for validation and for test: the cases (user,
 target), each user's history before the phase (training for validation; training plus
 validation for test) in time order, for sequence scorers, and the distinct ``seen`` items of
-that history, for the optional filter of :func:`lsi.evaluation.metrics.rank_of_target`.
+that history, for the optional filter of :func:`lsi.evaluation.measures.rank_of_target`.
 A case whose user has no history is cold start: it is counted apart, not evaluated.
 """
 
@@ -31,8 +31,8 @@ from typing import overload
 import numpy as np
 import numpy.typing as npt
 
-from lsi.datasets import Interactions
 from lsi.errors import DatasetError
+from lsi.evaluation.datasets import Interactions
 
 __all__ = [
     "EvalPhase",
@@ -157,7 +157,7 @@ class EvalPhase:
         users: ``[n_cases]`` user of each case.
         targets: ``[n_cases]`` held-out item of each case.
         ts: ``[n_cases]`` time of the held-out interaction.
-        rows: ``[n_cases]`` its row in the :class:`~lsi.datasets.Interactions` (types, weights).
+        rows: ``[n_cases]`` its row in the :class:`~lsi.evaluation.datasets.Interactions` (types, weights).
         history: per user (``len == n_users``), the items before this phase, in time order.
         seen: per user, the distinct items of ``history``, sorted (the optional filter).
         cold_users: users of the cold-start cases (no history), not evaluated.
@@ -183,7 +183,7 @@ class EvalPhase:
 
     def seen_of_cases(self) -> list[IntArray]:
         """Each case's seen items (views), aligned with :attr:`targets`: the ``exclude`` of
-        :func:`lsi.evaluation.metrics.rank_of_target`."""
+        :func:`lsi.evaluation.measures.rank_of_target`."""
         return [self.seen[int(u)] for u in self.users]
 
 

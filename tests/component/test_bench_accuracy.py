@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lsi.bench.accuracy import DEFAULT_MODELS, SEEDED, AccuracyOptions, run_accuracy_bench
-from models.train_sequence import SequenceConfig
+from models.training.sequence import SequenceConfig
 from tests.processes import kill_and_watch
 from tests.unit.test_bench_accuracy import synthetic_log
 

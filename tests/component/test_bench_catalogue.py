@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lsi.bench.catalogue import CatalogueBenchOptions
-from lsi.cli import main
+from lsi.cli.main import main
 from lsi.errors import LsiError
 from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 

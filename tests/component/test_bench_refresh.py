@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lsi.bench.refresh import RefreshBenchOptions, run_refresh_bench
-from models.train import Log
+from models.training.longterm import Log
 from tests.unit.test_bench_refresh import TINY
 
 pytestmark = pytest.mark.slow

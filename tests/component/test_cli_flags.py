@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lsi.cli import main
+from lsi.cli.main import main
 from tests.unit.test_bench_accuracy import synthetic_log
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lsi.config import Settings
-from lsi.snapshots import SnapshotStore
-from models.refresh import RefreshJob
-from models.train import Log, TrainConfig
+from lsi.serving.store import SnapshotStore
+from models.jobs.refresh import RefreshJob
+from models.training.longterm import Log, TrainConfig
 
 pytestmark = [
     pytest.mark.slow,

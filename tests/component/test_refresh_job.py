@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from lsi.cli import main
+from lsi.cli.main import main
 from lsi.config import Settings
 from lsi.errors import LsiError
-from lsi.metrics import RefreshMetrics
-from lsi.snapshots import SnapshotStore
-from models.refresh import RefreshJob
-from models.train import Log, TrainConfig
+from lsi.monitoring.metrics import RefreshMetrics
+from lsi.serving.store import SnapshotStore
+from models.jobs.refresh import RefreshJob
+from models.training.longterm import Log, TrainConfig
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lsi.longterm import LongTermModel
-from models.train import train_long_term
+from lsi.serving.snapshot import Snapshot
+from models.training.longterm import train_long_term
 from tests.unit.test_train import SMALL, two_clusters
 
 pytestmark = pytest.mark.slow
 
 
-def cluster_auc(model: LongTermModel) -> npt.NDArray[np.float64]:
+def cluster_auc(model: Snapshot) -> npt.NDArray[np.float64]:
     """Per user: the share of (unseen in-cluster, out-of-cluster) item pairs ranked right."""
     out = []
     for user in model.user_ids:

@@ -22,8 +22,8 @@ import pytest
 
 import streams.interest
 from lsi.evaluation.replay import StreamingModel
-from lsi.longterm import LongTermModel
-from lsi.records import Event
+from lsi.serving.snapshot import Snapshot
+from lsi.wire.records import Event
 from streams.app import Pipeline
 from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 from tests.unit.test_agents import (
@@ -110,7 +110,7 @@ async def worker_lists(pipeline: Pipeline, batches: list[list[Event]],
 
 
 def replay_lists(pipeline: Pipeline, batches: list[list[Event]],
-                 model: LongTermModel | None) -> list[list[tuple[Any, ...]]]:  # fmt: skip
+                 model: Snapshot | None) -> list[list[tuple[Any, ...]]]:  # fmt: skip
     replay = StreamingModel(pipeline.settings.engine(), PARTITIONS, wire=True)
     replay.long_model = model
     return [listed([rec.to_dict() for rec in replay.step(batch).recommendations])

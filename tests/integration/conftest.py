@@ -1,7 +1,7 @@
 """Fixtures for tests against a real Kafka broker and real worker processes.
 
 One broker per test session: the one named by ``LSI_TEST_BROKERS`` if set, else a broker of
-the session's own (``lsi.broker``, free ports, temporary data dir). Each test gets topics,
+the session's own (``lsi.kafka.broker``, free ports, temporary data dir). Each test gets topics,
 consumer group and tables of its own (a unique prefix), and workers are real ``lsi worker``
 processes, so SIGKILL means SIGKILL.
 """
@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
-from lsi.kafka_io import consumer, ensure_topics
-from lsi.present import MetricsSnapshot
-from lsi.worker_process import scrape_metrics
-from lsi.worker_process import start_worker as spawn_worker
+from lsi.kafka.broker import BrokerSettings, KafkaBroker
+from lsi.kafka.clients import consumer, ensure_topics
+from lsi.monitoring.scrape import MetricsSnapshot
+from lsi.serving.worker_process import scrape_metrics
+from lsi.serving.worker_process import start_worker as spawn_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 

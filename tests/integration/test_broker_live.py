@@ -1,4 +1,4 @@
-"""Live test of lsi.broker: a real Kafka broker on free ports in a temporary data dir.
+"""Live test of lsi.kafka.broker: a real Kafka broker on free ports in a temporary data dir.
 
 Needs Java 17+ and either the cached jars or Maven with network access.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
+from lsi.kafka.broker import BrokerSettings, KafkaBroker
 
 pytestmark = [
     pytest.mark.integration,
@@ -104,7 +104,7 @@ def test_reset_stream_removes_topics_changelogs_and_the_group(lsi_settings: Sett
     """What `lsi demo` does before replaying: a clean stream, then the topics again."""
     from kafka import KafkaAdminClient
 
-    from lsi.kafka_io import changelog_names, consumer, ensure_topics, producer, reset_stream
+    from lsi.kafka.clients import changelog_names, consumer, ensure_topics, producer, reset_stream
 
     s = lsi_settings
     ensure_topics(s, changelogs=True)

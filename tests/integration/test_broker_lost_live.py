@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
-from lsi.kafka_io import ensure_topics, producer
-from lsi.worker_process import scrape_metrics, start_worker, stop_worker
+from lsi.kafka.broker import BrokerSettings, KafkaBroker
+from lsi.kafka.clients import ensure_topics, producer
+from lsi.serving.worker_process import scrape_metrics, start_worker, stop_worker
 from tests.integration.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.timeout(300)

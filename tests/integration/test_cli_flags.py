@@ -1,7 +1,7 @@
 """Every flag of the commands that talk to Kafka, through the real entry point (issue 19).
 
 ``lsi worker`` and ``lsi kafka`` run as the user runs them (``python -m lsi``, a process of
-their own); the short-lived commands run in-process through :func:`lsi.cli.main`. Each flag
+their own); the short-lived commands run in-process through :func:`lsi.cli.main.main`. Each flag
 is given a value that differs from the environment's and from its default, so a flag that is
 dropped on the way to its setting fails the test. The list of flags and the tests that
 cover them is checked by ``tests/unit/test_cli_flags.py``.
@@ -28,12 +28,12 @@ from typing import IO, Any
 import numpy as np
 import pytest
 
-from lsi.cli import main
+from lsi.cli.main import main
 from lsi.config import Settings
-from lsi.kafka_io import producer
-from lsi.records import Event
-from lsi.snapshots import SnapshotStore
-from lsi.worker_process import settings_env, stop_worker
+from lsi.kafka.clients import producer
+from lsi.serving.store import SnapshotStore
+from lsi.serving.worker_process import settings_env, stop_worker
+from lsi.wire.records import Event
 from tests.integration.conftest import ROOT, consume, free_port
 
 pytestmark = pytest.mark.timeout(300)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lsi.config import Settings
-from lsi.worker_process import settings_env
+from lsi.serving.worker_process import settings_env
 from tests.integration.conftest import ROOT, WorkerProcess, free_port
 
 pytestmark = pytest.mark.timeout(300)

@@ -12,19 +12,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from lsi.cli import main
+from lsi.cli.main import main
 from lsi.config import Settings
-from lsi.datasets import load
-from lsi.replay import events_of, replay
-from lsi.snapshots import SnapshotStore
-from models.refresh import RefreshJob
-from models.train import TrainConfig
+from lsi.evaluation.datasets import load
+from lsi.kafka.producer import events_of, replay
+from lsi.serving.store import SnapshotStore
+from models.jobs.refresh import RefreshJob
+from models.training.longterm import TrainConfig
 from tests.integration.conftest import WorkerProcess, consume
 
 pytestmark = pytest.mark.timeout(420)
 
 SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "lsi/schemas/recommendation.schema.json").read_text()
+    (Path(__file__).parents[2] / "lsi/wire/schemas/recommendation.schema.json").read_text()
 )
 FIRST, SECOND = 4000, 1500
 SMALL = TrainConfig(dim=16, epochs=3, warm_epochs=2, device="cpu")

@@ -11,21 +11,21 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from lsi.cli import main
+from lsi.cli.main import main
 from lsi.config import Settings
-from lsi.datasets import load
-from lsi.kafka_io import producer
-from lsi.records import Event
-from lsi.replay import events_of, replay
-from lsi.snapshots import SnapshotStore
-from models.refresh import LogStats, RefreshJob, read_log
-from models.train import TrainConfig
+from lsi.evaluation.datasets import load
+from lsi.kafka.clients import producer
+from lsi.kafka.producer import events_of, replay
+from lsi.serving.store import SnapshotStore
+from lsi.wire.records import Event
+from models.jobs.refresh import LogStats, RefreshJob, read_log
+from models.training.longterm import TrainConfig
 from tests.integration.conftest import WorkerProcess, consume
 
 pytestmark = pytest.mark.timeout(420)
 
 SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "lsi/schemas/recommendation.schema.json").read_text()
+    (Path(__file__).parents[2] / "lsi/wire/schemas/recommendation.schema.json").read_text()
 )
 FIRST, SECOND, THIRD = 3000, 3000, 1000
 SMALL = TrainConfig(dim=16, epochs=3, warm_epochs=2, device="cpu")

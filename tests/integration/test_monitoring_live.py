@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from lsi.cli import main
+from lsi.cli.main import main
 from lsi.config import Settings
-from lsi.dashboards import check, dashboard_queries, recording_rules, rules_from_files
-from lsi.kafka_io import producer
-from lsi.prometheus_api import PrometheusClient
-from lsi.prometheus_local import LocalPrometheus
-from lsi.replay import replay
-from lsi.worker_process import settings_env
+from lsi.kafka.clients import producer
+from lsi.kafka.producer import replay
+from lsi.monitoring.dashboards import check, dashboard_queries, recording_rules, rules_from_files
+from lsi.monitoring.prometheus_api import PrometheusClient
+from lsi.monitoring.prometheus_local import LocalPrometheus
+from lsi.serving.worker_process import settings_env
 from tests.integration.conftest import ROOT, WorkerProcess, free_port
 
 pytestmark = pytest.mark.timeout(480)

@@ -19,10 +19,10 @@ import jsonschema
 import pytest
 
 from lsi.config import Settings
-from lsi.datasets import load
-from lsi.kafka_io import producer
-from lsi.replay import events_of, replay
-from lsi.worker_process import scrape_metrics, settings_env
+from lsi.evaluation.datasets import load
+from lsi.kafka.clients import producer
+from lsi.kafka.producer import events_of, replay
+from lsi.serving.worker_process import scrape_metrics, settings_env
 from streams.context import partition_of
 from tests.integration.conftest import ROOT, WorkerProcess, consume
 from tests.processes import kill_and_watch, running
@@ -30,7 +30,7 @@ from tests.processes import kill_and_watch, running
 pytestmark = pytest.mark.timeout(420)
 
 SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "lsi/schemas/recommendation.schema.json").read_text()
+    (Path(__file__).parents[2] / "lsi/wire/schemas/recommendation.schema.json").read_text()
 )
 N = 5000
 
@@ -216,7 +216,7 @@ def test_a_worker_stops_when_the_tool_that_started_it_is_killed(
         import time
         from pathlib import Path
         from lsi.config import Settings
-        from lsi.worker_process import start_worker
+        from lsi.serving.worker_process import start_worker
 
         proc = start_worker(Settings.from_env(), Path({str(tmp_path / "orphan.log")!r}))
         print(proc.pid, flush=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import pytest
 
 from lsi.config import Settings
-from lsi.kafka_io import producer
+from lsi.kafka.clients import producer
 from streams.interest import CRASH_AFTER_STATE_WRITES
 from tests.integration.conftest import WorkerProcess
 

@@ -2,7 +2,7 @@
 listener (a test CA, client certificates required), a real ``lsi worker`` process, and the
 kafka-python tools, every connection authenticated and encrypted.
 
-The broker also has its PLAINTEXT listener (``lsi.broker`` probes it to see the broker is
+The broker also has its PLAINTEXT listener (``lsi.kafka.broker`` probes it to see the broker is
 up); nothing in these tests connects to it.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from lsi.broker import BrokerSettings, KafkaBroker
 from lsi.config import Settings
-from lsi.kafka_io import ensure_topics, producer
-from lsi.records import Event
-from lsi.worker_process import settings_env, start_worker, stop_worker
+from lsi.kafka.broker import BrokerSettings, KafkaBroker
+from lsi.kafka.clients import ensure_topics, producer
+from lsi.serving.worker_process import settings_env, start_worker, stop_worker
+from lsi.wire.records import Event
 from tests.integration.conftest import ROOT, WorkerProcess, consume, free_port
 from tests.tls import Certificates, make_certificates
 

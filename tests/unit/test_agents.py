@@ -45,10 +45,10 @@ from faust.types.tuples import RecordMetadata
 import lsi
 import streams.interest
 from lsi.config import Settings
-from lsi.records import SOURCE_HEADER, Event, RecItem
-from lsi.state import StateConfig, UserState, event_hash
-from lsi.stats import ItemDelta, ItemStats, Trending, decode_bundle, encode_bundle
-from lsi.validation import validate_event
+from lsi.core.state import StateConfig, UserState, event_hash
+from lsi.core.stats import ItemStats, Trending
+from lsi.wire.records import SOURCE_HEADER, Event, ItemDelta, RecItem, decode_bundle, encode_bundle
+from lsi.wire.validation import validate_event
 from streams.app import Pipeline, build_app
 from streams.context import key_for_partition, partition_of
 from streams.delivery import classify, deliver
@@ -62,7 +62,7 @@ DLQ, ITEM_DELTAS = "lsi.events.dlq", "lsi.item-deltas"
 STATE_CHANGELOG = "lsi-user_state-changelog"
 STATS_CHANGELOG, TRENDING_CHANGELOG = "lsi-item_stats-changelog", "lsi-trending-changelog"
 REC_SCHEMA = json.loads(
-    (Path(lsi.__file__).parent / "schemas" / "recommendation.schema.json").read_text()
+    (Path(lsi.__file__).parent / "wire" / "schemas" / "recommendation.schema.json").read_text()
 )
 
 

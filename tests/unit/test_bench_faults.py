@@ -20,8 +20,8 @@ from lsi.bench.fault_report import (
     verdict,
 )
 from lsi.bench.traffic import good_events, probe_users
-from lsi.partitioning import partition_of
-from lsi.validation import REASONS
+from lsi.wire.partitioning import partition_of
+from lsi.wire.validation import REASONS
 
 NOW = 1_800_000_000.0
 CORPUS = build_corpus("r1", NOW, 4)
@@ -239,10 +239,10 @@ def test_markdown_renders_a_report() -> None:
 
 
 def test_validation_rules_agree_with_the_corpus_where_they_are_pure() -> None:
-    """Every lsi.events case, through lsi.validation alone (the DLQ copy and the worker's
+    """Every lsi.events case, through lsi.wire.validation alone (the DLQ copy and the worker's
     handling are checked end to end by tests/integration/test_faults.py)."""
     from lsi.errors import InvalidEvent
-    from lsi.validation import Limits, validate_event
+    from lsi.wire.validation import Limits, validate_event
 
     now = time.time()
     wrong = []

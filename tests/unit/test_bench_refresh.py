@@ -15,10 +15,10 @@ from lsi.bench.refresh import (
     run_refresh_bench,
     synthetic_log,
 )
-from lsi.datasets import Interactions
 from lsi.errors import LsiError
-from lsi.records import TYPE_CODES
-from models.train import Log, TrainConfig
+from lsi.evaluation.datasets import Interactions
+from lsi.wire.records import TYPE_CODES
+from models.training.longterm import Log, TrainConfig
 
 TINY = TrainConfig(dim=8, epochs=2, warm_epochs=1, batch_size=4096)
 

@@ -1,4 +1,4 @@
-"""Unit tests of lsi.broker: settings, rendered files, tool checks, pid handling; no JVM."""
+"""Unit tests of lsi.kafka.broker: settings, rendered files, tool checks, pid handling; no JVM."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import lsi.broker
-from lsi.broker import BrokerSettings, KafkaBroker
-from lsi.broker.config import (
+import lsi.kafka.broker
+from lsi.errors import BrokerError, ConfigError
+from lsi.kafka.broker import BrokerSettings, KafkaBroker
+from lsi.kafka.broker.config import (
     is_formatted,
     load_or_create_cluster_id,
     log4j2_config,
@@ -21,8 +22,7 @@ from lsi.broker.config import (
     scram_arguments,
     server_properties,
 )
-from lsi.broker.runtime import java_major, resolve_libs
-from lsi.errors import BrokerError, ConfigError
+from lsi.kafka.broker.runtime import java_major, resolve_libs
 
 
 def _props(text: str) -> dict[str, str]:
@@ -48,7 +48,7 @@ def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_exports_are_pinned() -> None:
-    assert lsi.broker.__all__ == ["BrokerSettings", "BrokerStatus", "KafkaBroker"]
+    assert lsi.kafka.broker.__all__ == ["BrokerSettings", "BrokerStatus", "KafkaBroker"]
 
 
 def test_from_env_without_variables_gives_defaults() -> None:

@@ -1,5 +1,5 @@
 """The ``lsi`` command line without a broker: one-line errors with exit status 2, and the
-human-readable views of records and metrics (:mod:`lsi.present`)."""
+human-readable views of records and metrics (:mod:`lsi.monitoring.scrape`)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ import kafka.errors
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-import lsi.kafka_io
-from lsi.cli import main, parse_duration
+import lsi.kafka.clients
+from lsi.cli.main import main, parse_duration
+from lsi.cli.present import format_recommendation
 from lsi.config import Settings
 from lsi.errors import BrokerError, LsiError
-from lsi.kafka_io import client_errors
-from lsi.metrics import WorkerMetrics
-from lsi.present import format_recommendation, histogram_quantile, parse_metrics
+from lsi.kafka.clients import client_errors
+from lsi.monitoring.metrics import WorkerMetrics
+from lsi.monitoring.scrape import histogram_quantile, parse_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +129,7 @@ def test_replay_with_no_broker_says_to_start_one(
             f"Unable to bootstrap from {config['bootstrap_servers']}"
         )
 
-    monkeypatch.setattr(lsi.kafka_io, "KafkaAdminClient", unreachable)
+    monkeypatch.setattr(lsi.kafka.clients, "KafkaAdminClient", unreachable)
     # the dataset is found as <cwd or above>/shared/datasets (LSI_DATASETS_DIR: see below)
     write_ml100k(tmp_path / "shared" / "datasets")
     monkeypatch.chdir(tmp_path)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lsi.cli import main
+from lsi.cli.main import main
 
 
 def error_line(capsys: pytest.CaptureFixture[str]) -> str:

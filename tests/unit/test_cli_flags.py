@@ -1,8 +1,8 @@
-"""Every documented flag of every ``lsi`` command is exercised through :func:`lsi.cli.main`.
+"""Every documented flag of every ``lsi`` command is exercised through :func:`lsi.cli.main.main`.
 
 Issue 19: ``lsi worker --data-dir`` crashed at start because no test had ever passed the
 flag. :data:`TESTED` lists every option and positional choice of the argparse tree
-(:func:`lsi.cli.build_parser`) with the tests that run it; the first two tests walk the tree
+(:func:`lsi.cli.main.build_parser`) with the tests that run it; the first two tests walk the tree
 and fail for a flag that no test covers, or for a test that no longer exists or never
 mentions its flag. The commands that need a broker are run in
 ``tests/integration/test_cli_flags.py``; those that train for seconds (``lsi bench
@@ -32,9 +32,9 @@ import pytest
 
 import lsi.bench
 import lsi.bench.accuracy
-import lsi.demo
-from lsi.cli import build_parser, main
-from models.train_sequence import SequenceConfig
+import lsi.cli.demo
+from lsi.cli.main import build_parser, main
+from models.training.sequence import SequenceConfig
 from tests.unit.test_bench_accuracy import synthetic_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -354,11 +354,11 @@ def test_demo_flags_reach_its_options(
 ) -> None:
     seen = Captured()
 
-    def run(opts: lsi.demo.DemoOptions) -> int:
+    def run(opts: lsi.cli.demo.DemoOptions) -> int:
         seen.calls.append(opts)
         return 0
 
-    monkeypatch.setattr(lsi.demo, "run_demo", run)
+    monkeypatch.setattr(lsi.cli.demo, "run_demo", run)
     assert main(["demo", "--dataset", "ml-1m", "--limit", "700", "--rate", "70", "--users", "4",
                  "--exit-when-done", "--keep-broker", "--refresh-after", "90",
                  "--no-prometheus"]) == 0  # fmt: skip
@@ -366,7 +366,7 @@ def test_demo_flags_reach_its_options(
     assert (o.dataset, o.limit, o.rate, o.users, o.refresh_after) == ("ml-1m", 700, 70.0, 4, 90)
     assert (o.exit_when_done, o.keep_broker, o.prometheus) == (True, True, False)
     assert main(["demo"]) == 0
-    assert seen.calls[1] == lsi.demo.DemoOptions()  # no flag: the documented defaults
+    assert seen.calls[1] == lsi.cli.demo.DemoOptions()  # no flag: the documented defaults
 
 
 def test_refresh_loop_flags_reach_the_job_and_the_loop(
@@ -374,7 +374,7 @@ def test_refresh_loop_flags_reach_the_job_and_the_loop(
 ) -> None:
     import prometheus_client
 
-    import models.refresh
+    import models.jobs.refresh
 
     for var in [v for v in os.environ if v.startswith("LSI_")]:
         monkeypatch.delenv(var)
@@ -386,12 +386,12 @@ def test_refresh_loop_flags_reach_the_job_and_the_loop(
     def serve(port: int, addr: str, registry: Any) -> None:
         served.append((port, addr))
 
-    def loop(job: models.refresh.RefreshJob, **kwargs: Any) -> None:
+    def loop(job: models.jobs.refresh.RefreshJob, **kwargs: Any) -> None:
         loops.append({"job": job, **kwargs})
         raise KeyboardInterrupt  # Ctrl-C: the command stops the loop and says so
 
     monkeypatch.setattr(prometheus_client, "start_http_server", serve)
-    monkeypatch.setattr(models.refresh, "run_forever", loop)
+    monkeypatch.setattr(models.jobs.refresh, "run_forever", loop)
     store = tmp_path / "models"
     assert main(["refresh", "--every", "15m", "--after-events", "50", "--drift", "--device",
                  "cpu", "--models-dir", str(store), "--brokers", "127.0.0.1:2"]) == 0  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lsi.cli import main
+from lsi.cli.main import main
 from lsi.config import Settings
 from lsi.errors import ConfigError
 
@@ -66,7 +66,7 @@ def test_settings_are_frozen_and_feed_the_engine() -> None:
 
 
 def test_a_child_worker_gets_exactly_the_parents_settings() -> None:
-    from lsi.worker_process import settings_env
+    from lsi.serving.worker_process import settings_env
 
     s = Settings.from_env({}, brokers="h:1", partitions=3, filter_seen=False, web_bind="0.0.0.0")
     env = settings_env(s, base={"LSI_TOP_K": "3", "LSI_KAFKA_PORT": "1", "PATH": "/bin"})

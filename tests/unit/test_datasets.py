@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lsi.datasets
-from lsi.datasets import DATASETS, datasets_root, item_titles, load
+import lsi.evaluation.datasets
 from lsi.errors import DatasetError
-from lsi.records import EVENT_TYPES, TYPE_CODES
-from lsi.replay import events_of
+from lsi.evaluation.datasets import DATASETS, datasets_root, item_titles, load
+from lsi.kafka.producer import events_of
+from lsi.wire.records import EVENT_TYPES, TYPE_CODES
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
@@ -63,7 +63,9 @@ def test_datasets_root_without_anything_to_find_says_what_to_set(
     monkeypatch.delenv("LSI_DATASETS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     # the search also walks up from the package; move the package somewhere empty
-    monkeypatch.setattr(lsi.datasets, "__file__", str(tmp_path / "pkg" / "lsi" / "datasets.py"))
+    monkeypatch.setattr(
+        lsi.evaluation.datasets, "__file__", str(tmp_path / "pkg" / "lsi" / "datasets.py")
+    )
     with pytest.raises(DatasetError, match="LSI_DATASETS_DIR"):
         datasets_root()
 
@@ -283,7 +285,7 @@ def test_events_of_without_weights_sends_none(root: Path) -> None:
 
 
 def test_a_generic_csv_keeps_integer_ids_and_numbers_string_ids(tmp_path: Path) -> None:
-    from lsi.datasets import load, load_csv
+    from lsi.evaluation.datasets import load, load_csv
 
     ints = tmp_path / "log.csv"
     ints.write_text("user_id,item_id,timestamp\n7,3,10\n7,4,5\n")
@@ -303,7 +305,7 @@ def test_a_generic_csv_keeps_integer_ids_and_numbers_string_ids(tmp_path: Path) 
 
 
 def test_a_generic_csv_without_the_columns_says_which(tmp_path: Path) -> None:
-    from lsi.datasets import load_csv
+    from lsi.evaluation.datasets import load_csv
 
     bad = tmp_path / "bad.csv"
     bad.write_text("user,item\n1,2\n")

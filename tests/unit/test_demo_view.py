@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsi.demo import _current
+from lsi.cli.demo import _current
 
 
 def rec(user: str, source: str, at: float, items: int = 3) -> dict[str, object]:

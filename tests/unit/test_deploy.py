@@ -2,7 +2,7 @@
 
 No Docker and no Prometheus needed: the files are parsed and cross-checked against each other
 (every bind-mounted file exists, the paths Prometheus and Grafana read inside their containers
-are mounted, the dashboards and the rules only query metrics the worker exports, as lsi.metrics
+are mounted, the dashboards and the rules only query metrics the worker exports, as lsi.monitoring.metrics
 declares them, or that a rule records).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lsi.dashboards import (
+from lsi.monitoring.dashboards import (
     PROMETHEUS_BUILTINS,
     all_panels,
     coverage,
@@ -58,10 +58,10 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def exported_series() -> set[str]:
-    """Every series name the worker and the refresh job export, read from lsi.metrics (the
+    """Every series name the worker and the refresh job export, read from lsi.monitoring.metrics (the
     metric catalogue)."""
     series = set().union(*exported_families().values())
-    assert series, "lsi.metrics registers no metrics"
+    assert series, "lsi.monitoring.metrics registers no metrics"
     return series
 
 
@@ -371,7 +371,7 @@ def test_every_volume_the_lsi_image_mounts_exists_in_it_owned_by_lsi(
 def test_one_kafka_release_everywhere_and_one_build_of_the_lsi_image(
     compose: dict[str, Any],
 ) -> None:
-    from lsi.broker import BrokerSettings
+    from lsi.kafka.broker import BrokerSettings
 
     version = BrokerSettings().kafka_version
     assert compose["services"]["kafka"]["image"] == f"apache/kafka:{version}"

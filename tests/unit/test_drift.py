@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsi.drift import HitRateMonitor
+from lsi.core.drift import HitRateMonitor
 
 
 def test_hit_miss_and_unknown_user() -> None:

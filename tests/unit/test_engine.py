@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lsi.engine import EngineConfig, process_batch
-from lsi.records import Event
-from lsi.state import UserState
-from lsi.stats import ItemStats, StatsConfig, Trending, apply_delta
+from lsi.core.engine import EngineConfig, process_batch
+from lsi.core.state import UserState
+from lsi.core.stats import ItemStats, StatsConfig, Trending, apply_delta
+from lsi.wire.records import Event
 
 TRENDING = Trending(0.0, (("hot", 3.0),))
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsi.engine import BASELINE_VERSION, EngineConfig, process_batch
-from lsi.longterm import LongTermModel
-from lsi.records import Event
-from lsi.scoring import ScoringConfig
-from lsi.state import UserState
-from lsi.stats import ItemStats, Trending
+from lsi.core.engine import BASELINE_VERSION, EngineConfig, process_batch
+from lsi.core.scoring import ScoringConfig
+from lsi.core.state import UserState
+from lsi.core.stats import ItemStats, Trending
+from lsi.serving.snapshot import Snapshot
+from lsi.wire.records import Event
 
 TRENDING = Trending(0.0, (("hot", 3.0),))
 
 
-def make_model(version: str = "v000003") -> LongTermModel:
+def make_model(version: str = "v000003") -> Snapshot:
     """Knows user ``a`` (not ``b``); ``a`` likes ``l2`` best, then ``l1``."""
-    return LongTermModel(
+    return Snapshot(
         version,
         ("a",),
         ("l1", "l2", "x"),

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lsi.evaluation.metrics import (
+from lsi.evaluation.measures import (
     case_metrics,
     coverage_at_k,
     hit_rate_at_k,

@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-import lsi.engine
+import lsi.core.engine
 import lsi.evaluation.replay as streaming
-from lsi.engine import BatchResult, EngineConfig
+from lsi.core.engine import BatchResult, EngineConfig
+from lsi.core.scoring import score_user
+from lsi.core.state import UserState
+from lsi.core.stats import Trending, apply_delta, merge_trending, update_trending
 from lsi.evaluation.replay import (
     MISS,
     NOT_EVALUATED,
@@ -19,10 +22,7 @@ from lsi.evaluation.replay import (
     partition_of,
     prequential,
 )
-from lsi.records import Event
-from lsi.scoring import score_user
-from lsi.state import UserState
-from lsi.stats import Trending, apply_delta, merge_trending, update_trending
+from lsi.wire.records import Event
 
 
 def ev(n: int, user: str, item: str, ts: float | None = None) -> Event:
@@ -54,7 +54,7 @@ class Spy:
                                long_model=model))  # fmt: skip
         if self.model is not None:
             self.calls[-1]["current_trending"] = trending is self.model.trending
-        result = lsi.engine.process_batch(events, load, lookup, trending, cfg, now, sources,
+        result = lsi.core.engine.process_batch(events, load, lookup, trending, cfg, now, sources,
                                           model=model)  # fmt: skip
         self.results.append(result)
         return result
@@ -62,7 +62,7 @@ class Spy:
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
-    assert streaming.process_batch is lsi.engine.process_batch
+    assert streaming.process_batch is lsi.core.engine.process_batch
     s = Spy()
     monkeypatch.setattr(streaming, "process_batch", s)
     return s
@@ -198,7 +198,7 @@ def test_wire_round_trip_replays_like_the_workers() -> None:
 
 def test_inconsistent_ranks_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def lying(*args: Any, **kw: Any) -> BatchResult:
-        result = lsi.engine.process_batch(*args, **kw)
+        result = lsi.core.engine.process_batch(*args, **kw)
         result.evaluated += 1
         return result
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsi.datasets import Interactions
 from lsi.errors import DatasetError
-from lsi.evaluation.metrics import rank_of_target
+from lsi.evaluation.datasets import Interactions
+from lsi.evaluation.measures import rank_of_target
 from lsi.evaluation.splits import IdMap, Ragged, loo_split, temporal_split
 
 

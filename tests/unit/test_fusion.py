@@ -1,5 +1,5 @@
-"""The fused scorer as workers serve it (:mod:`lsi.fusion`), how it is trained
-(:mod:`models.train_sequence`), stored in a snapshot and used by the batch engine."""
+"""The fused scorer as workers serve it (:mod:`lsi.serving.fusion`), how it is trained
+(:mod:`models.training.sequence`), stored in a snapshot and used by the batch engine."""
 
 from __future__ import annotations
 
@@ -18,18 +18,19 @@ import pytest
 import torch
 
 import lsi
-from lsi.engine import BASELINE_VERSION, EngineConfig, process_batch
-from lsi.fusion import SeqLists, SeqRequest, SequenceModel, scorer_from_config
-from lsi.longterm import LongTermModel
-from lsi.ranking import expected_rank, ndcg_at_k
-from lsi.records import Event, Recommendation
-from lsi.scoring import ScoringConfig
-from lsi.snapshots import SnapshotArrays, SnapshotError, SnapshotStore
-from lsi.state import UserState
-from lsi.stats import ItemStats, Trending
-from models.sequence import LongShortScorer, make_encoder
-from models.train import Log, TrainConfig, holdout_last, train_long_term
-from models.train_sequence import (
+from lsi.core.engine import BASELINE_VERSION, EngineConfig, process_batch
+from lsi.core.ranking import expected_rank, ndcg_at_k
+from lsi.core.scoring import ScoringConfig
+from lsi.core.snapshot_view import SeqLists, SeqRequest
+from lsi.core.state import UserState
+from lsi.core.stats import ItemStats, Trending
+from lsi.serving.fusion import SequenceModel, scorer_from_config
+from lsi.serving.snapshot import Snapshot
+from lsi.serving.store import SnapshotArrays, SnapshotError, SnapshotStore
+from lsi.wire.records import Event, Recommendation
+from models.nn.sequence import LongShortScorer, make_encoder
+from models.training.longterm import Log, TrainConfig, holdout_last, train_long_term
+from models.training.sequence import (
     SequenceConfig,
     TrainedSequence,
     UserSequences,
@@ -42,7 +43,7 @@ from models.train_sequence import (
 from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 
 REC_SCHEMA = json.loads(
-    (Path(lsi.__file__).parent / "schemas" / "recommendation.schema.json").read_text()
+    (Path(lsi.__file__).parent / "wire" / "schemas" / "recommendation.schema.json").read_text()
 )
 ITEMS = tuple(f"i{j}" for j in range(20))
 CONFIG = asdict(SequenceConfig(dim=8, max_len=10, layers=1, heads=2, dropout=0.0, device="cpu"))
@@ -60,12 +61,12 @@ def seq_model(seed: int = 0, gate: str = "learned", long_dim: int = 8) -> Sequen
 LONG_ITEMS = ("x", *reversed(ITEMS[:19]))
 
 
-def long_model(sequence: SequenceModel | None = None, version: str = "v000007") -> LongTermModel:
+def long_model(sequence: SequenceModel | None = None, version: str = "v000007") -> Snapshot:
     """Knows users ``a`` (history i5, i6 and x) and ``k`` (no history); not ``b``."""
     rng = np.random.default_rng(0)
     row = {k: j for j, k in enumerate(LONG_ITEMS)}
     hist = np.array([row["i5"], row["i6"], row["x"]], dtype=np.int32)
-    return LongTermModel(
+    return Snapshot(
         version, ("k", "a"), LONG_ITEMS,
         rng.standard_normal((2, 8)).astype(np.float32),
         rng.standard_normal((len(LONG_ITEMS), 8)).astype(np.float32),
@@ -259,7 +260,7 @@ def test_recommend_edge_cases() -> None:
 # -- persistence ---------------------------------------------------------------------------
 
 
-def assert_same_scores(m1: SequenceModel, m2: SequenceModel, long: LongTermModel | None) -> None:
+def assert_same_scores(m1: SequenceModel, m2: SequenceModel, long: Snapshot | None) -> None:
     reqs = [REQ_A, REQ_B, REQ_NONE]
     (lp1, ok1), (lp2, ok2) = m1.log_probs(reqs, long), m2.log_probs(reqs, long)
     assert ok1.tolist() == ok2.tolist()
@@ -379,7 +380,7 @@ class Trained:
     log: Log
     train_rows: np.ndarray[Any, Any]
     cal_rows: np.ndarray[Any, Any]
-    long: LongTermModel
+    long: Snapshot
     res: TrainedSequence
     cfg: SequenceConfig
     reqs: list[SeqRequest]
@@ -467,7 +468,7 @@ def test_train_sequence_keeps_the_best_encoder(trained: Trained) -> None:
     lp, _ = model.log_probs(t.reqs, None)
     rows = torch.tensor([model.item_ids.index(y) for y in t.targets])
     st = lp.short.gather(1, rows[:, None])
-    # the one ranking rule (lsi.ranking): a candidate tied with the target counts half
+    # the one ranking rule (lsi.core.ranking): a candidate tied with the target counts half
     greater = (lp.short > st).sum(1).numpy()
     equal = (lp.short == st).sum(1).numpy() - 1  # the target itself is not counted
     ndcg = ndcg_at_k(expected_rank(greater, equal), 10)
@@ -818,7 +819,7 @@ def test_scorer_from_config_builds_the_shape_described() -> None:
 
 
 def test_length_batches_cover_every_row_once_with_similar_lengths() -> None:
-    from models.train_sequence import _length_batches
+    from models.training.sequence import _length_batches
 
     rng = np.random.default_rng(3)
     lengths = rng.integers(2, 201, size=1000)
@@ -837,7 +838,7 @@ def test_length_batches_cover_every_row_once_with_similar_lengths() -> None:
 
 
 def test_all_windows_make_every_event_a_target_once_with_serving_gaps() -> None:
-    from models.train_sequence import _windows
+    from models.training.sequence import _windows
 
     # user a: 12 events (times 0, 10, …, 110; the 8th, x7, is a skip), cut before the last
     # two; user b: one event (no target, no window)
@@ -892,7 +893,7 @@ def test_training_serves_the_encoder_alone_when_the_gate_ranks_held_out_cases_lo
 ) -> None:
     """The fused list must never be worse than its own encoder on the held-out calibration
     cases' NDCG@10: then the snapshot serves the encoder alone and says so."""
-    import models.train_sequence as ts
+    import models.training.sequence as ts
 
     t = trained
     fit = ts._fit_gate
@@ -913,7 +914,7 @@ def test_training_serves_the_encoder_alone_when_the_gate_ranks_held_out_cases_lo
 
 
 def test_the_gate_serves_when_it_ranks_held_out_cases_at_least_as_well() -> None:
-    from models.train_sequence import choose_gate
+    from models.training.sequence import choose_gate
 
     tie = {"fused": {"ndcg@10": 0.2}, "short_only": {"ndcg@10": 0.2}}
     assert choose_gate(tie) == {**choose_gate(tie), "serves": "gate"}  # type: ignore[dict-item]

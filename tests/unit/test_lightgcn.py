@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.lightgcn import (
+from models.nn.lightgcn import (
     WeightedLightGCN,
     bpr_loss,
     edge_weights,

@@ -1,4 +1,4 @@
-"""Repeated log records are held back and counted (:mod:`lsi.logs`), on a fake clock."""
+"""Repeated log records are held back and counted (:mod:`lsi.kafka.logs`), on a fake clock."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lsi.logs import RepeatFilter, quiet_repeats
+from lsi.kafka.logs import RepeatFilter, quiet_repeats
 
 
 class Clock:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsi.longterm import LongTermModel
+from lsi.serving.snapshot import Snapshot
 
 
-def make_model() -> LongTermModel:
+def make_model() -> Snapshot:
     """Two users, four items, d=2; user u0 has item i1 in its history, u1 none."""
     user_vec = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     item_vec = np.array([[3.0, 1.0], [5.0, 0.0], [1.0, 2.0], [2.0, 4.0]], dtype=np.float32)
-    return LongTermModel(
+    return Snapshot(
         "v000007",
         ("u0", "u1"),
         ("i0", "i1", "i2", "i3"),
@@ -84,7 +84,7 @@ def test_top_honours_exclusions_and_ignores_unknown_ones() -> None:
 
 def test_top_breaks_ties_by_catalogue_order() -> None:
     item_vec = np.ones((3, 2), dtype=np.float32)
-    m = LongTermModel(
+    m = Snapshot(
         "v1",
         ("u",),
         ("c", "a", "b"),
@@ -120,7 +120,7 @@ def test_shape_disagreements_are_rejected(field: str, value: object) -> None:
     kwargs = _arrays()
     kwargs[field] = value
     with pytest.raises(ValueError, match="v9: shapes disagree"):
-        LongTermModel(**kwargs)  # type: ignore[arg-type]
+        Snapshot(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -135,15 +135,15 @@ def test_history_index_must_match_users(indptr: np.ndarray, hist: np.ndarray) ->
     kwargs = _arrays()
     kwargs.update(hist_indptr=indptr, hist_items=hist)
     with pytest.raises(ValueError, match="history index does not match"):
-        LongTermModel(**kwargs)  # type: ignore[arg-type]
+        Snapshot(**kwargs)  # type: ignore[arg-type]
 
 
 def test_a_valid_model_builds() -> None:
-    m = LongTermModel(**_arrays())  # type: ignore[arg-type]
+    m = Snapshot(**_arrays())  # type: ignore[arg-type]
     assert m.n_users == 2 and m.n_items == 3
 
 
-def fold_model(scale: float) -> LongTermModel:
+def fold_model(scale: float) -> Snapshot:
     """Three users whose trained vectors are exactly ``scale`` times the mean of their items'
     vectors (u2 has no history and must not count), so the least-squares scale is ``scale``."""
     item_vec = np.array([[1.0, 0.0], [0.0, 2.0], [4.0, 4.0], [-2.0, 1.0]], dtype=np.float32)
@@ -151,7 +151,7 @@ def fold_model(scale: float) -> LongTermModel:
     user_vec = np.array([scale * item_vec[h].mean(axis=0) if h else [9.0, -9.0]
                          for h in hists], dtype=np.float32)  # fmt: skip
     indptr = np.cumsum([0] + [len(h) for h in hists]).astype(np.int64)
-    return LongTermModel("v000001", ("u0", "u1", "u2"), ("i0", "i1", "i2", "i3"), user_vec,
+    return Snapshot("v000001", ("u0", "u1", "u2"), ("i0", "i1", "i2", "i3"), user_vec,
                          item_vec, indptr, np.array([i for h in hists for i in h], dtype=np.int32))  # fmt: skip
 
 
@@ -178,6 +178,6 @@ def test_fold_in_without_a_known_item_is_none() -> None:
 
 def test_fold_scale_without_any_history_is_one() -> None:
     m = make_model()
-    empty = LongTermModel("v000002", m.user_ids, m.item_ids, m.user_vec, m.item_vec,
+    empty = Snapshot("v000002", m.user_ids, m.item_ids, m.user_vec, m.item_vec,
                           np.zeros(3, dtype=np.int64), np.zeros(0, dtype=np.int32))  # fmt: skip
     assert empty.fold_scale == 1.0

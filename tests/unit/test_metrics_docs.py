@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lsi.dashboards import all_panels, load_dashboards, rules_from_files
+from lsi.monitoring.dashboards import all_panels, load_dashboards, rules_from_files
 
 pytest.importorskip("yaml")
 
@@ -17,7 +17,7 @@ DOC = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
 def test_every_exported_metric_is_documented_with_its_labels() -> None:
     from prometheus_client import CollectorRegistry
 
-    from lsi.metrics import RefreshMetrics, WorkerMetrics
+    from lsi.monitoring.metrics import RefreshMetrics, WorkerMetrics
 
     registry = CollectorRegistry()
     WorkerMetrics(registry)

@@ -1,4 +1,4 @@
-"""``lsi report metrics`` (:mod:`lsi.metrics_report`) against a fake Prometheus HTTP API.
+"""``lsi report metrics`` (:mod:`lsi.monitoring.charts`) against a fake Prometheus HTTP API.
 
 The fake answers ``/api/v1/query_range`` and ``/api/v1/query`` in Prometheus' JSON format,
 synthesizing each answer from the ``query`` parameter: rates of counters that grow linearly
@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-import lsi.metrics_report
-import lsi.prometheus_api
+import lsi.monitoring.charts
+import lsi.monitoring.prometheus_api
 from lsi.errors import ConfigError, LsiError
-from lsi.metrics_report import (
+from lsi.monitoring.charts import (
     Bucket,
     ReportOptions,
     ReportResult,
@@ -32,7 +32,7 @@ from lsi.metrics_report import (
     rate_window,
     render_report,
 )
-from lsi.prometheus_api import PrometheusClient
+from lsi.monitoring.prometheus_api import PrometheusClient
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 END = 1_700_000_000.0
@@ -203,7 +203,7 @@ def test_step_and_rate_window() -> None:
 
 
 def test_exports_are_pinned() -> None:
-    assert sorted(lsi.metrics_report.__all__) == [
+    assert sorted(lsi.monitoring.charts.__all__) == [
         "Bucket",
         "Chart",
         "ReportOptions",
@@ -213,7 +213,11 @@ def test_exports_are_pinned() -> None:
         "rate_window",
         "render_report",
     ]
-    assert sorted(lsi.prometheus_api.__all__) == ["PrometheusClient", "Series", "check_url"]
+    assert sorted(lsi.monitoring.prometheus_api.__all__) == [
+        "PrometheusClient",
+        "Series",
+        "check_url",
+    ]
 
 
 # -- the report ------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from lsi.config import Settings
-from lsi.metrics import WorkerMetrics
-from lsi.snapshots import SnapshotArrays, SnapshotStore
+from lsi.monitoring.metrics import WorkerMetrics
+from lsi.serving.store import SnapshotArrays, SnapshotStore
 from streams.models import ModelWatcher
 
 

@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from lsi.partitioning import key_for_partition, murmur2, partition_of
+from lsi.wire.partitioning import key_for_partition, murmur2, partition_of
 
 
 def test_murmur2_equals_the_kafka_clients_on_every_tail_length_and_random_keys() -> None:

@@ -1,4 +1,4 @@
-"""The one ranking rule (lsi.ranking): hand-computed ranks and metrics with ties and excluded
+"""The one ranking rule (lsi.core.ranking): hand-computed ranks and metrics with ties and excluded
 items, the single and batched versions against each other, torchmetrics without ties, and
 the trainers that count on their own arrays against it."""
 
@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from lsi.ranking import (
+from lsi.core.ranking import (
     expected_rank,
     hit_rate_at_k,
     mrr,
@@ -127,7 +127,7 @@ def test_metrics_agree_with_torchmetrics_without_ties() -> None:
 
 def test_the_encoders_early_stopping_uses_the_same_rule() -> None:
     torch = pytest.importorskip("torch")
-    from models.train_sequence import _ndcg_of
+    from models.training.sequence import _ndcg_of
 
     inf = math.inf
     logp = torch.tensor(
@@ -146,11 +146,11 @@ def test_the_encoders_early_stopping_uses_the_same_rule() -> None:
 
 
 def test_the_promotion_gates_validation_uses_the_same_rule() -> None:
-    from lsi.longterm import LongTermModel
-    from models.train import Log, validate
+    from lsi.serving.snapshot import Snapshot
+    from models.training.longterm import Log, validate
 
     # u's items: 'a' and 'b' tie above 'c'; 'old' is u's history (excluded)
-    model = LongTermModel("v1", ("u",), ("a", "b", "c", "old"), np.ones((1, 1), np.float32),
+    model = Snapshot("v1", ("u",), ("a", "b", "c", "old"), np.ones((1, 1), np.float32),
                           np.array([[5.0], [5.0], [1.0], [100.0]], np.float32),
                           np.array([0, 1], np.int64), np.array([3], np.int32))  # fmt: skip
     log = Log(users=["u", "u"], items=["b", "c"], strength=np.ones(2, np.float32),
@@ -174,5 +174,5 @@ def test_the_prequential_replays_metrics_read_misses_as_zero() -> None:
 
 
 def test_the_module_is_pure() -> None:
-    code = "import sys, lsi.ranking; sys.exit('torch' in sys.modules)"
+    code = "import sys, lsi.core.ranking; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -12,10 +12,10 @@ import pytest
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-import lsi.kafka_io
+import lsi.kafka.clients
 from lsi.config import Settings
-from lsi.metrics import RefreshMetrics
-from models.refresh import RefreshOutcome, run_forever
+from lsi.monitoring.metrics import RefreshMetrics
+from models.jobs.refresh import RefreshOutcome, run_forever
 
 
 @dataclass
@@ -85,8 +85,8 @@ def run(monkeypatch: pytest.MonkeyPatch, script: list[list[tuple[str, dict[str, 
     job = FakeJob(settings, stop, runs)
     consumer = ScriptedConsumer(script)
     job.consumer = consumer
-    monkeypatch.setattr(lsi.kafka_io, "ensure_topics", lambda s: [])
-    monkeypatch.setattr(lsi.kafka_io, "consumer", lambda s, *a, **k: consumer)
+    monkeypatch.setattr(lsi.kafka.clients, "ensure_topics", lambda s: [])
+    monkeypatch.setattr(lsi.kafka.clients, "consumer", lambda s, *a, **k: consumer)
     script.extend([[]] * 50)  # then idle polls until stopped (or a test failure below)
     run_forever(job, stop=stop, report=lambda _: None, **kwargs)  # type: ignore[arg-type]
     assert consumer.closed

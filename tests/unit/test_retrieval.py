@@ -1,5 +1,5 @@
-"""Candidate retrieval (:mod:`lsi.retrieval`), the exact re-ranking of the candidates
-(:mod:`lsi.rerank`) and how the fused scorer chooses between them (:mod:`lsi.fusion`).
+"""Candidate retrieval (:mod:`lsi.serving.retrieval`), the exact re-ranking of the candidates
+(:mod:`lsi.serving.rerank`) and how the fused scorer chooses between them (:mod:`lsi.serving.fusion`).
 `lsi bench catalogue`, which measures them, runs in ``tests/component/test_bench_catalogue.py``
 (slow)."""
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from lsi.bench.catalogue import synthetic_snapshot
+from lsi.core.snapshot_view import SeqRequest
 from lsi.errors import ConfigError
-from lsi.fusion import SeqRequest, SequenceModel, scorer_from_config
-from lsi.longterm import LongTermModel
-from lsi.rerank import fuse_candidates
-from lsi.retrieval import (
+from lsi.serving.fusion import SequenceModel, scorer_from_config
+from lsi.serving.rerank import fuse_candidates
+from lsi.serving.retrieval import (
     CandidateIndex,
     CandidateRetriever,
     ExactIndex,
@@ -25,7 +25,8 @@ from lsi.retrieval import (
     build_index,
     recall_at,
 )
-from models.sequence import fuse
+from lsi.serving.snapshot import Snapshot
+from models.nn.sequence import fuse
 from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
 from tests.unit.test_fusion import CONFIG, ITEMS, long_model, seq_model
 
@@ -249,7 +250,7 @@ def test_retrieval_that_covers_the_catalogue_serves_the_exact_lists(mode: str) -
         torch.testing.assert_close(a[[0, 1, 3]], b[[0, 1, 3]], rtol=0, atol=1e-5)
 
 
-def big_snapshot(n_items: int = 3000, seed: int = 0) -> LongTermModel:
+def big_snapshot(n_items: int = 3000, seed: int = 0) -> Snapshot:
     """An untrained scorer over ``n_items`` items with long-term vectors and two users
     (``u0`` with a history of 40 items, ``u1`` with none)."""
     torch.manual_seed(seed)
@@ -257,7 +258,7 @@ def big_snapshot(n_items: int = 3000, seed: int = 0) -> LongTermModel:
     ids = tuple(f"i{j}" for j in range(n_items))
     seq = SequenceModel(ids, scorer_from_config(CONFIG, n_items, 8), CONFIG)
     hist = rng.choice(n_items, 40, replace=False).astype(np.int32)
-    return LongTermModel("v1", ("u0", "u1"), ids, rng.standard_normal((2, 8)).astype(np.float32),
+    return Snapshot("v1", ("u0", "u1"), ids, rng.standard_normal((2, 8)).astype(np.float32),
                          rng.standard_normal((n_items, 8)).astype(np.float32),
                          np.array([0, 40, 40], np.int64), hist, {}, seq)  # fmt: skip
 

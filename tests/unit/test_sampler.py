@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry
 from rocksdict import Rdict
 
-from lsi.metrics import ERROR_KINDS, WorkerMetrics
+from lsi.monitoring.metrics import ERROR_KINDS, WorkerMetrics
 from streams.sampler import TopicPartition, partition_lags, table_keys
 
 A0, A1, B0, B1 = (TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0),

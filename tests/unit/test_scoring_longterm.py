@@ -7,20 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from lsi.longterm import LongTermModel
-from lsi.records import Event
-from lsi.scoring import ScoringConfig, score_user
-from lsi.state import StateConfig, UserState
-from lsi.stats import ItemStats, Trending
+from lsi.core.scoring import ScoringConfig, score_user
+from lsi.core.state import StateConfig, UserState
+from lsi.core.stats import ItemStats, Trending
+from lsi.serving.snapshot import Snapshot
+from lsi.wire.records import Event
 
 N_ITEMS = 40
 ITEMS = tuple(f"i{j:02d}" for j in range(N_ITEMS))
 
 
-def make_model(seed: int = 0) -> LongTermModel:
+def make_model(seed: int = 0) -> Snapshot:
     """Random vectors (no ties); user ``u`` has i00 and i01 in its training history."""
     rng = np.random.default_rng(seed)
-    return LongTermModel(
+    return Snapshot(
         "v000004",
         ("u", "other"),
         ITEMS,
@@ -48,7 +48,7 @@ STATS = {
 TRENDING = Trending(0.0, (("new-c", 5.0), ("i06", 2.0)))
 
 
-def served_order_expected(model: LongTermModel, user: str, seen: set[str], k: int) -> list[str]:
+def served_order_expected(model: Snapshot, user: str, seen: set[str], k: int) -> list[str]:
     s = model.scores(user)
     assert s is not None
     for item in seen:
@@ -59,7 +59,7 @@ def served_order_expected(model: LongTermModel, user: str, seen: set[str], k: in
 
 @pytest.mark.parametrize("top_k", [1, 5, 20, 37, 50])
 def test_long_only_equals_the_snapshots_ranking_minus_seen(top_k: int) -> None:
-    """Offline accuracy (computed from ``LongTermModel.scores``) is the served ranking."""
+    """Offline accuracy (computed from ``Snapshot.scores``) is the served ranking."""
     model = make_model()
     state = state_with(*STATE_ITEMS)
     cfg = ScoringConfig(mode="long_only", top_k=top_k)
@@ -122,7 +122,7 @@ def test_short_only_ignores_the_model() -> None:
     assert {i.item_id for i in with_model.items} == {"i04", "i05", "new-a", "new-b", "new-c", "i06"}
 
 
-def _rescaled(model: LongTermModel, seen: set[str], c: int) -> dict[str, float]:
+def _rescaled(model: Snapshot, seen: set[str], c: int) -> dict[str, float]:
     """The long-term candidates rescaled as the module docstring says: best 1, C-th 0."""
     s = model.scores("u")
     assert s is not None

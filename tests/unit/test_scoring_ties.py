@@ -1,17 +1,17 @@
-"""Ties in the long-term list: the served order is the snapshot's own (LongTermModel.top)."""
+"""Ties in the long-term list: the served order is the snapshot's own (Snapshot.top)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from lsi.longterm import LongTermModel
-from lsi.scoring import ScoringConfig, score_user
-from lsi.state import UserState
-from lsi.stats import Trending
+from lsi.core.scoring import ScoringConfig, score_user
+from lsi.core.state import UserState
+from lsi.core.stats import Trending
+from lsi.serving.snapshot import Snapshot
 
 
 def test_long_only_ties_follow_the_snapshot_order() -> None:
-    m = LongTermModel(
+    m = Snapshot(
         "v1",
         ("u",),
         ("a", "b", "c"),

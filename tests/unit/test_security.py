@@ -18,22 +18,22 @@ import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-import lsi.broker.config
-import lsi.kafka_io
-import lsi.security
-from lsi.broker import BrokerSettings
-from lsi.cli import build_parser, main
+import lsi.kafka.broker.config
+import lsi.kafka.clients
+import lsi.kafka.security
+from lsi.cli.main import build_parser, main
 from lsi.config import Settings
 from lsi.errors import BrokerError, ConfigError
-from lsi.kafka_io import client_errors, ensure_topics
-from lsi.security import (
+from lsi.kafka.broker import BrokerSettings
+from lsi.kafka.clients import client_errors, ensure_topics
+from lsi.kafka.security import (
     aiokafka_options,
     describe,
     faust_credentials,
     kafka_python_options,
     ssl_context,
 )
-from lsi.worker_process import settings_env
+from lsi.serving.worker_process import settings_env
 from tests.tls import Certificates, make_certificates
 
 PASSWORD = "pw-never-shown-7f3a"
@@ -57,7 +57,7 @@ def sasl_ssl(certs: Certificates | None = None, **changes: Any) -> Settings:
 
 
 def test_the_doctests_hold() -> None:
-    for module in (lsi.security, lsi.broker.config):
+    for module in (lsi.kafka.security, lsi.kafka.broker.config):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -268,7 +268,7 @@ class FakeAdmin:
 
 
 def test_topics_get_the_replication_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lsi.kafka_io, "KafkaAdminClient", FakeAdmin)
+    monkeypatch.setattr(lsi.kafka.clients, "KafkaAdminClient", FakeAdmin)
     FakeAdmin.instances.clear()
     s = sasl_ssl(replication_factor=3, min_insync_replicas=2)
     created = ensure_topics(s, changelogs=True)
@@ -322,8 +322,8 @@ def test_the_worker_announces_how_it_connects_without_the_password(
     import streams.app
 
     ran: list[Settings] = []
-    monkeypatch.setattr(lsi.kafka_io, "ensure_topics", lambda *a, **k: [])
-    monkeypatch.setattr(lsi.kafka_io, "wait_for_group_coordinator", lambda *a, **k: None)
+    monkeypatch.setattr(lsi.kafka.clients, "ensure_topics", lambda *a, **k: [])
+    monkeypatch.setattr(lsi.kafka.clients, "wait_for_group_coordinator", lambda *a, **k: None)
     monkeypatch.setattr(streams.app, "run_worker", lambda settings, loglevel: ran.append(settings))
     for var, value in SASL_ENV.items():
         monkeypatch.setenv(var, value)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.sequence import (
+from models.nn.sequence import (
     ByteDropout,
     CausalSelfAttentionEncoder,
     FusedLogProbs,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsi.snapshots import SnapshotArrays, SnapshotError, SnapshotStore
+from lsi.serving.store import SnapshotArrays, SnapshotError, SnapshotStore
 
 
 def arrays(indptr: list[int] | None = None) -> SnapshotArrays:

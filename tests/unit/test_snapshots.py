@@ -10,9 +10,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import pytest
 
-import lsi.snapshots as snapshots
-from lsi.longterm import LongTermModel
-from lsi.snapshots import SnapshotArrays, SnapshotError, SnapshotStore, load_dir
+import lsi.serving.store as snapshots
+from lsi.serving.snapshot import Snapshot
+from lsi.serving.store import SnapshotArrays, SnapshotError, SnapshotStore, load_dir
 
 
 def arrays(seed: int = 0, users: int = 3, items: int = 4, d: int = 2) -> SnapshotArrays:
@@ -65,7 +65,7 @@ def test_promote_then_load_returns_equal_arrays(tmp_path: Path) -> None:
     store.promote(v)
     assert store.live() == v
     m = store.load()
-    assert isinstance(m, LongTermModel)
+    assert isinstance(m, Snapshot)
     assert m.version == v and m.user_ids == a.user_ids and m.item_ids == a.item_ids
     np.testing.assert_array_equal(m.user_vec, a.user_vec)
     np.testing.assert_array_equal(m.item_vec, a.item_vec)

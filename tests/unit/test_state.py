@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from lsi.records import EVENT_TYPES, TYPE_CODES, Event
-from lsi.state import _CRC, _FIXED, _TAG, StateConfig, UserState, _put_uints, _to_json
+from lsi.core.state import _CRC, _FIXED, _TAG, StateConfig, UserState, _put_uints, _to_json
+from lsi.wire.records import EVENT_TYPES, TYPE_CODES, Event
 
 CFG = StateConfig(recent_n=5, seen_ids=4, session_gap_s=100.0, type_half_life_s=10.0)
 

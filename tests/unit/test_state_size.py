@@ -9,8 +9,8 @@ import pytest
 
 import lsi.bench.state_size as state_size
 from lsi.bench.state_size import measure_state_bytes, summarize
-from lsi.datasets import Interactions
-from lsi.state import UserState, _to_json
+from lsi.core.state import UserState, _to_json
+from lsi.evaluation.datasets import Interactions
 
 
 def synthetic(users: int = 12, heavy: int = 3, per_heavy: int = 60, seed: int = 0) -> Interactions:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-from lsi.records import Event
-from lsi.scoring import ScoringConfig, score_user
-from lsi.state import StateConfig, UserState
-from lsi.stats import (
-    ItemDelta,
+from lsi.core.scoring import ScoringConfig, score_user
+from lsi.core.state import StateConfig, UserState
+from lsi.core.stats import (
     ItemStats,
     StatsConfig,
     Trending,
@@ -17,6 +15,7 @@ from lsi.stats import (
     merge_trending,
     update_trending,
 )
+from lsi.wire.records import Event, ItemDelta
 
 CFG = StatsConfig(
     pop_half_life_s=10.0,
@@ -119,7 +118,8 @@ def test_scorer_uses_exactly_the_configured_number_of_anchors() -> None:
 
 
 def test_bundles_round_trip_and_deltas_merge_additively() -> None:
-    from lsi.stats import decode_bundle, encode_bundle, merge_into
+    from lsi.core.stats import merge_into
+    from lsi.wire.records import decode_bundle, encode_bundle
 
     deltas = {"a": ItemDelta(2.0, 5.0, {"b": 1.0}), "b": ItemDelta(0.0, 4.0, {"a": 0.5})}
     assert decode_bundle(encode_bundle(deltas)) == deltas

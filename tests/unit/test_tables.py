@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsi.config import Settings
-from lsi.kafka_io import TABLES, changelog_names
+from lsi.kafka.clients import TABLES, changelog_names
 from streams.app import build_app
 
 

@@ -8,9 +8,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lsi.evaluation.metrics import DEFAULT_KS
-from lsi.longterm import LongTermModel
-from models.train import Log, TrainConfig, WarmStart, holdout_last, train_long_term, validate
+from lsi.evaluation.measures import DEFAULT_KS
+from lsi.serving.snapshot import Snapshot
+from models.training.longterm import (
+    Log,
+    TrainConfig,
+    WarmStart,
+    holdout_last,
+    train_long_term,
+    validate,
+)
 
 SMALL = TrainConfig(dim=16, layers=2, epochs=30, warm_epochs=0, batch_size=64, device="cpu")
 
@@ -217,10 +224,10 @@ def test_holdout_last_caps_the_cases_at_random() -> None:
     assert none.size == 0
 
 
-def crafted_model() -> LongTermModel:
+def crafted_model() -> Snapshot:
     """u: best item 'top', then 'mid', 'low'; 'old' is u's history."""
     item_vec = np.array([[9.0], [5.0], [1.0], [100.0]], dtype=np.float32)
-    return LongTermModel(
+    return Snapshot(
         "v1",
         ("u",),
         ("top", "mid", "low", "old"),
@@ -263,7 +270,7 @@ def _reference_training(log: Log, cfg: TrainConfig) -> tuple[list[float], npt.ND
 
     import torch
 
-    from models.lightgcn import WeightedLightGCN, bpr_loss, edge_weights
+    from models.nn.lightgcn import WeightedLightGCN, bpr_loss, edge_weights
 
     users = {k: None for k in log.users}
     items = {k: None for k in log.items}

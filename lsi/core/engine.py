@@ -1,0 +1,277 @@
+"""The streaming scorer: one pure function from a batch of interactions to new state,
+recommendations and statistics deltas.
+
+The ``interest`` agent calls :func:`process_batch` with table-backed lookups; the offline
+evaluation calls it with dicts. Nothing here does I/O, so what the benchmarks measure is
+exactly what the workers run.
+
+Per event, in order: skip it if its source offset was already applied (a re-delivery) or
+its id is among the user's recent ids (a duplicate), evaluate it against the last list shown
+(online hit), take the co-visitation pairs from the state *before* the event, learn it. Then, per the emission policy, score:
+
+=============  ===============================================================
+``event``      after every event
+``batch``      once per user per batch, after all of the user's events (default)
+``interval``   once per batch, for users not served in the last ``emit_interval_s``
+``request``    never from the stream (``GET /recommendations/{user}`` only)
+=============  ===============================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from lsi.core.scoring import ScoringConfig, StatsLookup, score_user
+from lsi.core.snapshot_view import SeqLists, SeqRequest, SnapshotView
+from lsi.core.state import StateConfig, UserState
+from lsi.core.stats import StatsConfig, Trending, batch_deltas
+from lsi.wire.records import Event, ItemDelta, Recommendation
+
+__all__ = [
+    "EMIT_POLICIES",
+    "BatchResult",
+    "EngineConfig",
+    "emit",
+    "fused_lists",
+    "learn_batch",
+    "process_batch",
+    "recommend",
+    "recommend_many",
+]
+
+EMIT_POLICIES = ("event", "batch", "interval", "request")
+HIT_KS = (1, 5, 10, 20)
+BASELINE_VERSION = "baseline-covisit"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything the scorer needs, frozen."""
+
+    state: StateConfig = StateConfig()
+    stats: StatsConfig = StatsConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    emit_policy: str = "batch"
+    emit_interval_s: float = 5.0
+    model_version: str = BASELINE_VERSION
+
+    def __post_init__(self) -> None:
+        if self.emit_policy not in EMIT_POLICIES:
+            raise ValueError(
+                f"emit_policy must be one of {EMIT_POLICIES}, got {self.emit_policy!r}"
+            )
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a batch changed and produced.
+
+    Attributes:
+        states: users whose state changed, or who had a re-delivered event skipped →
+            their state (write these back; see :func:`process_batch`).
+        recommendations: records to emit, in order.
+        deltas: item id → statistics increment (send to the stats topic).
+        accepted: event type → events learned.
+        duplicates: event type → events dropped as duplicates (same ``event_id``).
+        redelivered: events skipped because their source offset was already applied.
+        evaluated: events that had a previous list to be judged against.
+        hits: K → events whose item was in the top-K of that list.
+        applied: positions in ``events`` of the events learned (neither duplicates nor
+            re-deliveries), in order: what the worker appends to the interaction log.
+    """
+
+    states: dict[str, UserState] = field(default_factory=dict)
+    recommendations: list[Recommendation] = field(default_factory=list)
+    deltas: dict[str, ItemDelta] = field(default_factory=dict)
+    accepted: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    redelivered: int = 0
+    evaluated: int = 0
+    hits: Counter[int] = field(default_factory=Counter)
+    applied: list[int] = field(default_factory=list)
+
+
+def recommend(
+    user_id: str,
+    state: UserState,
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    *,
+    event_ts: float | None,
+    trigger: str = "event",
+    model: SnapshotView | None = None,
+) -> Recommendation:
+    """Score one user and wrap the list as a record (does not touch the state)."""
+    return recommend_many([(user_id, state, event_ts)], lookup, trending, cfg, now,
+                          trigger=trigger, model=model)[0]  # fmt: skip
+
+
+def recommend_many(
+    pending: Sequence[tuple[str, UserState, float | None]],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    *,
+    trigger: str = "event",
+    model: SnapshotView | None = None,
+    lists: Sequence[SeqLists | None] | None = None,
+) -> list[Recommendation]:
+    """Score users ``(user, state, event_ts)`` and wrap each list as a record.
+
+    With a snapshot that carries the fused scorer (``model.sequence``), all users go through
+    one forward pass (:meth:`lsi.serving.fusion.SequenceModel.recommend`); a user whose recent items
+    the encoder does not know, or any user without such a snapshot, is scored by
+    :func:`lsi.core.scoring.score_user` (co-visitation, trending, the long-term vectors).
+    ``model_version`` is the snapshot's version when it took part in the list, else
+    ``cfg.model_version`` (the short-term baseline). ``lists``: the fused scorer's lists of
+    ``pending``, already computed (:func:`fused_lists`, e.g. on another thread)."""
+    fused: Sequence[SeqLists | None] | None = lists
+    if fused is None:
+        fused = [None] * len(pending)
+        if model is not None and model.sequence is not None and pending:
+            fused = fused_lists(pending, model, cfg)
+    out: list[Recommendation] = []
+    for (user_id, state, event_ts), seq in zip(pending, fused, strict=True):
+        if seq is not None and model is not None:
+            items, short_term, long_term = seq.items, seq.short_term, seq.long_term
+            weight, source, version = seq.long_weight, seq.source, model.version
+        else:
+            res = score_user(state, lookup, trending, cfg.scoring, model, user_id)
+            items, short_term, long_term = res.items, res.short_term, res.long_term
+            weight, source = res.long_weight, res.source
+            scored_by = model.version if model is not None and res.long_weight > 0 else None
+            version = scored_by or cfg.model_version
+        out.append(Recommendation(
+            user_id=user_id, ts=now, model_version=version, long_weight=weight, items=items,
+            short_term=short_term, long_term=long_term, source=source, event_ts=event_ts,
+            emitted_at=now, trigger=trigger, history_size=state.n_events,
+        ))  # fmt: skip
+    return out
+
+
+def fused_lists(
+    pending: Sequence[tuple[str, UserState, float | None]],
+    model: SnapshotView,
+    cfg: EngineConfig,
+) -> list[SeqLists | None]:
+    """The fused scorer's lists for ``pending`` in one forward pass (``None`` for a user it
+    cannot score). Reads the states and the immutable snapshot, writes nothing: safe to run
+    on a thread while the states are not changed."""
+    assert model.sequence is not None
+    reqs = [SeqRequest.from_state(u, st) for u, st, _ in pending]
+    lists: list[SeqLists | None] = model.sequence.recommend(
+        reqs, model, cfg.scoring.top_k, cfg.scoring.mode
+    )
+    return lists
+
+
+def process_batch(
+    events: Sequence[Event],
+    load: Callable[[str], UserState | None],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    sources: Sequence[tuple[int, int] | None] | None = None,
+    model: SnapshotView | None = None,
+) -> BatchResult:
+    """Apply a batch of interactions and produce what the agent must write and send.
+
+    Args:
+        events: interactions in partition order.
+        load: the stored state of a user, or ``None`` for a new user.
+        lookup: item statistics as of the start of the batch.
+        trending: global trending list as of the start of the batch.
+        cfg: state, statistics and scoring settings and the emission policy.
+        now: the clock used for ``ts``/``emitted_at`` (wall time live, event time offline).
+        sources: per event, its ``(partition, offset)`` in ``lsi.events`` (live only), so
+            re-deliveries are skipped exactly (see :meth:`UserState.learn_one`).
+        model: the live long-term snapshot (one version for the whole batch), or ``None``.
+
+    It is :func:`learn_batch` followed by :func:`emit` of the users it leaves pending.
+    """
+    out, pending = learn_batch(events, load, lookup, trending, cfg, now, sources, model)
+    emit(out, pending, lookup, trending, cfg, now, model)
+    return out
+
+
+def learn_batch(
+    events: Sequence[Event],
+    load: Callable[[str], UserState | None],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    sources: Sequence[tuple[int, int] | None] | None = None,
+    model: SnapshotView | None = None,
+) -> tuple[BatchResult, list[tuple[str, UserState, float | None]]]:
+    """The learning half of :func:`process_batch` (same arguments): every event applied,
+    the ``event`` policy's lists emitted on the way, and the users the ``batch`` and
+    ``interval`` policies still have to score, as ``(user, state, newest event time)``."""
+    out = BatchResult()
+    pairs: list[tuple[Event, list[str]]] = []
+    newest: dict[str, float] = {}
+    for n, event in enumerate(events):
+        user = event.user_id
+        state = out.states.get(user)
+        if state is None:
+            state = load(user) or UserState()
+        previous = [i for i, _ in state.recent_distinct(cfg.stats.window)]
+        outcome = state.learn_one(event, cfg.state, sources[n] if sources is not None else None)
+        if outcome.redelivered:
+            out.redelivered += 1
+            # written back unchanged: a crash may have kept this state's last changelog
+            # record from the broker while the local store has it; the re-delivery is the
+            # moment to make the changelog whole again (a restore must equal live state)
+            out.states.setdefault(user, state)
+            continue
+        if outcome.duplicate:
+            out.duplicates[event.type] += 1
+            continue
+        pairs.append((event, previous))
+        out.applied.append(n)
+        out.states[user] = state
+        out.accepted[event.type] += 1
+        if outcome.evaluated:
+            out.evaluated += 1
+            if outcome.hit_rank is not None:
+                for k in HIT_KS:
+                    if outcome.hit_rank < k:
+                        out.hits[k] += 1
+        newest[user] = max(newest.get(user, 0.0), event.ts)
+        if cfg.emit_policy == "event":
+            emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model)
+
+    pending: list[tuple[str, UserState, float | None]] = []
+    if cfg.emit_policy in ("batch", "interval"):
+        for user, ts in newest.items():
+            state = out.states[user]
+            if cfg.emit_policy == "interval" and now - state.last_emit < cfg.emit_interval_s:
+                continue
+            pending.append((user, state, ts))
+    out.deltas = batch_deltas(pairs, cfg.stats)
+    return out, pending
+
+
+def emit(
+    out: BatchResult,
+    pending: Sequence[tuple[str, UserState, float | None]],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    now: float,
+    model: SnapshotView | None,
+    *,
+    lists: Sequence[SeqLists | None] | None = None,
+) -> None:
+    """Score ``pending`` (:func:`recommend_many`), add the records to ``out`` and remember
+    each list in its user's state (the reference of the next online hit)."""
+    recs = recommend_many(pending, lookup, trending, cfg, now, model=model, lists=lists)
+    for (_, state, _), rec in zip(pending, recs, strict=True):
+        state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
+        out.recommendations.append(rec)
