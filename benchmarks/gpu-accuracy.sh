@@ -12,7 +12,7 @@ $L --dataset amazon-beauty --protocol loo --models fused,short_only,long_only --
    --max-len 50 --dropout 0.5 --negatives 2048 --patience 30 --merge > var/bench-logs/amazon-beauty-loo.log 2>&1 &
 $L --dataset ml-1m --protocol prequential --seeds 1 --max-len 200 --refresh-every 100000 \
    --models mostpop,covisit,streaming,fused,short_only,long_only > var/bench-logs/ml-1m-prequential.log 2>&1 &
-$L --dataset ml-1m --protocol loo --phase valid --seeds 1 --max-len 200 --out benchmarks/results/ablation \
+$L --dataset ml-1m --protocol loo --phase valid --seeds 1 --max-len 200 --out benchmarks/results/current/ablation \
    --models fused,short_only,long_only,fixed_weight,fused_gru,short_only_gru,fused_contrastive \
    > var/bench-logs/ml-1m-ablation.log 2>&1 &
 wait

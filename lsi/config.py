@@ -27,7 +27,7 @@ from lsi.wire.validation import Limits
 __all__ = ["Settings"]
 
 _OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")  # the broker's and the tests' own (but see below)
-#: read elsewhere: by lsi.evaluation.datasets, and by ``lsi report`` / ``lsi monitoring`` (lsi.cli.main)
+#: read elsewhere: by lsi.evaluation.datasets, and by ``lsi report`` / ``lsi monitoring`` (lsi.cli.monitoring)
 _OTHER_VARIABLES = frozenset({"LSI_DATASETS_DIR", "LSI_PROMETHEUS_URL"})
 
 #: what ``kafka_security_protocol`` and ``kafka_sasl_mechanism`` accept

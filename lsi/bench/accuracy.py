@@ -86,6 +86,8 @@ MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming", *SEQUENC
 DEFAULT_MODELS = ("mostpop", "recent_pop", "covisit", "biased_mf", "streaming", "fused",
                   "short_only", "long_only")  # fmt: skip
 PROTOCOLS = ("loo", "temporal", "prequential")
+#: where the reports go unless ``--out`` says otherwise (the reports the docs cite as current)
+DEFAULT_OUT = Path("benchmarks/results/current")
 LATER: tuple[str, ...] = ()
 SEEDED = frozenset({"biased_mf", *SEQUENCE_MODELS})
 PREQ_CUTOFF = 20
@@ -124,7 +126,7 @@ class AccuracyOptions:
     protocol: str = "loo"
     models: tuple[str, ...] = DEFAULT_MODELS
     seeds: int = 3
-    out: Path = Path("benchmarks/results")
+    out: Path = DEFAULT_OUT
     filter_seen: bool = False
     limit: int | None = None
     phase: str = "test"
@@ -585,7 +587,7 @@ def _command(opts: AccuracyOptions, models: list[str]) -> str:
             parts.append(f"--jobs {opts.jobs}")
     if opts.merge:
         parts.append("--merge")
-    if opts.out != Path("benchmarks/results"):
+    if opts.out != DEFAULT_OUT:
         parts.append(f"--out {opts.out}")
     return " ".join(parts)
 

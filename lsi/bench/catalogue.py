@@ -56,7 +56,7 @@ from lsi.serving.snapshot import Snapshot
 
 __all__ = ["QUICK", "CatalogueBenchOptions", "run_catalogue_bench", "synthetic_snapshot"]
 
-DEFAULT_OUT = Path("benchmarks/results/catalogue")
+DEFAULT_OUT = Path("benchmarks/results/current/catalogue")
 #: what ``--quick`` changes (tests, smoke runs): two small catalogues, few batches
 QUICK: dict[str, Any] = {"sizes": (1000, 5000), "batch": 8, "batches": 3}
 #: the encoder the synthetic snapshots serve (lsi bench accuracy's defaults, a 50-event window)
@@ -304,7 +304,7 @@ def ml1m_accuracy(opts: CatalogueBenchOptions, log: Callable[[str], None]) -> di
     test = split.valid if opts.phase == "valid" else split.test
     log_rows = _log(data, rows)
     t0 = time.perf_counter()
-    # the encoder of benchmarks/results/ml-1m-loo-300s (50 events, 512 sampled negatives)
+    # the encoder of benchmarks/results/archive/ml-1m-loo-300s (50 events, 512 sampled negatives)
     cfg = SequenceConfig(max_len=50, negatives=512, max_train_s=opts.ml1m_budget_s,
                          device="cpu")  # fmt: skip
     bundle = train_bundle(log_rows, opts.seed, cfg, version="catalogue")

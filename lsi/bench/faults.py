@@ -82,7 +82,7 @@ class FaultBenchOptions:
     kills: int = 10
     dataset: str = SYNTHETIC
     rate: float = 500.0
-    out: Path = Path("benchmarks/results")
+    out: Path = Path("benchmarks/results/current")
     name: str = "faults"
     seed: int = 0
     partitions: int = 4

@@ -77,14 +77,14 @@ class PipelineBenchOptions:
     events: int = 200_000
     live_events: int = 20_000
     rate: float = 1000.0
-    out: Path = Path("benchmarks/results/pipeline")
+    out: Path = Path("benchmarks/results/current/pipeline")
     model: bool = True
     train_budget_s: float = 30.0
     max_len: int = 200
     web_port: int = 6099
     brokers: str | None = None
     wait_s: float | None = None
-    catalogue: Path | None = Path("benchmarks/results/catalogue")
+    catalogue: Path | None = Path("benchmarks/results/current/catalogue")
 
     @property
     def deadline_s(self) -> float:

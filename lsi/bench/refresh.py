@@ -86,7 +86,7 @@ class RefreshBenchOptions:
     """
 
     dataset: str = "ml-1m"
-    out: Path = Path("benchmarks/results")
+    out: Path = Path("benchmarks/results/current")
     device: str = "auto"
     scaling_edges: tuple[int, ...] = (1_000_000, 2_000_000, 5_000_000, 10_000_000)
     scaling_epochs: int = 1

@@ -39,23 +39,22 @@ import torch
 from lsi.config import Settings
 from lsi.core.snapshot_view import SeqRequest
 from lsi.core.state import StateConfig
+from lsi.errors import TooLittleData
 from lsi.evaluation.datasets import Interactions
 from lsi.serving.snapshot import Snapshot
+from models.training.gate import logprob_ranks
 from models.training.longterm import (
     Log,
     TrainConfig,
     WarmStart,
-    add_history,
     holdout_last,
-    train_long_term,
 )
+from models.training.recipe import Recipe, train_snapshot
 from models.training.sequence import (
     SequenceConfig,
     TrainedSequence,
     UserSequences,
-    logprob_ranks,
     request,
-    train_sequence,
 )
 
 __all__ = ["LISTS", "Bundle", "gate_profile", "prequential_lists", "score_lists", "train_bundle"]
@@ -93,18 +92,16 @@ def train_bundle(log: Log, seed: int, cfg: SequenceConfig, *, version: str = "ev
     if cal_cases is None:
         cal_cases = Settings().refresh_valid_cases
     fit, cal = holdout_last(log, max_cases=cal_cases, seed=seed)
-    lt_cfg = replace(TrainConfig(), seed=seed, device=cfg.device)
-    lt = train_long_term(log.take(fit), lt_cfg, warm.warm if warm is not None else None)
-    candidate = lt.model(f"{version}-candidate")
-    seq = train_sequence(log, cal, candidate, replace(cfg, seed=seed),
-                         warm.seq.model if warm is not None else None,
-                         extra_gates=extra_gates)  # fmt: skip
-    add_history(lt, log)
-    base = lt.model(version)
-    served = replace(base, sequence=seq.model)
-    variants = {k: replace(base, sequence=m) for k, m in seq.variants.items()}
-    return Bundle(served, lt.seconds, seq, WarmStart(lt.user_ids, lt.item_ids, lt.base, version),
-                  variants)  # fmt: skip
+    recipe = Recipe(replace(TrainConfig(), seed=seed, device=cfg.device), replace(cfg, seed=seed))
+    out = train_snapshot(log, fit, cal, recipe, warm=warm.warm if warm is not None else None,
+                         warm_sequence=warm.seq.model if warm is not None else None,
+                         candidate_version=f"{version}-candidate", extra_gates=extra_gates)  # fmt: skip
+    if out.sequence is None:
+        raise TooLittleData(out.sequence_skipped or "the encoder was not trained")
+    served = out.snapshot(version)
+    base = out.long_term.model(version)
+    variants = {k: replace(base, sequence=m) for k, m in out.sequence.variants.items()}
+    return Bundle(served, out.long_term.seconds, out.sequence, out.warm_start(version), variants)
 
 
 def _log_probs(model: Snapshot, reqs: list[SeqRequest]) -> tuple[Any, npt.NDArray[np.bool_]]:

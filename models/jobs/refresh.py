@@ -29,11 +29,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from lsi.config import Settings
 from lsi.core.drift import HitRateMonitor
-from lsi.errors import ConfigError, InvalidEvent, LsiError, TooLittleData
+from lsi.errors import ConfigError, InvalidEvent, LsiError
 from lsi.monitoring.metrics import RefreshMetrics
+from lsi.serving.fusion import SequenceModel
+from lsi.serving.snapshot import Snapshot
 from lsi.serving.store import SnapshotArrays, SnapshotStore
 from lsi.wire.records import SOURCE_HEADER, TYPE_CODES
 from lsi.wire.validation import Limits, validate_event
@@ -41,13 +44,12 @@ from models.training.longterm import (
     Log,
     TrainConfig,
     WarmStart,
-    add_history,
     holdout_last,
     pick_device,
-    train_long_term,
     validate,
 )
-from models.training.sequence import SequenceConfig, train_sequence
+from models.training.recipe import Recipe, TrainedSnapshot, train_snapshot
+from models.training.sequence import SequenceConfig
 
 __all__ = ["RefreshJob", "RefreshOutcome", "announce", "read_log", "run_forever"]
 
@@ -104,6 +106,17 @@ class RefreshOutcome:
         elif self.sequence_skipped:
             line += f"\n  encoder: not trained yet: {self.sequence_skipped}"
         return line
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """The live snapshot a refresh starts from (all ``None`` before the first one)."""
+
+    version: str | None = None
+    model: Snapshot | None = None
+    until: float | None = None  # newest interaction it trained on
+    warm: WarmStart | None = None
+    sequence: SequenceModel | None = None
 
 
 #: the interaction log's records were events once; their age is not checked again
@@ -278,60 +291,91 @@ class RefreshJob:
 
     def _run(self, trigger: str, data: tuple[Log, Watermark] | None) -> RefreshOutcome:
         s = self.settings
-        if data is None:
-            data = self._read()
-        full, watermark = data
+        full, watermark = data if data is not None else self._read()
         out = RefreshOutcome(trigger=trigger, outcome="empty", watermark=watermark,
                              events=len(full))  # fmt: skip
         if len(full) == 0 or not (full.strength > 0).any():
             return out
-        live_version = self.store.live()
-        warm: WarmStart | None = None
-        live_model = None
-        live_until: float | None = None
-        if live_version is not None:
-            live_manifest, arrays = self.store.load_arrays(live_version)  # read once
-            live_model = arrays.model(live_version, live_manifest)
-            live_until = live_manifest.get("data_max_ts")
-            if arrays.base.shape[1] == self.cfg.dim:
-                warm = WarmStart(arrays.user_ids, arrays.item_ids, arrays.base, live_version)
+        live = self._live()
         # Validation cases: the newest interaction of random users (a different draw each
         # refresh). To compare with the live snapshot fairly they must be newer than anything
         # it trained on; with too few such cases the candidate is validated alone.
         seed = len(full)
-        train_rows, valid_rows = holdout_last(full, s.refresh_valid_cases, seed, live_until)
-        compare = live_model is not None and live_until is not None and len(valid_rows) >= 30
+        train_rows, valid_rows = holdout_last(full, s.refresh_valid_cases, seed, live.until)
+        compare = live.model is not None and live.until is not None and len(valid_rows) >= 30
         if not compare:
             train_rows, valid_rows = holdout_last(full, s.refresh_valid_cases, seed)
-        train_log = full.take(train_rows)
-        trained = train_long_term(train_log, self.cfg, warm, self._bar())
-        candidate = trained.model("candidate")
-        val = validate(candidate, full, valid_rows)
-        seq = None
-        if s.refresh_sequence:
-            # the held-out cases calibrate the gate: neither source has seen them
-            live_seq = live_model.sequence if live_model is not None else None
-            if live_seq is not None and (
-                live_seq.config.get("encoder") != s.sequence_encoder
-                or live_seq.config.get("max_len") != s.sequence_max_len
-            ):
-                live_seq = None  # the shape changed: train from scratch
-            try:
-                seq = train_sequence(full, valid_rows, candidate,
-                                     self._seq_cfg(), live_seq, self._bar("encoder"),
-                                     live_version or "")  # fmt: skip
-            except TooLittleData as exc:  # a young log: the long-term model alone, for now
-                out.sequence_skipped = str(exc)
-                log.warning("refresh: encoder not trained: %s", exc)
+        # the held-out cases calibrate the gate: neither source has seen them
+        made = train_snapshot(full, train_rows, valid_rows, self._recipe(), warm=live.warm,
+                              warm_sequence=live.sequence, warm_version=live.version or "",
+                              progress=self._bar)  # fmt: skip
+        if made.sequence_skipped:
+            out.sequence_skipped = made.sequence_skipped
+            log.warning("refresh: encoder not trained: %s", made.sequence_skipped)
+        val = validate(made.candidate, full, valid_rows)
         # both rank the same candidates: everything but the candidate's training history
-        live_val = (validate(live_model, full, valid_rows, exclude=candidate)
-                    if compare and live_model is not None else None)  # fmt: skip
-        margin = s.promote_margin
+        live_val = (validate(live.model, full, valid_rows, exclude=made.candidate)
+                    if compare and live.model is not None else None)  # fmt: skip
+        trained = made.long_term
         finite = bool(np.isfinite(trained.user_vec).all() and np.isfinite(trained.item_vec).all())
         worse = not finite or (
-            live_val is not None and val["ndcg@10"] < live_val["ndcg@10"] * (1.0 - margin)
+            live_val is not None and val["ndcg@10"] < live_val["ndcg@10"] * (1.0 - s.promote_margin)
         )
-        add_history(trained, full)  # held-out pairs are history too: never re-offered
+        manifest = self._manifest(trigger, watermark, full, train_rows, made, val, live.version,
+                                  live_val, {"promoted": not worse, "finite": finite})  # fmt: skip
+        arrays_out = SnapshotArrays(trained.user_ids, trained.item_ids, trained.user_vec,
+                                    trained.item_vec, trained.base, trained.hist_indptr,
+                                    trained.hist_items, made.scorer)  # fmt: skip
+        version = self.store.publish(arrays_out, manifest)
+        self.metrics.validation_ndcg.labels(model="candidate").set(val["ndcg@10"])
+        if live_val is not None:
+            self.metrics.validation_ndcg.labels(model="live").set(live_val["ndcg@10"])
+        out.version, out.live_before = version, live.version
+        out.validation, out.live_validation = val, live_val
+        out.edges, out.train_seconds = trained.n_edges, trained.seconds
+        out.device, out.warm_from = trained.device, trained.warm_from
+        out.sequence = manifest["sequence"]
+        if worse:
+            out.outcome = "rejected"
+            self.metrics.rejected.inc()
+            log.warning("refresh: %s not promoted: validation NDCG@10 %.4f < live %s %.4f "
+                        "by more than %.0f%%", version, val["ndcg@10"], live.version,
+                        live_val["ndcg@10"] if live_val else 0.0, s.promote_margin * 100)  # fmt: skip
+            return out
+        self.store.promote(version)
+        if self.announce_to_workers:
+            announce(s, self.store, version)
+        out.outcome = "promoted"
+        return out
+
+    def _live(self) -> _Live:
+        """The live snapshot, read once, and what the candidate continues from: its layer-0
+        rows when the dimension still fits, its encoder when the encoder's shape does."""
+        version = self.store.live()
+        if version is None:
+            return _Live()
+        manifest, arrays = self.store.load_arrays(version)
+        model = arrays.model(version, manifest)
+        warm = (WarmStart(arrays.user_ids, arrays.item_ids, arrays.base, version)
+                if arrays.base.shape[1] == self.cfg.dim else None)  # fmt: skip
+        seq = model.sequence
+        s = self.settings
+        if seq is not None and (seq.config.get("encoder") != s.sequence_encoder
+                                or seq.config.get("max_len") != s.sequence_max_len):  # fmt: skip
+            seq = None  # the shape changed: train from scratch
+        return _Live(version, model, manifest.get("data_max_ts"), warm, seq)
+
+    def _recipe(self) -> Recipe:
+        return Recipe(self.cfg, self._seq_cfg() if self.settings.refresh_sequence else None)
+
+    def _manifest(self, trigger: str, watermark: Watermark, full: Log,
+                  train_rows: npt.NDArray[np.int64], made: TrainedSnapshot,
+                  val: dict[str, float], live_version: str | None,
+                  live_val: dict[str, float] | None,
+                  promotion: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
+        """The snapshot's manifest: where its data ends, how it was trained, how it
+        validated against the live one, and whether it is promoted."""
+        trained, seq = made.long_term, made.sequence
         seq_info: dict[str, Any] | None = None
         if seq is not None:
             seq_info = {
@@ -345,12 +389,12 @@ class RefreshJob:
                 "warm_from": seq.warm_from,
                 "validation": seq.validation,
             }
-        manifest = {
+        return {
             "created_at": time.time(),
             "model": "weighted-lightgcn",
             "trigger": trigger,
             "data_watermark": watermark,
-            "data_max_ts": float(train_log.ts.max()) if len(train_log) else None,
+            "data_max_ts": float(full.ts[train_rows].max()) if len(train_rows) else None,
             "events": len(full),
             "edges": trained.n_edges,
             "warm_from": trained.warm_from,
@@ -368,41 +412,12 @@ class RefreshJob:
             "live_validation": {"version": live_version, **live_val} if live_val else None,
             "sequence": seq_info,
             "promotion": {
-                "promoted": not worse,
-                "margin": margin,
+                "promoted": promotion["promoted"],
+                "margin": self.settings.promote_margin,
                 "compared_with_live": live_val is not None,
-                "finite": finite,
+                "finite": promotion["finite"],
             },
         }
-        arrays_out = SnapshotArrays(trained.user_ids, trained.item_ids, trained.user_vec,
-                                    trained.item_vec, trained.base, trained.hist_indptr,
-                                    trained.hist_items,
-                                    seq.model if seq is not None else None)  # fmt: skip
-        version = self.store.publish(arrays_out, manifest)
-        self.metrics.validation_ndcg.labels(model="candidate").set(val["ndcg@10"])
-        if live_val is not None:
-            self.metrics.validation_ndcg.labels(model="live").set(live_val["ndcg@10"])
-        out.version = version
-        out.live_before = live_version
-        out.validation = val
-        out.live_validation = live_val
-        out.edges = trained.n_edges
-        out.train_seconds = trained.seconds
-        out.device = trained.device
-        out.warm_from = trained.warm_from
-        out.sequence = seq_info
-        if worse:
-            out.outcome = "rejected"
-            self.metrics.rejected.inc()
-            log.warning("refresh: %s not promoted: validation NDCG@10 %.4f < live %s %.4f "
-                        "by more than %.0f%%", version, val["ndcg@10"], live_version,
-                        live_val["ndcg@10"] if live_val else 0.0, margin * 100)  # fmt: skip
-            return out
-        self.store.promote(version)
-        if self.announce_to_workers:
-            announce(s, self.store, version)
-        out.outcome = "promoted"
-        return out
 
     def _seq_cfg(self) -> SequenceConfig:
         s = self.settings

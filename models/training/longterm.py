@@ -185,9 +185,8 @@ class Trained:
     config: dict[str, Any] = field(default_factory=dict)
 
     def model(self, version: str, manifest: dict[str, Any] | None = None) -> Snapshot:
-        return Snapshot(version, self.user_ids, self.item_ids, self.user_vec,
-                             self.item_vec, self.hist_indptr, self.hist_items,
-                             manifest or {})  # fmt: skip
+        return Snapshot(version, self.user_ids, self.item_ids, self.user_vec, self.item_vec,
+                        self.hist_indptr, self.hist_items, manifest or {})  # fmt: skip
 
 
 def pick_device(name: str) -> torch.device:

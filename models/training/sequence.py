@@ -19,18 +19,13 @@ stopping (``patience`` evaluations without a gain); the best weights are kept. A
 constant or falls along a cosine (``lr_schedule``); with ``ema_decay`` the weights evaluated
 and kept are a moving average of the steps' weights.
 
-Stage 2, the gate. With the encoder frozen, the gate, the long-term projection and the
-temperature are fitted on 90 % of the calibration cases by the fused cross-entropy
-:math:`-\\log p(y)` (:func:`models.nn.sequence.fuse`), and the three modes are measured on the
-other 10 %. The per-user gate is fitted in two steps: first the best single weight
-:math:`w = \\sigma(b)` for everyone, then the gate's MLP starting from exactly that constant
-(:meth:`models.nn.sequence.LongShortGate.start_at`); after each pass the held-out 10 % are
-scored, and the pass with the lowest held-out loss is kept (pass 0 = the constant), so the
-gate moves away from the constant only while held-out loss improves (a per-user gate
-over-fits small data otherwise). Why in two stages: the long-term model has learned every
-training interaction, so on training positions its scores look better than they will on
-tomorrow's events, and a gate fitted there would over-trust it. On the calibration cases
-neither source has seen the target, as in serving.
+Stage 2, the gate (:mod:`models.training.gate`). With the encoder frozen, the gate, the
+long-term projection and the temperature are fitted on 90 % of the calibration cases by the
+fused cross-entropy and the three modes are measured on the other 10 %; the fused list serves
+only if it ranks those cases at least as well as the encoder alone. Why in two stages: the
+long-term model has learned every training interaction, so on training positions its scores
+look better than they will on tomorrow's events, and a gate fitted there would over-trust it.
+On the calibration cases neither source has seen the target, as in serving.
 
 Every feature goes through :meth:`lsi.serving.fusion.SequenceModel.inputs`, the function workers
 call, so training and serving cannot disagree about a window, a gap or an excluded item.
@@ -50,16 +45,15 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from lsi.core.ranking import expected_rank, ndcg_at_k
 from lsi.core.snapshot_view import SeqRequest
 from lsi.errors import TooLittleData
 from lsi.serving.fusion import SequenceModel, scorer_from_config
 from lsi.serving.snapshot import Snapshot
 from models.nn.sequence import Encoder, next_item_loss, short_long_contrastive
+from models.training.gate import choose_gate, fit_gate, logprob_ndcg
 from models.training.longterm import Log, pick_device
 
-__all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "choose_gate", "logprob_ranks",
-           "train_sequence"]  # fmt: skip
+__all__ = ["SequenceConfig", "TrainedSequence", "UserSequences", "train_sequence"]
 
 Progress = Callable[[int, int, float], None]
 
@@ -296,52 +290,12 @@ def _length_batches(lengths: npt.NDArray[Any], batch_size: int, rng: np.random.G
     return [batches[j] for j in rng.permutation(len(batches)).tolist()]
 
 
-def logprob_ranks(logp: torch.Tensor, targets: torch.Tensor) -> npt.NDArray[np.float64]:
-    """Expected ranks ``[B]`` of target rows ``[B]`` in log-probabilities ``[B, I]`` (-1 = the
-    target is not in the catalogue: a miss, rank ``inf``; so is a target scored ``-inf``).
-
-    The rank counts are taken on the tensors (on their device); the rank is
-    :mod:`lsi.core.ranking`'s, the published evaluation's tie rule (a tie counts half)."""
-    ok = targets.to(logp.device) >= 0
-    t = targets.to(logp.device).clamp(min=0)
-    st = logp.gather(1, t[:, None])
-    greater = (logp > st).sum(dim=1)
-    equal = (logp == st).sum(dim=1) - 1  # the target equals itself
-    valid = ok & torch.isfinite(st[:, 0])
-    return expected_rank(greater.cpu().numpy(), equal.cpu().numpy(), valid.cpu().numpy())
-
-
-def _ndcg_of(logp: torch.Tensor, targets: torch.Tensor, k: int = 10) -> npt.NDArray[np.float64]:
-    """Per-case NDCG@k ``[B]`` of :func:`logprob_ranks`."""
-    return ndcg_at_k(logprob_ranks(logp, targets), k)
-
-
-def train_sequence(
-    log: Log,
-    cal_rows: npt.NDArray[np.int64],
-    long: Snapshot | None,
-    cfg: SequenceConfig | None = None,
-    warm: SequenceModel | None = None,
-    progress: Progress | None = None,
-    warm_version: str = "",
-    extra_gates: tuple[str, ...] = (),
-) -> TrainedSequence:
-    """Train the encoder on ``log`` minus the calibration rows ``cal_rows`` (and anything
-    after them), then fit the gate on those rows; ``long`` is the long-term model trained
-    without them. ``warm``: continue from this encoder (``warm_epochs``), keeping its item
-    rows and appending new items. ``extra_gates`` (``fixed``): also fit these gate kinds on
-    the same encoder (:attr:`TrainedSequence.variants`, for ablations)."""
-    cfg = cfg or SequenceConfig()
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    device = pick_device(cfg.device)
-    ids = _catalogue(log, long, warm)
-    item_row = {k: j + 1 for j, k in enumerate(ids)}
-    seqs = UserSequences.build(log)
+def _calibration_cases(log: Log, seqs: UserSequences, cal_rows: npt.NDArray[np.int64]
+                       ) -> tuple[dict[int, int], list[tuple[int, int]]]:  # fmt: skip
+    """``(cut, cases)``: each calibration user's first held-out position in their sequence
+    (the encoder trains on the events before it), and the cases ``(user, log row)`` that have
+    an earlier event of their user to score from."""
     user_of = {u: j for j, u in enumerate(seqs.user_ids)}
-
-    # calibration cases: each chosen user's held-out row, and the events before it
     position = np.empty(len(log), dtype=np.int64)
     position[seqs.order] = np.arange(len(log)) - np.repeat(seqs.indptr[:-1],
                                                            np.diff(seqs.indptr))  # fmt: skip
@@ -358,7 +312,13 @@ def train_sequence(
             f"on ({len(log):,} interactions, {len(cal_rows):,} held out); the encoder is "
             "trained once more users have two or more events"
         )
+    return cut, cases
 
+
+def _new_model(ids: tuple[str, ...], long: Snapshot | None, warm: SequenceModel | None,
+               cfg: SequenceConfig, device: torch.device) -> SequenceModel:  # fmt: skip
+    """The scorer before training: balanced initial tables (``balanced_init``), then the
+    item rows a warm start or the long-term vectors give (:func:`_init_items`)."""
     config: dict[str, Any] = asdict(cfg)
     long_dim = long.dim if long is not None else cfg.dim
     scorer = scorer_from_config(config, len(ids), long_dim)
@@ -366,49 +326,55 @@ def train_sequence(
         balance_inputs(scorer.encoder)
     _init_items(scorer, ids, long, warm, cfg)
     scorer.to(device)
-    model = SequenceModel(ids, scorer, config)
+    return SequenceModel(ids, scorer, config)
 
-    items, types, gaps, pos = _windows(log, seqs, cut, item_row, cfg.max_len + 1,
-                                       every=cfg.windows == "all")  # fmt: skip
+
+@dataclass(slots=True)
+class _EncoderFit:
+    """Stage 1's loop: next-item training on the windows, early stopping on the calibration
+    requests' short-term NDCG@10; what it did."""
+
+    epochs: int = 0
+    best_epoch: int = 0
+    losses: list[float] = field(default_factory=list)
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _fit_encoder(model: SequenceModel, windows: tuple[npt.NDArray[np.int64], ...],
+                 eval_reqs: list[SeqRequest], eval_targets: torch.Tensor, cfg: SequenceConfig,
+                 max_epochs: int, rng: np.random.Generator, progress: Progress | None,
+                 t0: float) -> _EncoderFit:  # fmt: skip
+    """Train ``model``'s encoder on ``windows`` (items, types, gaps ``[N, max_len + 1]`` and
+    the target mask); leaves the best evaluated weights (or, with no calibration request to
+    evaluate, the last ones) in the encoder."""
+    scorer, device = model.scorer, model.device
+    items, types, gaps, pos = windows
     x_items = torch.from_numpy(items).to(device)
     x_types = torch.from_numpy(types).to(device)
     x_gaps = torch.from_numpy(gaps).to(device)
     targets = torch.from_numpy(np.where(pos, items, 0)).to(device)
-
-    def req(case: tuple[int, int]) -> SeqRequest:
-        u = case[0]
-        rows = seqs.rows(u)[: cut[u]]
-        return request(log, rows, seqs.user_ids[u], rows.shape[0], cfg.max_len)
-
-    eval_idx = rng.permutation(len(cases))[: cfg.eval_cases]
-    eval_reqs = [req(cases[j]) for j in eval_idx.tolist()]
-    eval_targets = torch.tensor([item_row.get(log.items[cases[j][1]], 0) - 1
-                                 for j in eval_idx.tolist()])  # fmt: skip
 
     def evaluate() -> float:
         scorer.eval()
         vals = []
         for s in range(0, len(eval_reqs), 512):
             lp, _ = model.log_probs(eval_reqs[s : s + 512], None)
-            vals.append(_ndcg_of(lp.short, eval_targets[s : s + 512]))
+            vals.append(logprob_ndcg(lp.short, eval_targets[s : s + 512]))
         return float(np.concatenate(vals).mean()) if vals else 0.0
+
+    def encoder_state() -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
 
     enc_params = list(scorer.encoder.parameters())
     averaged = [p.detach().clone() for p in enc_params] if cfg.ema_decay > 0 else None
     opt = torch.optim.AdamW(enc_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    max_epochs = cfg.warm_epochs if warm is not None else cfg.epochs
     bf16 = cfg.precision == "bf16"
     lengths = (items != 0).sum(axis=1)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lr_factor(cfg.lr_schedule, max_epochs * -(-items.shape[0] // cfg.batch_size))
     )
-    losses: list[float] = []
-    curve: list[tuple[int, float]] = []
-    best, best_epoch, waited = -1.0, 0, 0
-
-    def encoder_state() -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in scorer.encoder.state_dict().items()}
-
+    fit = _EncoderFit()
+    best, waited = -1.0, 0
     best_state = encoder_state()
     epoch = 0
     for epoch in range(1, max_epochs + 1):
@@ -438,9 +404,9 @@ def train_sequence(
                         a.lerp_(p.detach(), 1.0 - cfg.ema_decay)
             total += float(loss.detach())
             steps += 1
-        losses.append(total / max(steps, 1))
+        fit.losses.append(total / max(steps, 1))
         if progress is not None:
-            progress(epoch, max_epochs, losses[-1])
+            progress(epoch, max_epochs, fit.losses[-1])
         out_of_time = cfg.max_train_s is not None and time.perf_counter() - t0 > cfg.max_train_s
         if epoch % cfg.eval_every == 0 or epoch == max_epochs or out_of_time:
             with _swapped_in(enc_params, averaged):  # the weights evaluated are those kept
@@ -448,31 +414,74 @@ def train_sequence(
                 improved = score > best
                 if improved:
                     best_state = encoder_state()
-            curve.append((epoch, score))
+            fit.curve.append((epoch, score))
             if improved:
-                best, best_epoch, waited = score, epoch, 0
+                best, fit.best_epoch, waited = score, epoch, 0
             else:
                 waited += 1
                 if waited >= cfg.patience:
                     break
             if out_of_time:
                 break
+    fit.epochs = epoch
     if not eval_reqs:
-        best_epoch = epoch
+        fit.best_epoch = epoch
         with _swapped_in(enc_params, averaged):
             best_state = encoder_state()
     scorer.encoder.load_state_dict(best_state)
+    return fit
+
+
+def train_sequence(
+    log: Log,
+    cal_rows: npt.NDArray[np.int64],
+    long: Snapshot | None,
+    cfg: SequenceConfig | None = None,
+    warm: SequenceModel | None = None,
+    progress: Progress | None = None,
+    warm_version: str = "",
+    extra_gates: tuple[str, ...] = (),
+) -> TrainedSequence:
+    """Train the encoder on ``log`` minus the calibration rows ``cal_rows`` (and anything
+    after them), then fit the gate on those rows; ``long`` is the long-term model trained
+    without them. ``warm``: continue from this encoder (``warm_epochs``), keeping its item
+    rows and appending new items. ``extra_gates`` (``fixed``): also fit these gate kinds on
+    the same encoder (:attr:`TrainedSequence.variants`, for ablations)."""
+    cfg = cfg or SequenceConfig()
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = pick_device(cfg.device)
+    ids = _catalogue(log, long, warm)
+    item_row = {k: j + 1 for j, k in enumerate(ids)}
+    seqs = UserSequences.build(log)
+    cut, cases = _calibration_cases(log, seqs, cal_rows)
+    model = _new_model(ids, long, warm, cfg, device)
+    scorer = model.scorer
+    windows = _windows(log, seqs, cut, item_row, cfg.max_len + 1, every=cfg.windows == "all")
+
+    def req(case: tuple[int, int]) -> SeqRequest:
+        u = case[0]
+        rows = seqs.rows(u)[: cut[u]]
+        return request(log, rows, seqs.user_ids[u], rows.shape[0], cfg.max_len)
+
+    eval_idx = rng.permutation(len(cases))[: cfg.eval_cases]
+    eval_reqs = [req(cases[j]) for j in eval_idx.tolist()]
+    eval_targets = torch.tensor([item_row.get(log.items[cases[j][1]], 0) - 1
+                                 for j in eval_idx.tolist()])  # fmt: skip
+    max_epochs = cfg.warm_epochs if warm is not None else cfg.epochs
+    enc = _fit_encoder(model, windows, eval_reqs, eval_targets, cfg, max_epochs, rng, progress, t0)
     t_gate = time.perf_counter()
-    validation = _fit_gate(model, log, cases, req, item_row, long, cfg,
-                           np.random.default_rng(cfg.seed))  # fmt: skip
+    validation = fit_gate(model, log, cases, req, item_row, long, cfg,
+                          np.random.default_rng(cfg.seed))  # fmt: skip
     gate_s = time.perf_counter() - t_gate
     variants: dict[str, SequenceModel] = {}
     for kind in extra_gates:
         twin = copy.deepcopy(scorer)
         twin.gate_kind = kind
-        other = SequenceModel(ids, twin, {**config, "gate": kind})
-        other.metrics["validation"] = _fit_gate(other, log, cases, req, item_row, long, cfg,
-                                                np.random.default_rng(cfg.seed))  # fmt: skip
+        other = SequenceModel(ids, twin, {**model.config, "gate": kind})
+        other.metrics["validation"] = fit_gate(other, log, cases, req, item_row, long, cfg,
+                                               np.random.default_rng(cfg.seed))  # fmt: skip
         variants[kind] = other
     choice = choose_gate(validation)
     if choice is not None:
@@ -481,34 +490,14 @@ def train_sequence(
             scorer.gate_kind = "off"
             model.config["gate"] = "off"
     scorer.eval()
-    model.metrics.update({"validation": validation, "best_epoch": best_epoch,
-                          "epochs": epoch, "curve": curve})  # fmt: skip
+    model.metrics.update({"validation": validation, "best_epoch": enc.best_epoch,
+                          "epochs": enc.epochs, "curve": enc.curve})  # fmt: skip
     return TrainedSequence(
-        model=model, epochs=epoch, best_epoch=best_epoch, seconds=time.perf_counter() - t0,
-        gate_seconds=gate_s, device=str(device), losses=losses, curve=curve,
-        validation=validation, warm_from=warm_version, variants=variants,
+        model=model, epochs=enc.epochs, best_epoch=enc.best_epoch,
+        seconds=time.perf_counter() - t0, gate_seconds=gate_s, device=str(device),
+        losses=enc.losses, curve=enc.curve, validation=validation, warm_from=warm_version,
+        variants=variants,
     )  # fmt: skip
-
-
-def choose_gate(validation: dict[str, Any]) -> dict[str, Any] | None:
-    """Whether the fitted gate serves, or the encoder alone: the fused list must never rank the
-    held-out calibration cases worse than its own encoder.
-
-    Decided on the quantity the tables report, NDCG@10 of the held-out cases' items (the gate
-    was fitted on the other cases' likelihood, which mixing in the long-term side can improve
-    while their ranking does not). The gate serves unless its held-out NDCG@10 is strictly
-    below the encoder's; then the snapshot serves the encoder alone (``gate="off"``,
-    ``long_weight`` 0 in every record). ``None`` without held-out cases to decide on.
-    """
-    fused = validation.get("fused", {}).get("ndcg@10")
-    short = validation.get("short_only", {}).get("ndcg@10")
-    if fused is None or short is None:
-        return None
-    alone = fused < short
-    return {"serves": "encoder alone" if alone else "gate", "fused_ndcg@10": fused,
-            "short_only_ndcg@10": short,
-            "why": ("the gate ranked the held-out cases below the encoder alone" if alone else
-                    "the gate ranked the held-out cases at least as well as the encoder")}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -580,173 +569,3 @@ def _init_items(scorer: Any, ids: tuple[str, ...], long: Snapshot | None,
             vec = torch.from_numpy(long.item_vec[rows[have]])
             scale = (cfg.dim**-0.5) / float(vec.std().clamp(min=1e-8))
             emb[1:][torch.from_numpy(have)] = vec * scale
-
-
-def _fit_gate(model: SequenceModel, log: Log, cases: list[tuple[int, int]],
-              req: Callable[[tuple[int, int]], SeqRequest], item_row: dict[str, int],
-              long: Snapshot | None, cfg: SequenceConfig,
-              rng: np.random.Generator) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Fit the gate (encoder frozen) on 90 % of the cases; measure the modes on the rest.
-
-    The learned gate starts from the best constant weight; both fits keep the pass with the
-    lowest held-out loss, reported as ``gate_fit``: ``passes`` kept and the held-out
-    :math:`-\\log p(y)` ``nll`` (a learned gate adds ``constant_passes`` and ``constant_nll``,
-    those of the constant it started from). The held-out cases thus choose the
-    pass *and* measure the modes, so those measures are slightly optimistic; the benchmark's
-    own test items never reach this function."""
-    scorer = model.scorer
-    device = model.device
-    order = rng.permutation(len(cases))
-    n_val = max(1, len(cases) // 10) if len(cases) >= 2 else 0
-    val, fit = order[:n_val], order[n_val:]
-    reqs = [req(c) for c in cases]
-    tgt = np.array([item_row.get(log.items[r], 0) - 1 for _, r in cases], dtype=np.int64)
-    for p in scorer.encoder.parameters():
-        p.requires_grad_(False)
-    scorer.eval()
-
-    # the frozen encoder's vectors and the gate's inputs, computed once per case
-    feats: dict[str, list[torch.Tensor]] = {k: [] for k in (
-        "short", "long_vec", "since", "session", "history", "known", "ok")}  # fmt: skip
-    ex_rows: list[npt.NDArray[np.int64]] = []
-    ex_cols: list[npt.NDArray[np.int64]] = []
-    for s in range(0, len(reqs), 512):
-        x = model.inputs(reqs[s : s + 512], long)
-        with torch.no_grad():
-            feats["short"].append(scorer.short_state(x.items.to(device), x.types.to(device),
-                                                     x.gaps.to(device)).cpu())  # fmt: skip
-        feats["long_vec"].append(x.long_vec)
-        feats["since"].append(x.since_last_s)
-        feats["session"].append(x.session_len)
-        feats["history"].append(x.history)
-        feats["known"].append(x.long_known)
-        feats["ok"].append(torch.from_numpy(x.scorable & (tgt[s : s + 512] >= 0)))
-        r, c = np.nonzero(x.excluded.numpy())
-        ex_rows.append(r + s)
-        ex_cols.append(c)
-    f = {k: torch.cat(v).to(device) for k, v in feats.items()}
-    ex_r, ex_c = np.concatenate(ex_rows), np.concatenate(ex_cols)
-    ex_ptr = np.searchsorted(ex_r, np.arange(len(reqs) + 1))
-    n_items = len(model.item_ids)
-    item_mat = torch.full((n_items, f["long_vec"].shape[1]), float("nan"))
-    if long is not None:
-        rows_l = model._long_rows(long)
-        have = rows_l >= 0
-        item_mat[torch.from_numpy(have)] = torch.from_numpy(long.item_vec[rows_l[have]])
-    item_mat = item_mat.to(device)
-    targets = torch.from_numpy(tgt).to(device)
-
-    def head_inputs(idx: npt.NDArray[np.int64]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """The rows ``idx`` and :meth:`LongShortScorer.head`'s arguments for them (none
-        depends on a trained parameter)."""
-        sel = torch.from_numpy(idx).to(device)
-        excl = np.zeros((idx.size, n_items), dtype=bool)
-        for k, j in enumerate(idx.tolist()):
-            excl[k, ex_c[ex_ptr[j] : ex_ptr[j + 1]]] = True
-        lv = f["long_vec"][sel]
-        logits = lv @ item_mat.T
-        logits = torch.where(
-            f["known"][sel][:, None], logits, torch.full_like(logits, float("nan"))
-        )
-        return sel, (f["short"][sel], lv, logits, f["since"][sel], f["session"][sel],
-                     f["history"][sel], f["known"][sel], torch.from_numpy(excl).to(device))  # fmt: skip
-
-    def target_logp(sel: torch.Tensor, out: Any) -> torch.Tensor:
-        """The fused log-probability of each row's target (one the list cannot offer: -30)."""
-        lp = out.fused.gather(1, targets[sel].clamp(min=0)[:, None])[:, 0]
-        return torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -30.0))
-
-    head = [p for n_, p in scorer.named_parameters() if not n_.startswith("encoder.")]
-    held_out = [head_inputs(val[s : s + 512]) for s in range(0, val.size, 512)]  # built once
-    scored = bool(val.size) and bool(f["ok"][torch.from_numpy(val).to(device)].any())
-
-    def held_out_nll() -> float:
-        """Mean :math:`-\\log p(y)` of the fused list over the held-out cases."""
-        total, n = 0.0, 0
-        with torch.no_grad():
-            for sel, args in held_out:
-                ok = f["ok"][sel]
-                total += float(-(target_logp(sel, scorer.head(*args))[ok]).sum())
-                n += int(ok.sum())
-        return total / n
-
-    def fit_head(start: float | None = None) -> tuple[int, float | None]:
-        """Adam on the fused cross-entropy of the fit cases for ``gate_epochs`` passes;
-        keeps the parameters of the pass (0 = the start, whose held-out loss is ``start``
-        when given) with the lowest held-out loss. Without scorable held-out cases: the
-        last pass, no loss."""
-        opt = torch.optim.Adam(head, lr=cfg.gate_lr)
-        best = (held_out_nll() if start is None else start) if scored else float("inf")
-        best_pass = 0
-        best_state = [p.detach().clone() for p in head]
-        for n_pass in range(1, cfg.gate_epochs + 1):
-            shuffled = fit[rng.permutation(fit.size)]
-            for s in range(0, fit.size, 512):
-                sel, args = head_inputs(shuffled[s : s + 512])
-                ok = f["ok"][sel]
-                if not bool(ok.any()):
-                    continue
-                loss = -(target_logp(sel, scorer.head(*args))[ok]).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
-            if not scored:
-                best_pass = n_pass
-                continue
-            score = held_out_nll()
-            if score < best:
-                best, best_pass = score, n_pass
-                best_state = [p.detach().clone() for p in head]
-        if scored:
-            with torch.no_grad():
-                for p, kept in zip(head, best_state, strict=True):
-                    p.copy_(kept)
-        return best_pass, best if scored else None
-
-    fitted: dict[str, float] = {}
-
-    def record(prefix: str, result: tuple[int, float | None]) -> None:
-        fitted[f"{prefix}passes"] = result[0]
-        if result[1] is not None:
-            fitted[f"{prefix}nll"] = result[1]
-
-    if long is not None and fit.size and cfg.gate_epochs:
-        if scorer.gate_kind == "learned":
-            # the best single weight first; the per-user gate starts from it and moves away
-            # only as far as the held-out cases agree (it over-fits small data otherwise)
-            # (a warm start's gate is refitted too: the calibration cases are new each refresh)
-            scorer.gate_kind = "fixed"
-            try:
-                record("constant_", fit_head())
-            finally:
-                scorer.gate_kind = "learned"
-            scorer.gate.start_at(float(scorer.fixed_logit.detach()))
-            # pass 0 is that constant, whatever the last bit of a vectorised sigmoid says
-            record("", fit_head(start=fitted.get("constant_nll")))
-        else:
-            record("", fit_head())
-    for p in scorer.encoder.parameters():
-        p.requires_grad_(True)
-    scorer.eval()
-    out_metrics: dict[str, dict[str, float]] = {}
-    if val.size:
-        parts: dict[str, list[npt.NDArray[np.float64]]] = {"fused": [], "short_only": [],
-                                                            "long_only": []}  # fmt: skip
-        weights: list[npt.NDArray[np.float32]] = []
-        with torch.no_grad():
-            for sel, args in held_out:
-                lp = scorer.head(*args)
-                t = targets[sel].cpu()
-                ok = f["ok"][sel].cpu()
-                parts["fused"].append(_ndcg_of(lp.fused.cpu(), torch.where(ok, t, -1)))
-                parts["short_only"].append(_ndcg_of(lp.short.cpu(), torch.where(ok, t, -1)))
-                parts["long_only"].append(_ndcg_of(lp.long.cpu(), torch.where(ok, t, -1)))
-                weights.append(lp.long_weight.cpu().numpy())
-        for name, v in parts.items():
-            out_metrics[name] = {"ndcg@10": float(np.concatenate(v).mean()),
-                                 "cases": float(val.size)}  # fmt: skip
-        out_metrics["gate_fit"] = fitted
-        w = np.concatenate(weights)
-        out_metrics["long_weight"] = {"mean": float(w.mean()), "p10": float(np.quantile(w, 0.1)),
-                                      "p90": float(np.quantile(w, 0.9))}  # fmt: skip
-    return out_metrics

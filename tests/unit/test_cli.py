@@ -17,7 +17,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 import lsi.kafka.clients
-from lsi.cli.main import main, parse_duration
+from lsi.cli.common import parse_duration
+from lsi.cli.main import main
 from lsi.cli.present import format_recommendation
 from lsi.config import Settings
 from lsi.errors import BrokerError, LsiError

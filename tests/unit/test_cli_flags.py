@@ -229,8 +229,8 @@ def test_bench_pipeline_flags_reach_its_options(
     full = seen.calls[1]
     assert (full.dataset, full.events, full.live_events, full.rate) == ("ml-1m", 200_000, 20_000,
                                                                         1000.0)  # fmt: skip
-    assert full.out == Path("benchmarks/results/pipeline") and full.model
-    assert full.catalogue == Path("benchmarks/results/catalogue")
+    assert full.out == Path("benchmarks/results/current/pipeline") and full.model
+    assert full.catalogue == Path("benchmarks/results/current/catalogue")
     # --quick shrinks every size; a flag given with it still wins
     assert main(["bench", "pipeline", "--quick", "--rate", "300"]) == 0
     quick = seen.calls[2]
@@ -346,6 +346,34 @@ def test_bench_faults_flags_reach_its_options(
     assert (o.restore_users, o.wait_s, o.out, o.name) == (7, 30.0, out, "ci")
     assert main(argv) == 1  # a failed run exits 1 and says where the logs are
     assert f"worker logs kept in {tmp_path / 'kept'}" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[:-4]) == 1  # no --out (nor --name): the options dataclass's folder
+    assert seen.calls[-1].out == lsi.bench.faults.FaultBenchOptions().out
+
+
+def test_bench_help_names_the_report_folders_of_the_options_dataclasses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A benchmark's ``--out`` (and the pipeline's ``--catalogue``) left out is its options
+    dataclass's default: the help says which, read from the dataclass when it is printed."""
+    import lsi.bench.catalogue
+    import lsi.bench.refresh
+
+    pipeline = lsi.bench.PipelineBenchOptions()
+    expected = {
+        "pipeline": [f"report folder (default {pipeline.out})",
+                     f"report to include (default {pipeline.catalogue})"],
+        "accuracy": [f"report folder (default {lsi.bench.accuracy.AccuracyOptions().out})"],
+        "refresh": [f"report folder (default {lsi.bench.refresh.RefreshBenchOptions().out})"],
+        "catalogue": [f"report folder (default {lsi.bench.catalogue.DEFAULT_OUT})"],
+    }  # fmt: skip
+    for bench, texts in expected.items():
+        with pytest.raises(SystemExit) as info:
+            main(["bench", bench, "--help"])
+        assert info.value.code == 0
+        shown = " ".join(capsys.readouterr().out.split())  # as if the help were not wrapped
+        for text in texts:
+            assert text in shown, f"bench {bench}: {text!r} not in its help"
 
 
 # -- demo / refresh loop -------------------------------------------------------------------

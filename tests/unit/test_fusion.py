@@ -896,14 +896,14 @@ def test_training_serves_the_encoder_alone_when_the_gate_ranks_held_out_cases_lo
     import models.training.sequence as ts
 
     t = trained
-    fit = ts._fit_gate
+    fit = ts.fit_gate
 
     def worse_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
         out = fit(*args, **kwargs)
         out["fused"]["ndcg@10"] = out["short_only"]["ndcg@10"] - 0.01
         return out
 
-    monkeypatch.setattr(ts, "_fit_gate", worse_gate)
+    monkeypatch.setattr(ts, "fit_gate", worse_gate)
     r = train_sequence(t.log, t.cal_rows, t.long, replace(t.cfg, epochs=2, eval_every=2))
     choice = r.validation["gate_choice"]
     assert choice["serves"] == "encoder alone" and r.model.config["gate"] == "off"
@@ -914,7 +914,7 @@ def test_training_serves_the_encoder_alone_when_the_gate_ranks_held_out_cases_lo
 
 
 def test_the_gate_serves_when_it_ranks_held_out_cases_at_least_as_well() -> None:
-    from models.training.sequence import choose_gate
+    from models.training.gate import choose_gate
 
     tie = {"fused": {"ndcg@10": 0.2}, "short_only": {"ndcg@10": 0.2}}
     assert choose_gate(tie) == {**choose_gate(tie), "serves": "gate"}  # type: ignore[dict-item]

@@ -49,3 +49,20 @@ def test_listing_snapshots_loads_no_torch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, check=True,
                          capture_output=True, text=True, timeout=180)  # fmt: skip
     assert "no snapshots in" in out.stdout
+
+
+def test_the_command_line_help_loads_no_benchmark_kafka_client_or_torch() -> None:
+    """``lsi --help`` and ``lsi bench --help`` build every group's flags; a benchmark's help
+    names its options dataclass's report folder, read only when that benchmark's own help is
+    printed (:class:`lsi.cli.common.LateHelp`)."""
+    code = (
+        "import contextlib, io, sys; from lsi.cli.main import main\n"
+        "for argv in (['--help'], ['bench', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "print(' '.join(m for m in ('lsi.bench', 'aiokafka', 'kafka', 'faust', 'torch')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True,
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert out.stdout.split() == []

@@ -127,7 +127,7 @@ def test_metrics_agree_with_torchmetrics_without_ties() -> None:
 
 def test_the_encoders_early_stopping_uses_the_same_rule() -> None:
     torch = pytest.importorskip("torch")
-    from models.training.sequence import _ndcg_of
+    from models.training.gate import logprob_ndcg
 
     inf = math.inf
     logp = torch.tensor(
@@ -140,7 +140,7 @@ def test_the_encoders_early_stopping_uses_the_same_rule() -> None:
     )
     targets = torch.tensor([2, 0, 2, -1])
     want = ndcg_at_k([1.5, 2.0, inf, inf], 10)
-    np.testing.assert_allclose(_ndcg_of(logp, targets), want)
+    np.testing.assert_allclose(logprob_ndcg(logp, targets), want)
     row = logp[0].numpy()
     assert rank_in_row(row, 2) == 1.5
 
