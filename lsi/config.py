@@ -24,7 +24,7 @@ from lsi.core.stats import StatsConfig
 from lsi.errors import ConfigError
 from lsi.wire.validation import Limits
 
-__all__ = ["Settings"]
+__all__ = ["SECTIONS", "Settings", "render_markdown", "setting", "write_markdown"]
 
 _OTHER_PREFIXES = ("LSI_KAFKA_", "LSI_TEST_")  # the broker's and the tests' own (but see below)
 #: read elsewhere: by lsi.evaluation.datasets, and by ``lsi report`` / ``lsi monitoring`` (lsi.cli.monitoring)
@@ -35,187 +35,331 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+#: the sections of :class:`Settings`, in the order ``docs/configuration.md`` shows them
+SECTIONS: dict[str, str] = {
+    "kafka": "Kafka connection",
+    "topics": "Topics",
+    "worker": "Worker",
+    "engine": "Scoring and emission",
+    "refresh": "Model store and refresh",
+    "long_term": "Long-term model",
+    "sequence": "Sequence encoder and gate",
+}
+
+
+def setting(default: Any, help: str, *, section: str, shown: str | None = None,
+            choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:  # fmt: skip
+    """One :class:`Settings` field: its ``default``, its ``help`` (Markdown, as
+    ``docs/configuration.md`` shows it), its ``section`` (:data:`SECTIONS`), how the page
+    shows a default that is not a plain value (``shown``, e.g. ``(system CAs)``), the values
+    it accepts when they are few (``choices``; :meth:`Settings.__post_init__` checks them, a
+    flag offers them) and whether it is ``secret`` (left out of ``repr``, never a flag)."""
+    if section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}")
+    return field(default=default, repr=not secret,
+                 metadata={"help": help, "section": section, "shown": shown, "choices": choices,
+                           "secret": secret})  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Settings of a worker (and of the tools that talk to it).
+    """Settings of a worker (and of the tools that talk to it): every ``LSI_*`` variable lsi
+    reads, declared once.
 
-    Attributes:
-        app_id: Faust application id: the consumer group and the prefix of internal topics.
-        brokers: Kafka bootstrap servers, ``host:port[,host:port]``.
-        kafka_security_protocol: how every Kafka client of lsi connects: ``PLAINTEXT``,
-            ``SSL`` (TLS), ``SASL_PLAINTEXT`` or ``SASL_SSL`` (SASL over TLS; see
-            :mod:`lsi.kafka.security`).
-        kafka_sasl_mechanism: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` (SASL only).
-        kafka_sasl_username: the SASL principal's name.
-        kafka_sasl_password: its password; set it in the environment only
-            (``LSI_KAFKA_SASL_PASSWORD``): no command-line flag takes it, and it is left out of
-            the settings' ``repr`` and of every message lsi prints.
-        kafka_ssl_cafile: PEM file of the CA(s) that signed the brokers' certificates (empty:
-            the system's trusted CAs).
-        kafka_ssl_certfile / kafka_ssl_keyfile: the client's own certificate chain and
-            private key (PEM), for brokers that require TLS client authentication; the key
-            may also be in the certificate file.
-        kafka_ssl_check_hostname: verify that a broker's certificate names the host
-            connected to (on by default; turn off only for a test CA).
-        replication_factor: replicas of every topic lsi creates (its own topics, the tables'
-            changelogs, Faust's internal topics); 3 on a production cluster.
-        min_insync_replicas: ``min.insync.replicas`` of those topics: with ``acks=all``, a
-            write succeeds only once this many replicas have it (2 with a replication
-            factor of 3: one broker can fail without losing or refusing writes).
-        partitions: partitions of every lsi topic (events, their re-key hop, the log,
-            outputs, tables).
-        data_dir: where the worker keeps its RocksDB tables.
-        web_host: address the worker advertises to the other workers (they forward
-            ``/recommendations`` requests for users it owns to it) and, unless ``web_bind``
-            is set, binds. ``auto`` means this host's own address (a container's IP).
-        web_bind: address to bind instead (e.g. ``0.0.0.0`` in a container).
-        web_port: its port.
-        events_topic / interactions_topic / recommendations_topic / dlq_topic /
-        item_deltas_topic: topic names.
-        session_timeout_s: how long the group waits for a silent worker before its partitions
-            move to the others (a killed worker's partitions resume after this).
-        batch_max: most events in one micro-batch.
-        batch_within_s: longest wait to fill a batch (a wait every event of a quiet stream
-            pays; under load batches fill before it ends).
-        emit_policy: ``event``, ``batch``, ``interval`` or ``request`` (see :mod:`lsi.core.engine`).
-        emit_interval_s: the interval of the ``interval`` policy.
-        top_k: length of each emitted list.
-        max_event_bytes: largest accepted event.
-        max_future_s: tolerated clock skew of event timestamps.
-        recent_n: interactions kept per user.
-        session_gap_s: inactivity that starts a new session.
-        pop_half_life_s: half-life of trending popularity.
-        covis_half_life_s: half-life of co-visitation weights.
-        trending_weight: share of trending in the short-term score.
-        filter_seen: drop the user's recent items from their lists.
-        scorer: ``fused``, ``long_only`` or ``short_only`` (:mod:`lsi.core.scoring`).
-        long_weight: weight of the long-term score in ``fused`` mode.
-        models_dir: the snapshot store (shared by the refresh job and every worker).
-        models_topic: where new live versions are announced (compacted, one partition).
-        models_keep: snapshot versions kept on disk.
-        promote_margin: a candidate whose validation NDCG@10 is below the live one's by more
-            than this fraction is not promoted.
-        refresh_device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        refresh_half_life_days: time-decay half-life of the graph's edge weights.
-        refresh_valid_cases: users held out (newest interaction) to validate a refresh.
-        refresh_metrics_port: where ``lsi refresh --every`` serves ``/metrics``.
-        refresh_sequence: train the short-term encoder and the gate with the long-term model
-            (off: snapshots carry the long-term vectors only, and the statistics scorer
-            serves the short-term side).
-        sequence_encoder: ``attention`` or ``gru``.
-        sequence_max_len: the encoder's window (at most ``recent_n``).
-        sequence_windows: train on each user's ``last`` window or on ``all`` of their
-            history in consecutive windows.
-        sequence_precision: ``fp32``, or ``bf16`` (the encoder's training steps under
-            bfloat16 autocast; faster on CPUs with AMX and on recent GPUs).
-        sequence_epochs: most epochs of a cold encoder training (early stopping).
-        sequence_budget_s: most seconds of encoder training per refresh (the best weights
-            so far are kept).
-        sequence_negatives: 0 = full-softmax loss; N = sampled softmax against N items.
-        sequence_lr_schedule: the encoder's learning rate, ``constant`` or ``cosine``
-            (falling to 0 over ``sequence_epochs``, or the warm epochs when continuing).
-        sequence_ema_decay: 0 = off; :math:`\\beta \\in (0, 1)`: the snapshot carries a
-            moving average of the encoder's weights (decay :math:`\\beta` per step), which
-            early stopping also evaluates.
-        sequence_balanced_init: a cold start draws the position, event-type and time-gap
-            embeddings at the item rows' scale (std ``dim**-0.5``) instead of N(0, 1) (on by
-            default: the encoder learns in 5–10 epochs what took 25–60 without it, on
-            ML-1M and Beauty; ``lsi bench accuracy`` keeps it opt-in, ``--balanced-init``, so
-            that the committed reports made before it still reproduce).
-        sequence_dim, sequence_layers, sequence_heads: the encoder's width, blocks and
-            attention heads (``dim`` a multiple of ``heads``; item rows start from the
-            long-term item vectors when ``dim`` equals the long-term model's).
+    Each field is one variable, ``LSI_`` + its name in capitals, with its default, its
+    section (:data:`SECTIONS`) and its help text (field metadata, :func:`setting`). From these
+    declarations come the environment parsing (:meth:`from_env`), the command-line flags that
+    override a setting (:func:`lsi.cli.common.add_setting_flags`, with the environment's type
+    coercion) and the tables of ``docs/configuration.md`` (:func:`render_markdown`; a test
+    checks the page is what it renders).
     """
 
-    app_id: str = "lsi"
-    brokers: str = "127.0.0.1:9092"
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = "PLAIN"
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: str = field(default="", repr=False)
-    kafka_ssl_cafile: str = ""
-    kafka_ssl_certfile: str = ""
-    kafka_ssl_keyfile: str = ""
-    kafka_ssl_check_hostname: bool = True
-    replication_factor: int = 1
-    min_insync_replicas: int = 1
-    partitions: int = 8
-    data_dir: Path = Path("var/worker")
-    web_host: str = "127.0.0.1"
-    web_bind: str = ""
-    web_port: int = 6066
-    events_topic: str = "lsi.events"
-    interactions_topic: str = "lsi.interactions"
-    recommendations_topic: str = "lsi.recommendations"
-    dlq_topic: str = "lsi.events.dlq"
-    item_deltas_topic: str = "lsi.item-deltas"
-    session_timeout_s: float = 30.0
-    batch_max: int = 500
-    batch_within_s: float = 0.03
-    emit_policy: str = "batch"
-    emit_interval_s: float = 5.0
-    top_k: int = 20
-    max_event_bytes: int = 16 * 1024
-    max_future_s: float = 300.0
-    recent_n: int = 200
-    session_gap_s: float = 1800.0
-    pop_half_life_s: float = 3 * 86400.0
-    covis_half_life_s: float = 30 * 86400.0
-    trending_weight: float = 0.1
-    filter_seen: bool = True
-    scorer: str = "fused"
-    long_weight: float = 0.5
-    models_dir: Path = Path("var/models")
-    models_topic: str = "lsi.models"
-    models_keep: int = 5
-    promote_margin: float = 0.05
-    refresh_device: str = "auto"
-    refresh_half_life_days: float = 365.0
-    refresh_valid_cases: int = 5000
-    refresh_metrics_port: int = 9108
-    refresh_sequence: bool = True
-    sequence_encoder: str = "attention"
-    sequence_max_len: int = 200
-    sequence_windows: str = "last"
-    sequence_precision: str = "fp32"
-    sequence_epochs: int = 200
-    sequence_budget_s: float = 900.0
-    sequence_negatives: int = 0
-    sequence_lr_schedule: str = "constant"
-    sequence_ema_decay: float = 0.0
-    sequence_balanced_init: bool = True
-    sequence_dim: int = 64
-    sequence_layers: int = 2
-    sequence_heads: int = 2
+    # -- kafka -----------------------------------------------------------------------------------
+    brokers: str = setting(
+        "127.0.0.1:9092", "Kafka bootstrap servers, `host:port[,host:port]`.", section="kafka"
+    )
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT",
+        "How every lsi client connects to Kafka: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` ([docs/operations.md](operations.md#security)).",
+        section="kafka",
+        choices=SECURITY_PROTOCOLS,
+    )
+    kafka_sasl_mechanism: str = setting(
+        "PLAIN",
+        "`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL protocols only).",
+        section="kafka",
+        choices=SASL_MECHANISMS,
+    )
+    kafka_sasl_username: str = setting(
+        "", "The SASL user; required by the SASL protocols.", section="kafka", shown="(empty)"
+    )
+    kafka_sasl_password: str = setting(
+        "",
+        "The SASL user's password: from the environment only (no flag), never printed.",
+        section="kafka",
+        shown="(empty)",
+        secret=True,
+    )
+    kafka_ssl_cafile: str = setting(
+        "",
+        "PEM file of the CA(s) that signed the brokers' certificates (`SSL`, `SASL_SSL`).",
+        section="kafka",
+        shown="(system CAs)",
+    )
+    kafka_ssl_certfile: str = setting(
+        "",
+        "The client's certificate chain (PEM), for brokers that require client certificates.",
+        section="kafka",
+        shown="(empty)",
+    )
+    kafka_ssl_keyfile: str = setting(
+        "",
+        "The client's private key (PEM), unless the certificate file holds it.",
+        section="kafka",
+        shown="(empty)",
+    )
+    kafka_ssl_check_hostname: bool = setting(
+        True, "Check that a broker's certificate names the host connected to.", section="kafka"
+    )
+    replication_factor: int = setting(
+        1,
+        "Replicas of every topic lsi and Faust create (3 on a production cluster).",
+        section="kafka",
+    )
+    min_insync_replicas: int = setting(
+        1,
+        "`min.insync.replicas` of the topics lsi creates, at most `LSI_REPLICATION_FACTOR` (2 with 3 replicas).",
+        section="kafka",
+    )
+    partitions: int = setting(
+        8,
+        "Partitions of every lsi topic and table. This bounds the number of busy workers.",
+        section="kafka",
+    )
+    # -- topics ----------------------------------------------------------------------------------
+    events_topic: str = setting(
+        "lsi.events",
+        "Input events. Its name + `.rekeyed` (`lsi.events.rekeyed`) is the internal topic of the events that arrive off their user's murmur2 partition; it is not configured separately.",
+        section="topics",
+    )
+    interactions_topic: str = setting(
+        "lsi.interactions",
+        "The interaction log: every event the workers learned, once (again after a crash), canonical JSON, key `user_id`, header `lsi-src`; kept forever. The refresh job trains on it and its drift monitor follows it; no worker reads it.",
+        section="topics",
+    )
+    recommendations_topic: str = setting("lsi.recommendations", "Output lists.", section="topics")
+    dlq_topic: str = setting("lsi.events.dlq", "Dead letters.", section="topics")
+    item_deltas_topic: str = setting(
+        "lsi.item-deltas", "Internal: item-keyed statistics increments.", section="topics"
+    )
+    models_topic: str = setting(
+        "lsi.models",
+        "Where promoted versions are announced (one compacted partition).",
+        section="topics",
+    )
+    # -- worker ----------------------------------------------------------------------------------
+    app_id: str = setting(
+        "lsi",
+        "Faust app id: the consumer group and the prefix of internal topics (`<app_id>-<table>-changelog`).",
+        section="worker",
+    )
+    data_dir: Path = setting(
+        Path("var/worker"),
+        "The worker's RocksDB tables (relative to the working directory).",
+        section="worker",
+    )
+    web_host: str = setting(
+        "127.0.0.1",
+        "Address the worker advertises to the other workers, which forward `/recommendations` requests for its users to it; also the bind address unless `LSI_WEB_BIND` is set. `auto` = this host's own IP (what compose uses).",
+        section="worker",
+    )
+    web_bind: str = setting(
+        "",
+        "Address to bind instead of `LSI_WEB_HOST`, e.g. `0.0.0.0` in a container.",
+        section="worker",
+        shown="(empty)",
+    )
+    web_port: int = setting(
+        6066,
+        "The worker's HTTP port: `/recommendations/{user}/`, `/metrics`, `/healthz`.",
+        section="worker",
+    )
+    session_timeout_s: float = setting(
+        30.0,
+        "How long the group waits for a silent worker before moving its partitions.",
+        section="worker",
+    )
+    batch_max: int = setting(
+        500, "Most records per micro-batch (the item-stats agent uses the same).", section="worker"
+    )
+    batch_within_s: float = setting(
+        0.03,
+        "Longest wait to fill a batch: at a low rate every event waits up to this long before it is learned and scored; under load batches fill (`LSI_BATCH_MAX`) before it ends. Shorter windows cut latency and cost throughput: Faust hands a take about 50 events per 10 ms, so a drain of 100k ML-1M events ran at 1.8k / 2.8k / 3.0k / 3.1k events/s with 10 / 20 / 30 / 50 ms. Item statistics fold every 200 ms at most, so they lag the stream by up to that.",
+        section="worker",
+    )
+    # -- engine ----------------------------------------------------------------------------------
+    emit_policy: str = setting(
+        "batch",
+        "`event`, `batch`, `interval` or `request` (see [docs/architecture.md](architecture.md#emission-policies)).",
+        section="engine",
+        choices=EMIT_POLICIES,
+    )
+    emit_interval_s: float = setting(
+        5.0, "The interval of the `interval` policy.", section="engine"
+    )
+    top_k: int = setting(20, "Length of each list.", section="engine")
+    max_event_bytes: int = setting(16 * 1024, "Largest accepted event.", section="engine")
+    max_future_s: float = setting(
+        300.0, "How far `ts` may be ahead of the worker clock.", section="engine"
+    )
+    recent_n: int = setting(
+        200, "Interactions kept per user (the sequence encoder's input).", section="engine"
+    )
+    session_gap_s: float = setting(
+        1800.0, "Inactivity (in event time) that starts a new session.", section="engine"
+    )
+    pop_half_life_s: float = setting(
+        3 * 86400.0,
+        "Half-life of trending popularity, in event time.",
+        section="engine",
+        shown="`259200` (3 days)",
+    )
+    covis_half_life_s: float = setting(
+        30 * 86400.0,
+        "Half-life of co-visitation weights, in event time.",
+        section="engine",
+        shown="`2592000` (30 days)",
+    )
+    trending_weight: float = setting(
+        0.1, "Share β of trending in the short-term score.", section="engine"
+    )
+    filter_seen: bool = setting(
+        True, "Drop the user's recent items from their lists.", section="engine"
+    )
+    scorer: str = setting(
+        "fused",
+        "`fused` (the learned gate), `long_only` or `short_only` (see [docs/fused.md](fused.md#serving)).",
+        section="engine",
+        choices=SCORING_MODES,
+    )
+    long_weight: float = setting(
+        0.5,
+        "Statistics scorer only (snapshots without an encoder): the fixed weight of the long-term score in `fused` mode.",
+        section="engine",
+    )
+    # -- refresh ---------------------------------------------------------------------------------
+    models_dir: Path = setting(
+        Path("var/models"),
+        "The snapshot store, shared by the refresh job and every worker (a shared volume in compose).",
+        section="refresh",
+    )
+    models_keep: int = setting(
+        5, "Versions kept on disk (plus the live one and the rollback target).", section="refresh"
+    )
+    promote_margin: float = setting(
+        0.05,
+        "A candidate whose validation NDCG@10 is more than this fraction below the live one's is not promoted.",
+        section="refresh",
+    )
+    refresh_device: str = setting(
+        "auto",
+        "`auto` (CUDA when torch sees a GPU), `cpu` or `cuda`.",
+        section="refresh",
+        choices=("auto", "cpu", "cuda"),
+    )
+    refresh_valid_cases: int = setting(
+        5000,
+        "Users whose newest interaction is held out to validate a refresh and calibrate the gate.",
+        section="refresh",
+    )
+    refresh_metrics_port: int = setting(
+        9108,
+        "Where `lsi refresh --every …` serves `/metrics` (bound to `LSI_WEB_BIND`, else 127.0.0.1).",
+        section="refresh",
+    )
+    refresh_sequence: bool = setting(
+        True, "Train the sequence encoder and the gate into each snapshot.", section="refresh"
+    )
+    # -- long_term -------------------------------------------------------------------------------
+    refresh_half_life_days: float = setting(
+        365.0, "Time-decay half-life of the graph's edge weights.", section="long_term"
+    )
+    # -- sequence --------------------------------------------------------------------------------
+    sequence_encoder: str = setting(
+        "attention",
+        "`attention` (causal self-attention) or `gru`.",
+        section="sequence",
+        choices=("attention", "gru"),
+    )
+    sequence_max_len: int = setting(
+        200, "The encoder's window (at most `LSI_RECENT_N`).", section="sequence"
+    )
+    sequence_windows: str = setting(
+        "last",
+        "Train the encoder on each user's `last` window, or on `all` of their history cut into consecutive windows (every event a target once; epochs take longer).",
+        section="sequence",
+        choices=("last", "all"),
+    )
+    sequence_precision: str = setting(
+        "fp32",
+        "`bf16`: the encoder's training steps run under bfloat16 autocast (matrix products in bfloat16; weights, optimizer state, softmax and loss in float32). Faster on CPUs with AMX / AVX512-BF16 and on recent GPUs, slower where bfloat16 is emulated. Serving stays float32.",
+        section="sequence",
+        choices=("fp32", "bf16"),
+    )
+    sequence_epochs: int = setting(
+        200,
+        "Most epochs of a cold encoder training (early stopping on held-out cases).",
+        section="sequence",
+    )
+    sequence_budget_s: float = setting(
+        900.0,
+        "Most seconds of encoder training per refresh (`lsi demo` uses 60).",
+        section="sequence",
+    )
+    sequence_negatives: int = setting(
+        0,
+        "0: full-softmax loss; N: sampled softmax against N uniformly drawn items (for large catalogues on CPU).",
+        section="sequence",
+    )
+    sequence_lr_schedule: str = setting(
+        "constant",
+        "The encoder's learning rate: `constant`, or `cosine`, falling per step to 0 along half a cosine over `LSI_SEQUENCE_EPOCHS` (a warm refresh: over its warm epochs). A time budget that ends training first cuts the schedule short.",
+        section="sequence",
+        choices=("constant", "cosine"),
+    )
+    sequence_ema_decay: float = setting(
+        0.0,
+        "0: off. β in (0, 1): the snapshot carries a moving average of the encoder's weights, updated after every step with decay β (its horizon about 1/(1−β) steps), and early stopping evaluates that average rather than the last step's weights.",
+        section="sequence",
+    )
+    sequence_balanced_init: bool = setting(
+        True,
+        "A cold start draws the encoder's position, event-type and time-gap embeddings at the item rows' scale (std `dim**-0.5`) instead of PyTorch's N(0, 1), whose rows are √dim times longer than an item's and drown it at the input. On Beauty's validation items the encoder alone went from 0.0418 to 0.0510 NDCG@10, its best epoch from 60 to 10; on ML-1M its calibration NDCG@10 reached at epoch 5 what took 25 epochs without (docs/benchmarks.md). `false`: PyTorch's init, as before. Training only: serving reads the trained weights either way. `lsi bench accuracy` trains with it too (`--no-balanced-init` repeats a report made without it).",
+        section="sequence",
+    )
+    sequence_dim: int = setting(
+        64,
+        "The encoder's width. Equal to the long-term model's (64), its item rows start from the long-term item vectors; otherwise at random, and the gate projects the long-term vector.",
+        section="sequence",
+    )
+    sequence_layers: int = setting(2, "Self-attention blocks.", section="sequence")
+    sequence_heads: int = setting(
+        2, "Attention heads per block (`LSI_SEQUENCE_DIM` must be a multiple).", section="sequence"
+    )
 
     def __post_init__(self) -> None:
-        if self.emit_policy not in EMIT_POLICIES:
-            raise ConfigError(
-                f"emit_policy must be one of {', '.join(EMIT_POLICIES)}, got {self.emit_policy!r}"
-            )
+        for f in fields(self):
+            choices, value = f.metadata["choices"], getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{f.name} (LSI_{f.name.upper()}) must be one of "
+                                  f"{', '.join(choices)}, got {value!r}")  # fmt: skip
         for name in ("partitions", "batch_max", "top_k", "max_event_bytes", "recent_n"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.scorer not in SCORING_MODES:
-            raise ConfigError(f"scorer must be one of {', '.join(SCORING_MODES)}, "
-                              f"got {self.scorer!r}")  # fmt: skip
         if not 0.0 <= self.long_weight <= 1.0:
             raise ConfigError(f"long_weight must be in [0, 1], got {self.long_weight}")
-        if self.refresh_device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(
-                f"refresh_device must be auto, cpu or cuda, got {self.refresh_device!r}"
-            )
         if self.refresh_half_life_days <= 0 or self.refresh_valid_cases < 1:
             raise ConfigError("refresh_half_life_days must be > 0 and refresh_valid_cases >= 1")
-        if self.sequence_encoder not in ("attention", "gru"):
-            raise ConfigError(f"sequence_encoder must be attention or gru, got "
-                              f"{self.sequence_encoder!r}")  # fmt: skip
-        if self.sequence_windows not in ("last", "all"):
-            raise ConfigError(f"sequence_windows must be last or all, got "
-                              f"{self.sequence_windows!r}")  # fmt: skip
-        if self.sequence_precision not in ("fp32", "bf16"):
-            raise ConfigError(f"sequence_precision must be fp32 or bf16, got "
-                              f"{self.sequence_precision!r}")  # fmt: skip
         if min(self.sequence_dim, self.sequence_layers, self.sequence_heads) < 1 or (
             self.sequence_dim % self.sequence_heads
         ):
@@ -223,9 +367,6 @@ class Settings:
                               f"1, and sequence_dim a multiple of sequence_heads; got "
                               f"{self.sequence_dim}, {self.sequence_layers}, "
                               f"{self.sequence_heads}")  # fmt: skip
-        if self.sequence_lr_schedule not in ("constant", "cosine"):
-            raise ConfigError(f"sequence_lr_schedule must be constant or cosine, got "
-                              f"{self.sequence_lr_schedule!r}")  # fmt: skip
         if not 0.0 <= self.sequence_ema_decay < 1.0:
             raise ConfigError(f"sequence_ema_decay must be in [0, 1) (0: off), got "
                               f"{self.sequence_ema_decay!r}")  # fmt: skip
@@ -251,16 +392,6 @@ class Settings:
         The messages name the variables to set and never quote the password.
         """
         protocol = self.kafka_security_protocol
-        if protocol not in SECURITY_PROTOCOLS:
-            raise ConfigError(
-                f"kafka_security_protocol (LSI_KAFKA_SECURITY_PROTOCOL) must be one of "
-                f"{', '.join(SECURITY_PROTOCOLS)}, got {protocol!r}"
-            )
-        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
-            raise ConfigError(
-                f"kafka_sasl_mechanism (LSI_KAFKA_SASL_MECHANISM) must be one of "
-                f"{', '.join(SASL_MECHANISMS)}, got {self.kafka_sasl_mechanism!r}"
-            )
         user = {"LSI_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
                 "LSI_KAFKA_SASL_PASSWORD": self.kafka_sasl_password}  # fmt: skip
         if protocol.startswith("SASL_"):
@@ -415,3 +546,44 @@ def _coerce(var: str, raw: str, kind: type) -> Any:
         return raw
     except ValueError:
         raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+
+
+#: the markers around the generated part of ``docs/configuration.md``
+DOC_BEGIN = "<!-- generated from lsi/config.py by `lsi settings --write docs/configuration.md`; edit the settings there -->"
+DOC_END = "<!-- end of generated settings -->"
+
+
+def shown_default(value: Any) -> str:
+    """A default as the page writes it: booleans as ``true``/``false``, whole floats bare."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def render_markdown() -> str:
+    """The settings' tables, one per section, as ``docs/configuration.md`` shows them."""
+    out: list[str] = []
+    for key, title in SECTIONS.items():
+        rows = [f for f in fields(Settings) if f.metadata["section"] == key]
+        out += [f"### {title}", "", "| variable | default | meaning |", "|---|---|---|"]
+        for f in rows:
+            meta = f.metadata
+            default = meta["shown"] or f"`{shown_default(f.default)}`"
+            out.append(f"| `LSI_{f.name.upper()}` | {default} | {meta['help']} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_markdown(path: Path) -> bool:
+    """Replace the generated part of the page at ``path``; ``True`` if it changed."""
+    text = path.read_text()
+    head, sep, rest = text.partition(DOC_BEGIN)
+    _, sep2, tail = rest.partition(DOC_END)
+    if not sep or not sep2:
+        raise ConfigError(f"{path} has no {DOC_BEGIN!r} … {DOC_END!r} block")
+    new = f"{head}{DOC_BEGIN}\n\n{render_markdown()}\n{DOC_END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,26 +14,41 @@ from lsi.errors import LsiError
 
 
 def settings_from(args: argparse.Namespace) -> Any:
-    """:class:`~lsi.config.Settings` from the environment, with the flags ``args`` has given."""
+    """:class:`~lsi.config.Settings` from the environment, with the setting flags ``args``
+    has given (:func:`add_setting_flags`; their values are coerced as the environment's)."""
     from lsi.config import Settings
 
-    overrides = {
-        "brokers": getattr(args, "brokers", None),
-        "web_port": getattr(args, "web_port", None),
-        "web_host": getattr(args, "web_host", None),
-        "data_dir": getattr(args, "data_dir", None),
-        "emit_policy": getattr(args, "emit_policy", None),
-        "models_dir": getattr(args, "models_dir", None),
-        "refresh_device": getattr(args, "device", None),
-    }
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
     return Settings.from_env(**overrides)
+
+
+def _plain(markdown: str) -> str:
+    """A setting's help as a flag shows it: its first sentence, without Markdown."""
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", markdown).replace("`", "")
+    return re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
+
+
+def add_setting_flags(sp: argparse.ArgumentParser, *names: str, **spelt: str) -> None:
+    """Flags that override the settings ``names`` (``web_port`` → ``--web-port``; ``spelt``
+    gives a flag another spelling: ``refresh_device="--device"``), each with the help, the
+    choices and the default the setting declares (:mod:`lsi.config`). Values are read as
+    strings and coerced by :meth:`~lsi.config.Settings.from_env`, as the environment's are."""
+    from lsi.config import Settings, shown_default
+
+    declared = {f.name: f for f in dataclasses.fields(Settings)}
+    for name in (*names, *spelt):
+        meta = declared[name].metadata
+        if meta["secret"]:
+            raise ValueError(f"{name} is read from the environment only")
+        shown = meta["shown"] or shown_default(declared[name].default)
+        sp.add_argument(spelt.get(name, "--" + name.replace("_", "-")), dest=name,
+                        choices=meta["choices"],
+                        help=f"{_plain(meta['help'])} (default $LSI_{name.upper()} or {shown})")  # fmt: skip
 
 
 def add_brokers(sp: argparse.ArgumentParser) -> None:
     """``--brokers``, of every command that talks to Kafka."""
-    sp.add_argument(
-        "--brokers", help="Kafka bootstrap servers (default $LSI_BROKERS or 127.0.0.1:9092)"
-    )
+    add_setting_flags(sp, "brokers")
 
 
 def at_least(minimum: int) -> Callable[[str], int]:

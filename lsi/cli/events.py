@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from lsi.cli.common import add_brokers, at_least, settings_from
+from lsi.cli.common import add_brokers, add_setting_flags, at_least, settings_from
 from lsi.errors import LsiError
 
 
@@ -50,8 +50,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rc.add_argument("--users", type=at_least(1), default=5, help="how many users to show")
     rc.add_argument("--top", type=at_least(1), default=10, help="items per list")
     rc.add_argument("--json", action="store_true", help="raw JSON records")
-    rc.add_argument("--web-port", type=int)
-    rc.add_argument("--web-host")
+    add_setting_flags(rc, "web_port", "web_host")
     rc.set_defaults(func=cmd_recs)
 
 

@@ -4,7 +4,8 @@ Each command group is a module of :mod:`lsi.cli` with its flags (``add_parser``)
 handler (``cmd_*``): :mod:`~lsi.cli.broker` (``lsi kafka``), :mod:`~lsi.cli.worker`,
 :mod:`~lsi.cli.events` (``replay``, ``publish``, ``recs``), :mod:`~lsi.cli.bench`,
 :mod:`~lsi.cli.refresh`, :mod:`~lsi.cli.snapshots` (``lsi models``),
-:mod:`~lsi.cli.monitoring` (``report``, ``monitoring``) and :mod:`~lsi.cli.demo_command`;
+:mod:`~lsi.cli.monitoring` (``report``, ``monitoring``), :mod:`~lsi.cli.demo_command` and
+:mod:`~lsi.cli.settings`;
 what they share is in :mod:`lsi.cli.common`. The handlers import what they run (torch, Faust,
 the Kafka clients) only when they run.
 
@@ -18,7 +19,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lsi.cli import bench, broker, demo_command, events, monitoring, refresh, snapshots, worker
+from lsi.cli import (
+    bench,
+    broker,
+    demo_command,
+    events,
+    monitoring,
+    refresh,
+    settings,
+    snapshots,
+    worker,
+)
 from lsi.errors import LsiError
 
 __all__ = ["main"]
@@ -41,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     snapshots.add_parser(sub)  # models
     monitoring.add_parser(sub)  # report, monitoring
     demo_command.add_parser(sub)  # demo
+    settings.add_parser(sub)
     return p
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lsi.cli.common import add_brokers, parse_duration, settings_from, train_config
+from lsi.cli.common import (
+    add_brokers,
+    add_setting_flags,
+    parse_duration,
+    settings_from,
+    train_config,
+)
 from lsi.errors import LsiError
 
 
@@ -17,9 +23,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     help="keep running: also refresh after this many new interactions")  # fmt: skip
     rf.add_argument("--drift", action="store_true",
                     help="keep running: also refresh when the online hit rate drifts (ADWIN)")  # fmt: skip
-    rf.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    add_setting_flags(rf, refresh_device="--device")
     rf.add_argument("--epochs", type=int, help="override the training epochs")
-    rf.add_argument("--models-dir", help="snapshot store (default $LSI_MODELS_DIR or var/models)")
+    add_setting_flags(rf, "models_dir")
     rf.add_argument("--quiet", action="store_true", help="no progress bars")
     rf.set_defaults(func=cmd_refresh)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from lsi.cli.common import add_brokers, settings_from
+from lsi.cli.common import add_brokers, add_setting_flags, settings_from
 from lsi.errors import LsiError
 
 
@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_brokers(md)
     md.add_argument("action", choices=["list", "promote", "rollback"])
     md.add_argument("version", nargs="?", help="the version to promote (e.g. v000003)")
-    md.add_argument("--models-dir", help="snapshot store (default $LSI_MODELS_DIR or var/models)")
+    add_setting_flags(md, "models_dir")
     md.add_argument("--json", action="store_true", help="list: raw manifests")
     md.add_argument("--no-announce", action="store_true",
                     help="change the store only (workers pick it up at their next start)")  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lsi.cli.common import add_brokers, settings_from
+from lsi.cli.common import add_brokers, add_setting_flags, settings_from
 from lsi.errors import LsiError
 
 
@@ -13,10 +13,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "worker", help="run a stream worker (events -> state, scores, log; item statistics)"
     )
     add_brokers(w)
-    w.add_argument("--web-port", type=int)
-    w.add_argument("--web-host")
-    w.add_argument("--data-dir")
-    w.add_argument("--emit-policy", choices=["event", "batch", "interval", "request"])
+    add_setting_flags(w, "web_port", "web_host", "data_dir", "emit_policy")
     w.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
     w.add_argument("--parent-pid", type=int, metavar="PID",
                    help="stop when process PID (the tool that started this worker) exits; "

@@ -66,6 +66,7 @@ DEMO = UNIT + "test_demo_flags_reach_its_options"
 REFRESH_LOOP = UNIT + "test_refresh_loop_flags_reach_the_job_and_the_loop"
 REPORT = UNIT + "test_report_metrics_flags_shape_the_queries"
 MONITORING = UNIT + "test_monitoring_check_flags_shape_the_queries"
+SETTINGS = "tests/unit/test_cli_settings.py::"
 CATALOGUE = (
     "tests/component/test_bench_catalogue.py::test_bench_catalogue_runs_from_the_command_line"
 )
@@ -126,6 +127,8 @@ TESTED: dict[str, tuple[str, ...]] = {
     "monitoring check": (MONITORING,), "monitoring --prometheus": (MONITORING,),
     "monitoring --rate-interval": (MONITORING,), "monitoring --dashboards": (MONITORING,),
     "monitoring --json": (MONITORING,),
+    "settings --markdown": (SETTINGS + "test_lsi_settings_markdown_is_the_rendered_page",),
+    "settings --write": (SETTINGS + "test_lsi_settings_write_regenerates_the_page",),
     **{f"demo {flag}": (DEMO, DEMO_LIVE) if flag in DEMO_LIVE_FLAGS else (DEMO,) for flag in (
         "--dataset", "--limit", "--rate", "--users", "--exit-when-done", "--keep-broker",
         "--refresh-after", "--no-prometheus")},
