@@ -66,3 +66,46 @@ class InvalidEvent(InvalidRecord):
 class TooLittleData(LsiError):
     """Too few interactions to train a part of a model yet; the message says what is missing.
     The refresh job then publishes what it could train (the long-term model) and says so."""
+
+
+class ClientError(LsiError):
+    """A call of the Python client (:mod:`lsi.client`) failed."""
+
+
+class WorkerUnavailable(ClientError):
+    """The worker answered 503 (or could not be reached) until the retry deadline passed.
+
+    Attributes:
+        url: the URL asked.
+        message: the worker's ``error`` message, or the connection error.
+    """
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"{url}: {message}")
+        self.url, self.message = url, message
+
+
+class RequestRejected(ClientError):
+    """The worker refused the request (``status`` 400 …) or, with ``status`` ``None``, the
+    client did, by the rule the worker applies (a user id no event could carry)."""
+
+    def __init__(self, url: str, status: int | None, message: str) -> None:
+        super().__init__(f"{url}: {status or 'not sent'}: {message}")
+        self.url, self.status, self.message = url, status, message
+
+
+class DeliveryFailed(ClientError):
+    """Events the broker did not acknowledge (``failed``), or did not acknowledge in time
+    (``pending``). ``errors``: ``(event_id, exception)`` of the failed ones."""
+
+    def __init__(self, topic: str, errors: list[tuple[str, BaseException]], pending: int) -> None:
+        parts = [f"{len(errors)} event(s) were not delivered"] if errors else []
+        if pending:
+            parts.append(f"{pending} event(s) not yet acknowledged when flush timed out")
+        first = f" (first: {errors[0][0]}: {errors[0][1]!r})" if errors else ""
+        super().__init__(f"{topic}: {' and '.join(parts)}{first}")
+        self.topic, self.errors, self.pending = topic, errors, pending
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)

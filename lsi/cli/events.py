@@ -124,16 +124,15 @@ def cmd_recs(args: argparse.Namespace) -> int:
 
         titles = item_titles(args.dataset)
     if args.user is not None and not args.follow:
-        import urllib.error
-        import urllib.request
+        from lsi.client import RecommendationsClient, WorkerUnavailable
 
-        url = f"{settings.web_url}/recommendations/{args.user}/"
+        # the Python client: the id URL-quoted, a 503 (the group is forming) retried briefly
         try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                rec = json.loads(resp.read())
-        except (urllib.error.URLError, OSError) as exc:
-            raise LsiError(f"cannot reach the worker at {settings.web_url} ({exc}): start it "
-                           "with `lsi worker`, or set LSI_WEB_HOST/LSI_WEB_PORT") from None  # fmt: skip
+            found = RecommendationsClient(settings.web_url, retry_for_s=3.0).recommend(args.user)
+        except WorkerUnavailable as exc:
+            raise LsiError(f"cannot reach the worker at {settings.web_url} ({exc.message}): "
+                           "start it with `lsi worker`, or set LSI_WEB_HOST/LSI_WEB_PORT") from None  # fmt: skip
+        rec = found.to_dict()
         print(json.dumps(rec) if args.json else format_recommendation(rec, titles, args.top))
         return 0
 

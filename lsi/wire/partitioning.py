@@ -7,7 +7,7 @@ pure (the offline evaluation and the core never load aiokafka through it).
 
 Kafka's ``Utils.murmur2`` (MurmurHash2, seed ``0x9747b28c``) over the key's bytes, as Java
 computes it in signed 32-bit ints; the partition is ``(h & 0x7fffffff) % partitions``
-(``Utils.toPositive``). ``tests/unit/test_partitioning_pure.py`` checks both against the
+(``Utils.toPositive``). ``tests/unit/wire/test_partitioning_pure.py`` checks both against the
 Kafka clients' own implementations.
 """
 

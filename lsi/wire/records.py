@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from lsi.errors import InvalidRecord
 
 __all__ = [
     "EVENT_TYPES",
@@ -30,6 +32,7 @@ __all__ = [
     "ScoredItem",
     "decode_bundle",
     "encode_bundle",
+    "parse_recommendation",
 ]
 
 #: Header of a re-keyed event and of an interaction-log record: ``<partition>:<offset>`` of
@@ -263,3 +266,82 @@ def encode_bundle(deltas: Mapping[str, ItemDelta]) -> bytes:
 
 def decode_bundle(raw: bytes) -> dict[str, ItemDelta]:
     return {k: ItemDelta.from_dict(d) for k, d in orjson.loads(raw).items()}
+
+
+_RECOMMENDATION_FIELDS = ("user_id", "ts", "model_version", "long_weight", "items", "short_term", "long_term",
+           "source", "event_ts", "emitted_at", "trigger", "history_size")  # fmt: skip
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRecord("wrong_type", f"{where} must be a number, got {value!r:.40}")
+    if not math.isfinite(value):
+        raise InvalidRecord("invalid_value", f"{where} must be finite, got {value!r}")
+    return float(value)
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidRecord("wrong_type", f"{where} must be a non-empty string, got {value!r:.40}")
+    return value
+
+
+def _objects(data: Mapping[str, Any], name: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``("name[n]", object)`` for the objects of the array ``data[name]``."""
+    value = data[name]
+    if not isinstance(value, list):
+        raise InvalidRecord("wrong_type", f"{name} must be an array, got {value!r:.40}")
+    for n, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise InvalidRecord("wrong_type", f"{name}[{n}] must be an object, got {item!r:.40}")
+        yield f"{name}[{n}]", item
+
+
+def _scored(data: Mapping[str, Any], name: str) -> tuple[ScoredItem, ...]:
+    return tuple(ScoredItem(_text(i.get("item_id"), f"{at}.item_id"),
+                            _number(i.get("score"), f"{at}.score"))
+                 for at, i in _objects(data, name))  # fmt: skip
+
+
+def _fused(data: Mapping[str, Any]) -> tuple[RecItem, ...]:
+    return tuple(RecItem(_text(i.get("item_id"), f"{at}.item_id"),
+                         *(_number(i.get(f), f"{at}.{f}") for f in ("score", "long_score", "short_score")))
+                 for at, i in _objects(data, "items"))  # fmt: skip
+
+
+def parse_recommendation(raw: bytes | str | Mapping[str, Any]) -> Recommendation:
+    """A recommendation record (its JSON, or the decoded object) as a typed
+    :class:`~lsi.wire.records.Recommendation`; fields lsi does not define are ignored.
+
+    Raises:
+        InvalidRecord: ``malformed_json``, ``not_an_object``, ``missing_field``,
+            ``wrong_type`` or ``invalid_value``, naming the field.
+    """
+    data: Any = raw
+    if isinstance(raw, (bytes, str)):
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRecord("malformed_json", f"not JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise InvalidRecord("not_an_object", f"expected a JSON object, got {data!r:.40}")
+    missing = [name for name in _RECOMMENDATION_FIELDS if name not in data]
+    if missing:
+        raise InvalidRecord("missing_field", f"the field(s) {', '.join(missing)} are missing")
+    history, event_ts = data["history_size"], data["event_ts"]
+    if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+        raise InvalidRecord("wrong_type", f"history_size must be an integer >= 0, got {history!r:.40}")  # fmt: skip
+    return Recommendation(
+        user_id=_text(data["user_id"], "user_id"),
+        ts=_number(data["ts"], "ts"),
+        model_version=_text(data["model_version"], "model_version"),
+        long_weight=_number(data["long_weight"], "long_weight"),
+        items=_fused(data),
+        short_term=_scored(data, "short_term"),
+        long_term=_scored(data, "long_term"),
+        source=_text(data["source"], "source"),
+        event_ts=None if event_ts is None else _number(event_ts, "event_ts"),
+        emitted_at=_number(data["emitted_at"], "emitted_at"),
+        trigger=_text(data["trigger"], "trigger"),
+        history_size=history,
+    )

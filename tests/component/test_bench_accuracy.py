@@ -17,7 +17,7 @@ import pytest
 from lsi.bench.accuracy import DEFAULT_MODELS, SEEDED, AccuracyOptions, run_accuracy_bench
 from models.training.sequence import SequenceConfig
 from tests.processes import kill_and_watch
-from tests.unit.test_bench_accuracy import synthetic_log
+from tests.unit.bench.test_bench_accuracy import synthetic_log
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 
 from lsi.bench.refresh import RefreshBenchOptions, run_refresh_bench
 from models.training.longterm import Log
-from tests.unit.test_bench_refresh import TINY
+from tests.unit.bench.test_bench_refresh import TINY
 
 pytestmark = pytest.mark.slow
 

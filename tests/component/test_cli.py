@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.unit.test_cli import one_line_error
+from tests.unit.cli.test_cli import one_line_error
 
 pytestmark = pytest.mark.slow
 

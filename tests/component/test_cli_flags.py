@@ -1,6 +1,6 @@
 """The flags of ``lsi bench refresh``, passed from the command line to a real run on a
 synthetic log (slow: it trains). The other commands' flags, and the check that every flag of
-every command has a test (this one listed there too), are in ``tests/unit/test_cli_flags.py``."""
+every command has a test (this one listed there too), are in ``tests/unit/cli/test_cli_flags.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lsi.cli.main import main
-from tests.unit.test_bench_accuracy import synthetic_log
+from tests.unit.bench.test_bench_accuracy import synthetic_log
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """The refresh job without a broker: train, validate against live, publish, promote or reject;
 and the `lsi models` command line. Each test trains real models for seconds (slow); the
-duration parser of `lsi refresh --every` is tested in ``tests/unit/test_cli.py``."""
+duration parser of `lsi refresh --every` is tested in ``tests/unit/cli/test_cli.py``."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 
 from lsi.serving.snapshot import Snapshot
 from models.training.longterm import train_long_term
-from tests.unit.test_train import SMALL, two_clusters
+from tests.unit.models.test_train import SMALL, two_clusters
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@ StreamingModel` (what ``lsi bench accuracy --protocol prequential`` drives for t
 scorer, and the offline evaluation's replay of the live path) emits exactly the lists the
 ``interest`` agent publishes, batch by batch, with and without a fused snapshot.
 
-The worker runs here as in ``tests/unit/test_agents.py``: the real agents of the Faust app,
+The worker runs here as in ``tests/unit/streams/test_agents.py``: the real agents of the Faust app,
 their tables in memory, a producer that records what is sent, each batch followed by the
 item-stats agent folding its deltas (as the replay folds them before the next batch). The
 two clocks are made one: a batch's ``now`` is its newest event time in both. A scorer built
@@ -26,7 +26,8 @@ from lsi.serving.snapshot import Snapshot
 from lsi.wire.records import Event
 from streams.app import Pipeline
 from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
-from tests.unit.test_agents import (
+from tests.unit.serving.test_fusion import ITEMS, long_model, seq_model
+from tests.unit.streams.test_agents import (
     EVENTS,
     PARTITIONS,
     RECOMMENDATIONS,
@@ -36,7 +37,6 @@ from tests.unit.test_agents import (
     make_pipeline,
     run_through,
 )
-from tests.unit.test_fusion import ITEMS, long_model, seq_model
 
 USERS = ("a", "b", "c", "k", "d")
 #: items the encoder knows, plus two it does not (their users fall back to statistics)

@@ -4,7 +4,7 @@
 their own); the short-lived commands run in-process through :func:`lsi.cli.main.main`. Each flag
 is given a value that differs from the environment's and from its default, so a flag that is
 dropped on the way to its setting fails the test. The list of flags and the tests that
-cover them is checked by ``tests/unit/test_cli_flags.py``.
+cover them is checked by ``tests/unit/cli/test_cli_flags.py``.
 """
 
 from __future__ import annotations
@@ -400,7 +400,7 @@ def test_models_list_json_and_announce_through_brokers(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.unit.test_snapshots import arrays
+    from tests.unit.serving.test_snapshots import arrays
 
     s = lsi_settings
     use_env(monkeypatch, s.with_(brokers=NOWHERE, models_dir=tmp_path / "env-models"))

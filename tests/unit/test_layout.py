@@ -77,6 +77,13 @@ def test_serving_talks_to_no_broker() -> None:
     )
 
 
+def test_the_python_client_loads_no_model_no_faust_and_no_command_line() -> None:
+    """``lsi.client`` is for applications: events, records and Kafka only."""
+    bad = ("faust", "mode", "torch", "torch_geometric", "models", "streams", "lsi.serving",
+           "lsi.cli", "lsi.bench", "lsi.evaluation")  # fmt: skip
+    assert offenders("lsi/client", bad) == []
+
+
 def test_the_modules_know_nothing_of_lsi_or_of_their_training() -> None:
     assert offenders("models/nn", ("lsi", "models.training", "models.jobs", "streams")) == []
 

@@ -10,7 +10,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-PROMETHEUS = Path(__file__).resolve().parents[2] / "monitoring" / "prometheus"
+PROMETHEUS = Path(__file__).resolve().parents[3] / "monitoring" / "prometheus"
 
 
 def test_every_alert_has_a_firing_unit_test() -> None:

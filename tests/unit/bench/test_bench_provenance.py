@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lsi.bench.accuracy import AccuracyOptions, run_accuracy_bench
 from lsi.bench.provenance import ROOT, provenance, provenance_line
-from tests.unit.test_bench_accuracy import synthetic_log
+from tests.unit.bench.test_bench_accuracy import synthetic_log
 
 
 def test_provenance_is_this_checkouts_commit_and_state() -> None:

@@ -10,7 +10,7 @@ from lsi.monitoring.dashboards import all_panels, load_dashboards, rules_from_fi
 
 pytest.importorskip("yaml")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
 
 

@@ -28,7 +28,7 @@ from lsi.serving.retrieval import (
 from lsi.serving.snapshot import Snapshot
 from models.nn.sequence import fuse
 from tests.threads import one_thread  # noqa: F401  (an autouse fixture)
-from tests.unit.test_fusion import CONFIG, ITEMS, long_model, seq_model
+from tests.unit.serving.test_fusion import CONFIG, ITEMS, long_model, seq_model
 
 BACKENDS = ("exact", "ivf")
 

@@ -13,7 +13,7 @@ from lsi.errors import InvalidEvent
 from lsi.wire.validation import REASONS, Limits, validate_event
 
 NOW = 1_700_000_000.0
-SCHEMA = json.loads((Path(__file__).parents[2] / "lsi/wire/schemas/event.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[3] / "lsi/wire/schemas/event.schema.json").read_text())
 
 
 def good(**changes: Any) -> dict[str, Any]:

@@ -35,12 +35,12 @@ import lsi.bench.accuracy
 import lsi.cli.demo
 from lsi.cli.main import build_parser, main
 from models.training.sequence import SequenceConfig
-from tests.unit.test_bench_accuracy import synthetic_log
+from tests.unit.bench.test_bench_accuracy import synthetic_log
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # the tests that cover the flags (file::function)
-UNIT = "tests/unit/test_cli_flags.py::"
+UNIT = "tests/unit/cli/test_cli_flags.py::"
 COMPONENT = "tests/component/test_cli_flags.py::"
 LIVE = "tests/integration/test_cli_flags.py::"
 CLI = "tests/component/test_cli.py::"
@@ -66,7 +66,7 @@ DEMO = UNIT + "test_demo_flags_reach_its_options"
 REFRESH_LOOP = UNIT + "test_refresh_loop_flags_reach_the_job_and_the_loop"
 REPORT = UNIT + "test_report_metrics_flags_shape_the_queries"
 MONITORING = UNIT + "test_monitoring_check_flags_shape_the_queries"
-SETTINGS = "tests/unit/test_cli_settings.py::"
+SETTINGS = "tests/unit/cli/test_cli_settings.py::"
 CATALOGUE = (
     "tests/component/test_bench_catalogue.py::test_bench_catalogue_runs_from_the_command_line"
 )
@@ -77,7 +77,7 @@ DEMO_LIVE_FLAGS = frozenset({"--limit", "--rate", "--exit-when-done", "--refresh
 #: every option (``command --flag``) and positional choice (``command choice``; a free
 #: positional as ``command NAME``) of the CLI → the tests that pass it
 TESTED: dict[str, tuple[str, ...]] = {
-    " --version": ("tests/unit/test_cli_checks.py::test_version",),
+    " --version": ("tests/unit/cli/test_cli_checks.py::test_version",),
     "kafka up": (KAFKA,), "kafka down": (KAFKA,), "kafka status": (KAFKA,),
     "kafka logs": (KAFKA,), "kafka --lines": (KAFKA,),
     "worker --brokers": (WORKER,), "worker --web-port": (WORKER,),
