@@ -152,6 +152,11 @@ class Settings:
     item_deltas_topic: str = setting(
         "lsi.item-deltas", "Internal: item-keyed statistics increments.", section="topics"
     )
+    items_topic: str = setting(
+        "lsi.items",
+        "The item catalogue (compacted, key `item_id`, on the key's murmur2 partition): titles, categories and availability; an item marked unavailable or past its `expires_at` is in no list ([docs/catalogue.md](catalogue.md)).",
+        section="topics",
+    )
     models_topic: str = setting(
         "lsi.models",
         "Where promoted versions are announced (one compacted partition).",
@@ -468,6 +473,7 @@ class Settings:
             recommendations_topic=f"{prefix}.recommendations",
             dlq_topic=f"{prefix}.events.dlq",
             item_deltas_topic=f"{prefix}.item-deltas",
+            items_topic=f"{prefix}.items",
             models_topic=f"{prefix}.models",
         )
 

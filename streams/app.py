@@ -24,6 +24,7 @@ from lsi.config import Settings
 from lsi.kafka.logs import quiet_repeats
 from lsi.kafka.security import faust_credentials
 from lsi.monitoring.metrics import WorkerMetrics
+from streams.catalogue import CatalogueAgent, CatalogueView
 from streams.interest import Interest
 from streams.item_stats import ItemStatsAgent
 from streams.models import ModelWatcher, settle_heap
@@ -54,6 +55,7 @@ class Pipeline:
     interest: Interest
     item_stats: ItemStatsAgent
     models: ModelWatcher
+    catalogue: CatalogueAgent
 
 
 def build_app(settings: Settings, registry: CollectorRegistry | None = None, *,
@@ -98,23 +100,30 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None, *,
     metrics.info.info({"version": lsi.__version__, "emit_policy": settings.emit_policy,
                        "partitions": str(settings.partitions)})  # fmt: skip
     topics = Topics.declare(app, settings)
-    tables = Tables.declare(app, settings)
+    view = CatalogueView()
+    tables = Tables.declare(app, settings, on_catalogue_change=view.on_changelog_event)
+    view.table = tables.catalogue
+    reread_after_rebalance(app, view)
+
     models = ModelWatcher(settings, metrics, freeze_heap=freeze_heap)
     models.load_initial()
     models.register(app)
-    interest = Interest(settings, topics, tables, metrics, models)
+    interest = Interest(settings, topics, tables, metrics, models, view)
     item_stats = ItemStatsAgent(settings, topics, tables, metrics)
-    for part in (interest, item_stats):
+    catalogue = CatalogueAgent(settings, topics, tables, metrics, view)
+    for part in (interest, item_stats, catalogue):
         part.register(app)
     register_views(app, tables, interest, metrics)
     register_sampler(app, {"user_state": tables.user_state, "item_stats": tables.item_stats,
-                           "trending": tables.trending},
-                     {settings.events_topic, settings.rekey_topic, settings.item_deltas_topic},
+                           "trending": tables.trending, "catalogue": tables.catalogue},
+                     {settings.events_topic, settings.rekey_topic, settings.item_deltas_topic,
+                      settings.items_topic},
                      metrics)  # fmt: skip
     _widen_producer_buffer(app, settings)
     rewind_uncommitted(app, {settings.events_topic, settings.rekey_topic,
-                              settings.item_deltas_topic})  # fmt: skip
-    return Pipeline(app, settings, topics, tables, metrics, interest, item_stats, models)
+                              settings.item_deltas_topic, settings.items_topic})  # fmt: skip
+    return Pipeline(app, settings, topics, tables, metrics, interest, item_stats, models,
+                    catalogue)  # fmt: skip
 
 
 def _widen_producer_buffer(app: Any, settings: Settings) -> None:
@@ -129,6 +138,15 @@ def _widen_producer_buffer(app: Any, settings: Settings) -> None:
     @app.task
     async def widen() -> None:
         app.producer.buffer.max_messages = max(10_000, settings.batch_max * 40)
+
+
+def reread_after_rebalance(app: Any, view: CatalogueView) -> None:
+    """After each rebalance the catalogue view reads its whole table again (before the next
+    batch that needs it), as a restore may have replayed records it did not see."""
+
+    @app.on_rebalance_complete.connect
+    async def reread(sender: Any, **kwargs: Any) -> None:
+        view.invalidate()
 
 
 def rewind_uncommitted(app: Any, source_topics: set[str]) -> None:

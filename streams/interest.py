@@ -36,8 +36,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from lsi.config import Settings
@@ -54,9 +55,11 @@ from lsi.core.state import UserState
 from lsi.core.stats import ItemStats, Trending, merge_into, merge_trending
 from lsi.errors import InvalidEvent, InvalidRecord
 from lsi.monitoring.metrics import WorkerMetrics
+from lsi.serving.similar import Similar, similar_items
 from lsi.serving.snapshot import Snapshot
 from lsi.wire.records import SOURCE_HEADER, Event, ItemDelta, Recommendation, encode_bundle
 from lsi.wire.validation import validate_event, validate_interaction
+from streams.catalogue import CatalogueView
 from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
@@ -82,8 +85,10 @@ class Interest:
     name = "interest"
 
     def __init__(self, settings: Settings, topics: Topics, tables: Tables, metrics: WorkerMetrics,
-                 models: ModelWatcher | None = None):  # fmt: skip
+                 models: ModelWatcher | None = None,
+                 catalogue: CatalogueView | None = None):  # fmt: skip
         self.settings = settings
+        self.catalogue = catalogue
         self.models = models
         self.topics = topics
         self.tables = tables
@@ -159,15 +164,37 @@ class Interest:
             log.error("interest: unreadable %s entry (%r); treated as absent", table, exc)
             return None
 
-    def recommend_now(self, user: str) -> Recommendation:
-        """Score a user on request (``GET /recommendations/{user}``); changes nothing."""
+    def recommend_now(self, user: str, n: int | None = None,
+                      exclude: Collection[str] = frozenset()) -> Recommendation:  # fmt: skip
+        """Score a user on request (``GET /recommendations/{user}``); changes nothing.
+
+        ``n``: the length of the lists (``LSI_TOP_K`` by default); ``exclude``: items none of
+        them may hold. Both scorers leave the excluded items out before ranking, so the lists
+        still hold ``n`` items while enough other candidates exist."""
+        cfg, now = self.engine, time.time()
+        if n is not None and n != cfg.scoring.top_k:
+            cfg = replace(cfg, scoring=replace(cfg.scoring, top_k=n))
         state = self.load_state(user) or UserState()
-        rec = recommend(user, state, self.stats_lookup(), self.trending(), self.engine,
-                        time.time(), event_ts=None, trigger="request",
-                        model=self.live_model())  # fmt: skip
+        rec = recommend(user, state, self.stats_lookup(), self.trending(), cfg, now,
+                        event_ts=None, trigger="request", model=self.live_model(),
+                        exclude=self.hidden(now).union(exclude))  # fmt: skip
         self.metrics.recommendations.labels(trigger="request").inc()
         self.metrics.long_weight.labels(source=rec.source).observe(rec.long_weight)
         return rec
+
+    def similar_now(self, item: str, n: int) -> Similar | None:
+        """The ``n`` items most similar to ``item`` (``GET /items/{item}/similar/``): by the
+        live snapshot's item vectors, else by the co-visitation statistics
+        (:func:`lsi.serving.similar.similar_items`); ``None`` if neither knows the item.
+        Reads the snapshot and the global ``item_stats`` table, changes nothing."""
+        stats = self.stats_lookup()(item)
+        neighbors = None if stats is None else stats.neighbors
+        return similar_items(item, n, self.live_model(), neighbors, self.engine.model_version,
+                             self.hidden(time.time()))  # fmt: skip
+
+    def hidden(self, now: float) -> frozenset[str]:
+        """The items the catalogue hides at ``now`` (none without a catalogue)."""
+        return self.catalogue.hidden(now) if self.catalogue is not None else frozenset()
 
     def live_model(self) -> Snapshot | None:
         """The snapshot to score with now (read once per batch)."""
@@ -279,18 +306,21 @@ class Interest:
         fetching, sending and folding statistics meanwhile; everything that touches a table
         stays on the loop."""
         lookup, trending, model = self.stats_lookup(), self.trending(), self.live_model()
+        hidden = self.hidden(now)
         try:
             if model is None or model.sequence is None:
                 return process_batch(events, self.load_state, lookup, trending, self.engine,
-                                     now, origins, model=model)  # fmt: skip
+                                     now, origins, model=model, exclude=hidden)  # fmt: skip
             result, pending = learn_batch(events, self.load_state, lookup, trending,
-                                          self.engine, now, origins, model=model)  # fmt: skip
+                                          self.engine, now, origins, model=model,
+                                          exclude=hidden)  # fmt: skip
             lists = None
             if pending:
                 lists = await asyncio.get_running_loop().run_in_executor(
-                    self._scoring_pool(), fused_lists, pending, model, self.engine
+                    self._scoring_pool(), fused_lists, pending, model, self.engine, hidden
                 )
-            emit(result, pending, lookup, trending, self.engine, now, model, lists=lists)
+            emit(result, pending, lookup, trending, self.engine, now, model, lists=lists,
+                 exclude=hidden)  # fmt: skip
             return result
         except Exception:
             log.exception("interest: a batch of %d failed; applying it event by event",
@@ -305,7 +335,7 @@ class Interest:
         for n, (event, origin, ev) in enumerate(zip(events, origins, carriers, strict=True)):
             try:
                 one = process_batch([event], load, lookup, trending, self.engine, now, [origin],
-                                    model=model)  # fmt: skip
+                                    model=model, exclude=hidden)  # fmt: skip
             except Exception as exc:
                 out.append(self._internal_error(ev.message, "interest.process", exc, now))
                 continue

@@ -59,14 +59,20 @@ class Tables:
             ``GlobalTable``, so every worker can score any user.
         trending: ``t:<partition>`` → :class:`~lsi.core.stats.Trending` bytes of that stats
             partition (global; merged at scoring time).
+        catalogue: ``i:<item_id>`` → :class:`~lsi.wire.catalogue.CatalogueItem` bytes
+            (global: every worker filters every list with it).
     """
 
     user_state: Any
     item_stats: Any
     trending: Any
+    catalogue: Any
 
     @classmethod
-    def declare(cls, app: faust.App, settings: Settings) -> Tables:
+    def declare(cls, app: faust.App, settings: Settings,
+                on_catalogue_change: Any = None) -> Tables:  # fmt: skip
+        """The tables of ``app``; ``on_catalogue_change``: Faust's ``on_changelog_event``
+        callback of the catalogue (:class:`streams.catalogue.CatalogueView`)."""
         common: dict[str, Any] = {
             "key_type": bytes,  # bytes => the "raw" codec for store and changelog
             "value_type": bytes,
@@ -80,4 +86,10 @@ class Tables:
             user_state=app.Table("user_state", help="Short-term state per user", **common),
             item_stats=app.GlobalTable("item_stats", help="Item popularity/co-visits", **glob),
             trending=app.GlobalTable("trending", help="Trending per stats partition", **glob),
+            catalogue=app.GlobalTable(
+                "catalogue",
+                help="The item catalogue",
+                on_changelog_event=on_catalogue_change,
+                **glob,
+            ),
         )

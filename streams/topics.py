@@ -33,6 +33,7 @@ class Topics:
         recommendations: ``lsi.recommendations``: recommendation records (key = user_id).
         dlq: ``lsi.events.dlq``: rejected events, original bytes, reason in headers.
         item_deltas: internal, item-keyed statistics increments for the stats agent.
+        items: ``lsi.items``: the item catalogue (compacted, key = item_id).
     """
 
     events: Any
@@ -42,6 +43,7 @@ class Topics:
     recommendations: Any
     dlq: Any
     item_deltas: Any
+    items: Any
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -63,4 +65,5 @@ class Topics:
             recommendations=topic(settings.recommendations_topic),
             dlq=topic(settings.dlq_topic),
             item_deltas=topic(settings.item_deltas_topic),
+            items=topic(settings.items_topic),
         )

@@ -128,7 +128,7 @@ def cmd_recs(args: argparse.Namespace) -> int:
 
         # the Python client: the id URL-quoted, a 503 (the group is forming) retried briefly
         try:
-            found = RecommendationsClient(settings.web_url, retry_for_s=3.0).recommend(args.user)
+            found = RecommendationsClient(settings.web_url, retry_for_s=1.0).recommend(args.user)
         except WorkerUnavailable as exc:
             raise LsiError(f"cannot reach the worker at {settings.web_url} ({exc.message}): "
                            "start it with `lsi worker`, or set LSI_WEB_HOST/LSI_WEB_PORT") from None  # fmt: skip

@@ -2,7 +2,7 @@
 
 Each command group is a module of :mod:`lsi.cli` with its flags (``add_parser``) and its
 handler (``cmd_*``): :mod:`~lsi.cli.broker` (``lsi kafka``), :mod:`~lsi.cli.worker`,
-:mod:`~lsi.cli.events` (``replay``, ``publish``, ``recs``), :mod:`~lsi.cli.bench`,
+:mod:`~lsi.cli.events` (``replay``, ``publish``, ``recs``), :mod:`~lsi.cli.items`, :mod:`~lsi.cli.bench`,
 :mod:`~lsi.cli.refresh`, :mod:`~lsi.cli.snapshots` (``lsi models``),
 :mod:`~lsi.cli.monitoring` (``report``, ``monitoring``), :mod:`~lsi.cli.demo_command` and
 :mod:`~lsi.cli.settings`;
@@ -24,6 +24,7 @@ from lsi.cli import (
     broker,
     demo_command,
     events,
+    items,
     monitoring,
     refresh,
     settings,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_parser(sub)  # kafka
     worker.add_parser(sub)
     events.add_parser(sub)  # replay, publish, recs
+    items.add_parser(sub)
     bench.add_parser(sub)
     refresh.add_parser(sub)
     snapshots.add_parser(sub)  # models

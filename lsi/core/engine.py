@@ -15,12 +15,17 @@ its id is among the user's recent ids (a duplicate), evaluate it against the las
 ``interval``   once per batch, for users not served in the last ``emit_interval_s``
 ``request``    never from the stream (``GET /recommendations/{user}`` only)
 =============  ===============================================================
+
+Items no list may hold (``exclude``): a request's filter (:func:`recommend`) and, on the
+stream too (:func:`process_batch`), the items the catalogue hides. Both scorers remove them
+before ranking, as they remove the user's seen items, so the lists keep their full length
+whenever enough other candidates exist.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from lsi.core.scoring import ScoringConfig, StatsLookup, score_user
@@ -104,10 +109,12 @@ def recommend(
     event_ts: float | None,
     trigger: str = "event",
     model: SnapshotView | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> Recommendation:
-    """Score one user and wrap the list as a record (does not touch the state)."""
+    """Score one user and wrap the list as a record (does not touch the state); no list of
+    it holds an item of ``exclude``."""
     return recommend_many([(user_id, state, event_ts)], lookup, trending, cfg, now,
-                          trigger=trigger, model=model)[0]  # fmt: skip
+                          trigger=trigger, model=model, exclude=exclude)[0]  # fmt: skip
 
 
 def recommend_many(
@@ -120,6 +127,7 @@ def recommend_many(
     trigger: str = "event",
     model: SnapshotView | None = None,
     lists: Sequence[SeqLists | None] | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> list[Recommendation]:
     """Score users ``(user, state, event_ts)`` and wrap each list as a record.
 
@@ -129,19 +137,20 @@ def recommend_many(
     :func:`lsi.core.scoring.score_user` (co-visitation, trending, the long-term vectors).
     ``model_version`` is the snapshot's version when it took part in the list, else
     ``cfg.model_version`` (the short-term baseline). ``lists``: the fused scorer's lists of
-    ``pending``, already computed (:func:`fused_lists`, e.g. on another thread)."""
+    ``pending``, already computed (:func:`fused_lists`, e.g. on another thread, with the same
+    ``exclude``). ``exclude``: items no list may hold (a request's filter)."""
     fused: Sequence[SeqLists | None] | None = lists
     if fused is None:
         fused = [None] * len(pending)
         if model is not None and model.sequence is not None and pending:
-            fused = fused_lists(pending, model, cfg)
+            fused = fused_lists(pending, model, cfg, exclude)
     out: list[Recommendation] = []
     for (user_id, state, event_ts), seq in zip(pending, fused, strict=True):
         if seq is not None and model is not None:
             items, short_term, long_term = seq.items, seq.short_term, seq.long_term
             weight, source, version = seq.long_weight, seq.source, model.version
         else:
-            res = score_user(state, lookup, trending, cfg.scoring, model, user_id)
+            res = score_user(state, lookup, trending, cfg.scoring, model, user_id, exclude)
             items, short_term, long_term = res.items, res.short_term, res.long_term
             weight, source = res.long_weight, res.source
             scored_by = model.version if model is not None and res.long_weight > 0 else None
@@ -158,16 +167,15 @@ def fused_lists(
     pending: Sequence[tuple[str, UserState, float | None]],
     model: SnapshotView,
     cfg: EngineConfig,
+    exclude: Collection[str] = frozenset(),
 ) -> list[SeqLists | None]:
     """The fused scorer's lists for ``pending`` in one forward pass (``None`` for a user it
-    cannot score). Reads the states and the immutable snapshot, writes nothing: safe to run
-    on a thread while the states are not changed."""
+    cannot score), none holding an item of ``exclude``. Reads the states and the immutable
+    snapshot, writes nothing: safe to run on a thread while the states are not changed."""
     assert model.sequence is not None
     reqs = [SeqRequest.from_state(u, st) for u, st, _ in pending]
-    lists: list[SeqLists | None] = model.sequence.recommend(
-        reqs, model, cfg.scoring.top_k, cfg.scoring.mode
-    )
-    return lists
+    return model.sequence.recommend(reqs, model, cfg.scoring.top_k, cfg.scoring.mode,
+                                    exclude=exclude)  # fmt: skip
 
 
 def process_batch(
@@ -179,6 +187,7 @@ def process_batch(
     now: float,
     sources: Sequence[tuple[int, int] | None] | None = None,
     model: SnapshotView | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> BatchResult:
     """Apply a batch of interactions and produce what the agent must write and send.
 
@@ -192,11 +201,13 @@ def process_batch(
         sources: per event, its ``(partition, offset)`` in ``lsi.events`` (live only), so
             re-deliveries are skipped exactly (see :meth:`UserState.learn_one`).
         model: the live long-term snapshot (one version for the whole batch), or ``None``.
+        exclude: items no list may hold (those the catalogue hides now).
 
     It is :func:`learn_batch` followed by :func:`emit` of the users it leaves pending.
     """
-    out, pending = learn_batch(events, load, lookup, trending, cfg, now, sources, model)
-    emit(out, pending, lookup, trending, cfg, now, model)
+    out, pending = learn_batch(events, load, lookup, trending, cfg, now, sources, model,
+                               exclude)  # fmt: skip
+    emit(out, pending, lookup, trending, cfg, now, model, exclude=exclude)
     return out
 
 
@@ -209,6 +220,7 @@ def learn_batch(
     now: float,
     sources: Sequence[tuple[int, int] | None] | None = None,
     model: SnapshotView | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> tuple[BatchResult, list[tuple[str, UserState, float | None]]]:
     """The learning half of :func:`process_batch` (same arguments): every event applied,
     the ``event`` policy's lists emitted on the way, and the users the ``batch`` and
@@ -245,7 +257,8 @@ def learn_batch(
                         out.hits[k] += 1
         newest[user] = max(newest.get(user, 0.0), event.ts)
         if cfg.emit_policy == "event":
-            emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model)
+            emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model,
+                 exclude=exclude)  # fmt: skip
 
     pending: list[tuple[str, UserState, float | None]] = []
     if cfg.emit_policy in ("batch", "interval"):
@@ -268,10 +281,13 @@ def emit(
     model: SnapshotView | None,
     *,
     lists: Sequence[SeqLists | None] | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> None:
     """Score ``pending`` (:func:`recommend_many`), add the records to ``out`` and remember
-    each list in its user's state (the reference of the next online hit)."""
-    recs = recommend_many(pending, lookup, trending, cfg, now, model=model, lists=lists)
+    each list in its user's state (the reference of the next online hit). ``lists``, when
+    given, were computed with the same ``exclude``."""
+    recs = recommend_many(pending, lookup, trending, cfg, now, model=model, lists=lists,
+                          exclude=exclude)  # fmt: skip
     for (_, state, _), rec in zip(pending, recs, strict=True):
         state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
         out.recommendations.append(rec)

@@ -25,6 +25,10 @@ clipped to 0) so that both sources share a scale. Modes (``ScoringConfig.mode``)
 * ``long_only``: the long-term list alone (:math:`w = 1`), the evaluation's ``long_only``;
 * ``short_only``: the short-term list alone (:math:`w = 0`).
 
+Request filters. ``exclude`` (the items a ``GET /recommendations/{user}?exclude=…`` names) are
+removed like seen items, from every candidate set before anything is ranked, so each list still
+holds ``top_k`` items whenever that many candidates remain (the request's ``n`` is ``top_k``).
+
 Here a user the snapshot does not know (or no snapshot at all) is served by the short-term
 path with :math:`w = 0` in every mode, until the next refresh. (The fused scorer of
 :mod:`lsi.serving.fusion`, which serves whenever the snapshot carries one, folds such a user in from
@@ -34,7 +38,7 @@ their recent events instead.)
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,9 +108,11 @@ def score_user(
     cfg: ScoringConfig,
     model: SnapshotView | None = None,
     user_id: str = "",
+    exclude: Collection[str] = frozenset(),
 ) -> ScoreResult:
     """Rank items for one user from their short-term state, the global statistics and (if
-    the snapshot knows ``user_id``) the long-term model."""
+    the snapshot knows ``user_id``) the long-term model; no list holds an item of
+    ``exclude``."""
     scores: dict[str, float] = {}
     norm = 0.0
     weight = 1.0
@@ -124,6 +130,7 @@ def score_user(
         weight *= cfg.anchor_decay
 
     seen = set(state.items) if cfg.filter_seen else set()
+    seen.update(exclude)
     beta = cfg.trending_weight if norm > 0 else 1.0
     if norm > 0:
         scale = (1.0 - beta) / norm

@@ -9,7 +9,7 @@ the protocols here, and the engine builds each user's :class:`SeqRequest` and re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,10 +52,11 @@ class SequenceScorer(Protocol):
     """A snapshot's fused scorer (:class:`lsi.serving.fusion.SequenceModel`)."""
 
     def recommend(
-        self, reqs: Sequence[SeqRequest], long: Any, k: int, mode: str = "fused"
-    ) -> list[SeqLists | None]:
+        self, reqs: Sequence[SeqRequest], long: Any, k: int, mode: str = "fused",
+        exclude: Collection[str] = frozenset(),
+    ) -> list[SeqLists | None]:  # fmt: skip
         """The lists of each request's record, ``None`` for one it cannot score; ``long`` is
-        the snapshot the scorer belongs to."""
+        the snapshot the scorer belongs to; no list holds an item of ``exclude``."""
         ...
 
 

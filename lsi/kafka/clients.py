@@ -110,11 +110,12 @@ def topic_names(settings: Settings) -> list[str]:
         settings.dlq_topic,
         settings.item_deltas_topic,
         settings.models_topic,
+        settings.items_topic,
     ]
 
 
 #: the worker's tables (streams/tables.py); their changelogs are created up front
-TABLES = ("user_state", "item_stats", "trending")
+TABLES = ("user_state", "item_stats", "trending", "catalogue")
 
 
 def changelog_names(settings: Settings) -> list[str]:
@@ -220,7 +221,7 @@ def _new_topic(settings: Settings, name: str, compacted: bool) -> NewTopic:
         partitions, configs["cleanup.policy"] = 1, "compact"
     elif name == settings.interactions_topic:
         configs |= {"retention.ms": "-1", "retention.bytes": "-1"}
-    elif compacted:
+    elif compacted or name == settings.items_topic:  # the newest record per item counts
         configs["cleanup.policy"] = "compact"
     return NewTopic(name, partitions, settings.replication_factor, topic_configs=configs)
 

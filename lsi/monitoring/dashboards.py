@@ -2,12 +2,13 @@
 
 The dashboards (``monitoring/grafana/dashboards/*.json``) and the recording rules
 (``monitoring/prometheus/rules/*.yml``) are read as data: every panel target becomes a
-:class:`Query`, Grafana's variables replaced by fixed durations, and :func:`check` runs each
-through a Prometheus server's HTTP API. A query with no series means a panel that would show
-"No data" (a metric that is not exported, a label that never gets a value, a rule that never
-evaluates), so ``lsi monitoring check`` and the live integration test require every one to
-answer. :func:`coverage` is the other direction: a metric the workers export that no panel
-shows, or a panel that shows no lsi metric.
+:class:`Query`, and :func:`check` runs each through a Prometheus server's HTTP API as Grafana
+would send it with the dashboard's default selection (:func:`to_promql`: ``$job`` and
+``$instance`` become their "All" value ``.*``, ``$__rate_interval`` a fixed duration). A query
+with no series means a panel that would show "No data" (a metric that is not exported, a label
+that never gets a value, a rule that never evaluates), so ``lsi monitoring check`` and the live
+integration test require every one to answer. :func:`coverage` is the other direction: a
+metric the workers export that no panel shows, or a panel that shows no lsi metric.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,18 @@ __all__ = [
     "RULES_DIR",
     "Answer",
     "Query",
+    "Selector",
     "all_panels",
     "check",
     "coverage",
     "dashboard_queries",
+    "dashboard_variables",
     "exported_families",
     "load_dashboards",
     "metric_names",
     "recording_rules",
     "rules_from_files",
+    "selectors",
     "server_queries",
     "to_promql",
 ]
@@ -66,12 +70,15 @@ class Query:
         panel: the panel's title, or the recorded series' name.
         ref: the target's refId (``record`` for a rule).
         expr: the expression as written (Grafana variables included).
+        variables: the dashboard's variables and the value each has under its default
+            selection (:func:`dashboard_variables`), for :func:`to_promql`.
     """
 
     source: str
     panel: str
     ref: str
     expr: str
+    variables: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +121,42 @@ def all_panels(panels: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def dashboard_variables(board: Mapping[str, Any]) -> dict[str, str]:
+    """What each of a dashboard's variables puts into a query under its default selection.
+
+    A variable whose "All" is selected gives its ``allValue`` (``$job`` and ``$instance``:
+    ``.*``, every target), a constant its value, any other its selected value. A variable
+    whose value only Grafana can know (All without ``allValue``, several values, a data
+    source) is left out, so :func:`to_promql` refuses an expression that uses it.
+    """
+    out = {}
+    for var in board.get("templating", {}).get("list", []):
+        kind, name = var.get("type"), str(var.get("name", ""))
+        value = (var.get("current") or {}).get("value")
+        if kind == "constant":
+            value = var.get("query", value)
+        elif kind not in ("query", "custom", "textbox"):
+            continue
+        if isinstance(value, list):
+            value = value[0] if len(value) == 1 else None
+        if value == "$__all":
+            value = var.get("allValue") if var.get("includeAll") else None
+        if name and isinstance(value, str) and value:
+            out[name] = value
+    return out
+
+
 def dashboard_queries(directory: Path = DASHBOARDS_DIR) -> list[Query]:
     """Every non-empty target expression of every panel of every dashboard."""
     out = []
     for uid, board in load_dashboards(directory).items():
+        variables = tuple(sorted(dashboard_variables(board).items()))
         for panel in all_panels(board.get("panels", [])):
             for target in panel.get("targets", []):
                 expr = str(target.get("expr", "")).strip()
                 if expr:
                     out.append(Query(uid, str(panel.get("title", "")), target.get("refId", ""),
-                                     expr))  # fmt: skip
+                                     expr, variables))  # fmt: skip
     return out
 
 
@@ -148,42 +181,95 @@ def recording_rules(rules: Sequence[tuple[str, str]]) -> list[Query]:
     return [Query("rules", name, "record", name) for name, _ in rules]
 
 
-_GRAFANA_VARIABLES = ("__rate_interval", "__interval", "__range")
+_TIME_VARIABLES = ("__rate_interval", "__interval", "__range")
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
-def to_promql(expr: str, rate_interval: str = "1m") -> str:
-    """``expr`` with Grafana's time variables replaced: ``$__rate_interval``, ``$__interval``
-    and ``$__range`` become ``rate_interval`` (so a check can run what a panel runs)."""
-    for var in _GRAFANA_VARIABLES:
-        expr = expr.replace("${" + var + "}", rate_interval).replace("$" + var, rate_interval)
-    if "$" in expr:
-        raise ConfigError(f"unsupported Grafana variable in {expr!r}")
-    return expr
+def to_promql(
+    expr: str, rate_interval: str = "1m", variables: Mapping[str, str] | None = None
+) -> str:
+    """``expr`` as Grafana sends it, so a check can run what a panel runs.
+
+    ``$__rate_interval``, ``$__interval`` and ``$__range`` become ``rate_interval``; a
+    dashboard variable (``$job``, ``${instance}``) its value in ``variables``, as
+    :func:`dashboard_variables` reads it (``.*`` where "All" is selected), inserted as is
+    (Grafana does not escape an ``allValue`` either). Any other variable is a
+    :class:`~lsi.errors.ConfigError`.
+    """
+    values = {var: rate_interval for var in _TIME_VARIABLES} | dict(variables or {})
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in values:
+            raise ConfigError(f"unsupported Grafana variable ${name} in {expr!r} (known: "
+                              f"{', '.join('$' + v for v in sorted(values))})")  # fmt: skip
+        return values[name]
+
+    return _VARIABLE.sub(value, expr)
 
 
-_PROMQL_KEYWORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "offset", "inf", "nan", "atan2",
-}  # fmt: skip
+_LABEL_LISTS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+_PROMQL_KEYWORDS = _LABEL_LISTS | {"and", "or", "unless", "bool", "offset", "inf", "nan", "atan2"}
+_STRING = r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`'
+_TOKEN = re.compile("|".join((
+    rf"(?P<string>{_STRING})",
+    r"(?P<variable>\$\{[^}]*\}|\$\w+)",  # Grafana's
+    rf"(?P<matchers>\{{(?:[^{{}}\"'`]|{_STRING})*\}})",
+    r"(?P<range>\[[^\]]*\])",  # range or subquery
+    r"(?P<name>(?<![\w.:])[A-Za-z_:][\w:]*)",  # metric, function, keyword or label
+    r"(?P<space>\s+)",
+    r"(?P<other>.)",
+)), re.S)  # fmt: skip
+_MATCHER = re.compile(rf"([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*({_STRING})")
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """One vector selector of an expression: ``metric{label op "value", …}``.
+
+    Attributes:
+        metric: the metric name (``""`` for a selector of matchers only, ``{__name__=~…}``).
+        matchers: ``(label, operator, value)`` each, the value without its quotes.
+    """
+
+    metric: str
+    matchers: tuple[tuple[str, str, str], ...]
+
+
+def selectors(expr: str) -> list[Selector]:
+    """The vector selectors of a PromQL expression, in order (a small lexer, enough for our
+    expressions: strings, Grafana variables, ranges and the label lists of ``by``, ``on`` …
+    are skipped; a name followed by ``(`` or ``by`` / ``without`` is a function)."""
+    tokens = [(m.lastgroup or "", m.group()) for m in _TOKEN.finditer(expr)
+              if m.lastgroup != "space"]  # fmt: skip
+    out: list[Selector] = []
+    i = 0
+    while i < len(tokens):
+        kind, text = tokens[i]
+        following = tokens[i + 1][1] if i + 1 < len(tokens) else ""
+        i += 1
+        if kind == "matchers":
+            out.append(Selector("", _matchers(text)))
+        elif kind != "name" or text.lower() in _PROMQL_KEYWORDS:
+            if text.lower() in _LABEL_LISTS and following == "(":
+                while i < len(tokens) and tokens[i][1] != ")":
+                    i += 1
+        elif following != "(" and following.lower() not in ("by", "without"):
+            if i < len(tokens) and tokens[i][0] == "matchers":
+                out.append(Selector(text, _matchers(tokens[i][1])))
+                i += 1
+            else:
+                out.append(Selector(text, ()))
+    return out
+
+
+def _matchers(text: str) -> tuple[tuple[str, str, str], ...]:
+    return tuple((m[1], m[2], m[3][1:-1]) for m in _MATCHER.finditer(text))
 
 
 def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (a small lexer, enough for our expressions)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)  # strings
-    text = re.sub(r"\$\{[^}]*\}|\$\w+", " ", text)  # Grafana variables
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # range / subquery selectors
-    # label lists of by / without / on / ignoring / group_left / group_right
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.:])[A-Za-z_:][\w:]*", text):
-        name = match.group(0)
-        if name.lower() in _PROMQL_KEYWORDS:
-            continue
-        if re.match(r"\s*\(", text[match.end() :]):  # function or aggregation call
-            continue
-        names.add(name)
-    return names
+    """Metric names a PromQL expression selects (see :func:`selectors`)."""
+    return {s.metric for s in selectors(expr) if s.metric}
 
 
 _SUFFIXES = {
@@ -262,7 +348,7 @@ def check(
     when = time.time() if at is None else at
     answers = []
     for q in queries:
-        promql = to_promql(q.expr, rate_interval)
+        promql = to_promql(q.expr, rate_interval, dict(q.variables))
         try:
             answers.append(Answer(q, promql, len(client.query(promql, when))))
         except LsiError as exc:

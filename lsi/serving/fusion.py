@@ -22,7 +22,10 @@ evaluation:
   folded in from the request's positive events (:meth:`lsi.serving.snapshot.Snapshot.fold_in`);
   one with no such event the snapshot knows has no long-term part, :math:`w = 0`;
 * the excluded items: every item of the request (the worker's recent events, even beyond the
-  encoder's window) and the user's history in the snapshot.
+  encoder's window), the user's history in the snapshot, and the items a request names
+  (``exclude``: ``GET /recommendations/{user}?exclude=…``). An excluded item scores
+  :math:`-\\infty` in every list and takes no share of any distribution, so each list is the
+  top ``k`` of the items left.
 
 :meth:`SequenceModel.log_probs` runs the batch through :func:`models.nn.sequence.fuse` in one
 forward pass (micro-batches make the model's cost per event fall with load);
@@ -49,7 +52,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -219,15 +222,26 @@ class SequenceModel:
         seen = [np.asarray(rows, dtype=np.int64) - 1 for rows in seen_rows]
         return _Windows(items, types_a, gaps, since, session, history, scorable, seen)
 
-    def inputs(self, reqs: Sequence[SeqRequest], long: Snapshot | None) -> Inputs:
-        """The batch's tensors (CPU), exactly as serving, training and evaluation see them."""
+    def exclusion_rows(self, exclude: Collection[str]) -> npt.NDArray[np.int64]:
+        """The encoder rows of the items of ``exclude`` it knows (sorted; others can never
+        be offered anyway)."""
+        index = self.item_index
+        return np.array(sorted({j for x in exclude if (j := index.get(x)) is not None}),
+                        dtype=np.int64)  # fmt: skip
+
+    def inputs(self, reqs: Sequence[SeqRequest], long: Snapshot | None,
+               exclude: Collection[str] = frozenset()) -> Inputs:  # fmt: skip
+        """The batch's tensors (CPU), exactly as serving, training and evaluation see them;
+        ``exclude``: items excluded for every request, beside each one's own."""
         b, n_items = len(reqs), len(self.item_ids)
         win = self._windows(reqs)
         items, types_a, gaps, scorable = win.items, win.types, win.gaps, win.scorable
         since, session, history = win.since_last_s, win.session_len, win.history
         excluded = np.zeros((b, n_items), dtype=bool)
+        drop = self.exclusion_rows(exclude)
         for k in np.flatnonzero(scorable).tolist():
             excluded[k, win.seen[k]] = True
+            excluded[k, drop] = True
         long_rows = self._long_rows(long)
         d_long = int(self.scorer.long_proj.in_features)
         long_vec = np.zeros((b, d_long), dtype=np.float32)
@@ -263,18 +277,20 @@ class SequenceModel:
         (:meth:`lsi.serving.retrieval.RetrievalConfig.uses_index`)."""
         return self.retrieval.uses_index(len(self.item_ids))
 
-    def log_probs(self, reqs: Sequence[SeqRequest], long: Snapshot | None
+    def log_probs(self, reqs: Sequence[SeqRequest], long: Snapshot | None,
+                  exclude: Collection[str] = frozenset()
                   ) -> tuple[FusedLogProbs, npt.NDArray[np.bool_]]:  # fmt: skip
         """Fused, short-term and long-term log-probabilities ``[B, I]`` over the encoder's
-        catalogue, :math:`w` ``[B]`` (CPU tensors), and which requests were scorable.
+        catalogue, :math:`w` ``[B]`` (CPU tensors), and which requests were scorable
+        (``exclude``: as for :meth:`inputs`).
 
         Through retrieval (:attr:`uses_retrieval`) the candidates' log-probabilities
         (:meth:`candidate_log_probs`) in their columns and ``-inf`` everywhere else: what
         :meth:`recommend` ranks, laid out for the offline evaluation."""
         if not self.uses_retrieval:
-            x = self.inputs(reqs, long)
+            x = self.inputs(reqs, long, exclude)
             return self.forward(x), x.scorable
-        lp, rows, scorable = self.candidate_log_probs(reqs, long)
+        lp, rows, scorable = self.candidate_log_probs(reqs, long, exclude)
         n, r = len(self.item_ids), torch.from_numpy(rows)
         ok = r >= 0
         at = (torch.nonzero(ok, as_tuple=True)[0], r[ok])
@@ -347,7 +363,8 @@ class SequenceModel:
                         torch.from_numpy(win.history).to(dev))  # fmt: skip
         return torch.where(known, w, torch.zeros_like(w))
 
-    def candidate_log_probs(self, reqs: Sequence[SeqRequest], long: Snapshot | None
+    def candidate_log_probs(self, reqs: Sequence[SeqRequest], long: Snapshot | None,
+                            exclude: Collection[str] = frozenset()
                             ) -> tuple[FusedLogProbs, npt.NDArray[np.int64],
                                        npt.NDArray[np.bool_]]:  # fmt: skip
         """The retrieval path: :class:`FusedLogProbs` ``[B, C]`` of each request's
@@ -356,14 +373,15 @@ class SequenceModel:
         scored ``-inf``), and which requests were scorable. The features, exclusions and
         long-term vectors are those of :meth:`inputs`; its ``[B, I]`` arrays are never built,
         so the cost per request does not grow with the catalogue (but for the index's
-        search)."""
+        search). ``exclude``: as for :meth:`inputs`."""
         ret = self.retriever(long)
         win = self._windows(reqs)
         b, n_items = len(reqs), len(self.item_ids)
         d_long = int(self.scorer.long_proj.in_features)
         long_vec = np.zeros((b, d_long), dtype=np.float32)
         known = np.zeros(b, dtype=bool)
-        excluded = list(win.seen)
+        drop = self.exclusion_rows(exclude)
+        excluded = [np.concatenate([seen, drop]) for seen in win.seen]
         maps = self._maps(long) if long is not None else None
         if long is not None and maps is not None:
             for k, r in enumerate(reqs):
@@ -436,13 +454,16 @@ class SequenceModel:
 
     # -- serving --------------------------------------------------------------------------
     def recommend(self, reqs: Sequence[SeqRequest], long: Snapshot | None, k: int,
-                  mode: str = "fused") -> list[SeqLists | None]:  # fmt: skip
+                  mode: str = "fused", exclude: Collection[str] = frozenset()
+                  ) -> list[SeqLists | None]:  # fmt: skip
         """The lists of each request's record, ``None`` for a request the encoder cannot
         score (no known item in its window: the caller falls back to the short-term
         statistics path).
 
         ``mode``: ``fused`` (the learned gate), ``short_only`` (:math:`w = 0`) or
-        ``long_only`` (:math:`w = 1` for users the snapshot knows).
+        ``long_only`` (:math:`w = 1` for users the snapshot knows). ``exclude``: items no
+        list may hold, for every request (masked with each user's seen items, so the lists
+        still hold ``k`` items while enough others remain).
 
         Below ``retrieval.exact_below`` items every item is scored (:meth:`log_probs`);
         above, only the retrieved candidates (:meth:`candidate_log_probs`): the same lists
@@ -454,10 +475,10 @@ class SequenceModel:
             return []
         rows: torch.Tensor | None = None
         if self.uses_retrieval:
-            lp, rows_np, scorable = self.candidate_log_probs(reqs, long)
+            lp, rows_np, scorable = self.candidate_log_probs(reqs, long, exclude)
             rows = torch.from_numpy(rows_np)
         else:
-            lp, scorable = self.log_probs(reqs, long)
+            lp, scorable = self.log_probs(reqs, long, exclude)
         known = torch.isfinite(lp.long).any(dim=1) & (lp.long_weight > 0)
         ids = self.item_ids
         kk = min(k, lp.fused.shape[1])

@@ -1,12 +1,14 @@
 """Monitoring, proved on a live pipeline: a broker, a worker, the refresh job and Debian's
-Prometheus (loopback) with the shipped rules; a dataset slice is replayed (with some bad
-events), the refresh job trains and publishes a fused model, and then every expression of every
-dashboard panel and every recording rule must return data through Prometheus' HTTP API.
+Prometheus (loopback) with the shipped rules and scrape jobs named unlike the compose stack's;
+a dataset slice is replayed (with some bad events), the refresh job trains and publishes a fused
+model, and then every expression of every dashboard panel (``$job`` and ``$instance`` as All)
+and every recording rule must return data through Prometheus' HTTP API.
 ``lsi report metrics`` then renders its charts from the same server."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +22,15 @@ from lsi.cli.main import main
 from lsi.config import Settings
 from lsi.kafka.clients import producer
 from lsi.kafka.producer import replay
-from lsi.monitoring.dashboards import check, dashboard_queries, recording_rules, rules_from_files
+from lsi.monitoring.dashboards import (
+    check,
+    dashboard_queries,
+    dashboard_variables,
+    load_dashboards,
+    recording_rules,
+    rules_from_files,
+    to_promql,
+)
 from lsi.monitoring.prometheus_api import PrometheusClient
 from lsi.monitoring.prometheus_local import LocalPrometheus
 from lsi.serving.worker_process import settings_env
@@ -88,9 +98,10 @@ def test_every_panel_and_recording_rule_has_data_on_a_live_pipeline(
     worker = start_worker()
     wait_until(lambda: answers(f"http://127.0.0.1:{refresh_port}/metrics"), 120,
                "the refresh job's /metrics", refresh_log)  # fmt: skip
+    # job names other than the compose stack's: no panel may depend on them ($job, $instance)
     prom = LocalPrometheus(tmp_path / "prometheus", free_port(), {
-        "lsi-worker": [f"127.0.0.1:{s.web_port}"],
-        "lsi-refresh": [f"127.0.0.1:{refresh_port}"],
+        "recsys-workers": [f"127.0.0.1:{s.web_port}"],
+        "recsys-refresh": [f"127.0.0.1:{refresh_port}"],
     }).start()  # fmt: skip
     try:
         # a dataset slice, some events the worker must dead-letter, then a refresh
@@ -112,9 +123,23 @@ def test_every_panel_and_recording_rule_has_data_on_a_live_pipeline(
 
         targets = prom.api("targets")["activeTargets"]
         assert {t["labels"]["job"] for t in targets if t["health"] == "up"} >= {
-            "lsi-worker", "lsi-refresh"}, targets  # fmt: skip
+            "recsys-workers", "recsys-refresh"}, targets  # fmt: skip
 
         client = PrometheusClient(prom.url)
+        # the $job and $instance drop-downs list both processes: Grafana's label_values(…), as
+        # it asks Prometheus for it, with the other variables at their default (All)
+        expected = {
+            "job": {"recsys-workers", "recsys-refresh"},
+            "instance": {f"127.0.0.1:{s.web_port}", f"127.0.0.1:{refresh_port}"},
+        }
+        for board in load_dashboards().values():
+            for var in board["templating"]["list"]:
+                if var["type"] == "query":
+                    call = re.fullmatch(r"label_values\((.+), (\w+)\)", var["definition"])
+                    assert call is not None, var
+                    match = to_promql(call[1], variables=dashboard_variables(board))
+                    listed = client.api(f"/api/v1/label/{call[2]}/values", {"match[]": match})
+                    assert set(listed) == expected[var["name"]], (var["definition"], listed)
         shipped = rules_from_files()
         assert sorted(n for n, _ in client.recording_rules()) == sorted(n for n, _ in shipped)
         queries = [*dashboard_queries(), *recording_rules(shipped)]

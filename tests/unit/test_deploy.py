@@ -19,6 +19,7 @@ from lsi.monitoring.dashboards import (
     all_panels,
     coverage,
     dashboard_queries,
+    dashboard_variables,
     exported_families,
     load_dashboards,
     metric_names,
@@ -245,11 +246,12 @@ def test_grafana_provisioning_matches_mounts(
     home_file = _host_path(grafana, home)
     assert home_file is not None and home_file.is_file(), home
 
+    # panels query the `datasource` variable (tests/unit/monitoring/test_dashboards.py); by
+    # default it selects the provisioned Prometheus, Grafana's default data source
     for uid, board in dashboards.items():
-        for panel in all_panels(board["panels"]):
-            for ds in [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]:
-                if isinstance(ds, dict) and ds.get("type") == "prometheus":
-                    assert ds["uid"] in uids, f"{uid}: panel {panel['title']!r}: unknown uid"
+        variable = next(v for v in board["templating"]["list"] if v["type"] == "datasource")
+        assert variable["current"]["value"] in uids, f"{uid}: unknown default data source"
+        assert uids[variable["current"]["value"]]["isDefault"] is True
 
 
 def test_three_dashboards_linked_to_each_other(dashboards: dict[str, dict[str, Any]]) -> None:
@@ -274,8 +276,8 @@ def test_dashboard_panels_have_queries_units_and_unique_ids(
             exprs = [t.get("expr", "").strip() for t in panel.get("targets", [])]
             assert exprs and all(exprs), f"{where} has a target without a query"
             assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"]), where
-            for expr in exprs:
-                to_promql(expr)  # only the Grafana variables a live check can replace
+            for expr in exprs:  # only the Grafana variables a live check can replace
+                to_promql(expr, variables=dashboard_variables(board))
             if panel["type"] != "heatmap":
                 unit = panel["fieldConfig"]["defaults"].get("unit")
                 assert unit, f"{where}: no unit"

@@ -8,6 +8,9 @@ Java 17+ runs it; Maven resolves its jars once into ``~/.cache/lsi``::
     status = broker.up()          # idempotent; waits until the broker answers
     print(status.bootstrap)       # 127.0.0.1:9092
     broker.down()
+
+Kafka's own command-line tools of the same release run with its jars and Java:
+:func:`lsi.kafka.broker.tools.run_tool` (``lsi kafka tool NAME ARGS…``).
 """
 
 from lsi.kafka.broker.manager import BrokerStatus, KafkaBroker

@@ -34,6 +34,7 @@ __all__ = [
     "new_cluster_id",
     "scram_arguments",
     "server_properties",
+    "tools_log4j2_config",
 ]
 
 #: the SCRAM mechanisms the ``SASL_SSL`` listener offers; every user gets credentials for each
@@ -152,6 +153,27 @@ def log4j2_config(log_file: Path) -> str:
 {quiet}
     <Logger name="kafka.server" level="INFO"/>
     <Root level="WARN"><AppenderRef ref="file"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+def tools_log4j2_config() -> str:
+    """Render the log4j2 XML config of Kafka's command-line tools: warnings and errors to stderr.
+
+    As Kafka's own ``tools-log4j2.yaml``: stdout stays the tool's output (the console consumer's
+    records, ``kafka-topics --list``), and log4j2's default would print to stdout.
+    """
+    return """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by lsi (lsi kafka tool) for one run of a Kafka tool. -->
+<Configuration status="WARN">
+  <Appenders>
+    <Console name="stderr" target="SYSTEM_ERR">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Root level="WARN"><AppenderRef ref="stderr"/></Root>
   </Loggers>
 </Configuration>
 """

@@ -67,6 +67,7 @@ REFRESH_LOOP = UNIT + "test_refresh_loop_flags_reach_the_job_and_the_loop"
 REPORT = UNIT + "test_report_metrics_flags_shape_the_queries"
 MONITORING = UNIT + "test_monitoring_check_flags_shape_the_queries"
 SETTINGS = "tests/unit/cli/test_cli_settings.py::"
+ITEMS = "tests/unit/cli/test_cli_items.py::"
 CATALOGUE = (
     "tests/component/test_bench_catalogue.py::test_bench_catalogue_runs_from_the_command_line"
 )
@@ -80,6 +81,11 @@ TESTED: dict[str, tuple[str, ...]] = {
     " --version": ("tests/unit/cli/test_cli_checks.py::test_version",),
     "kafka up": (KAFKA,), "kafka down": (KAFKA,), "kafka status": (KAFKA,),
     "kafka logs": (KAFKA,), "kafka --lines": (KAFKA,),
+    **{f"kafka {word}": ("tests/unit/kafka/test_broker_tools.py::"
+                         "test_lsi_kafka_tool_passes_the_arguments_and_the_exit_status",
+                         "tests/integration/test_kafka_tools_live.py::"
+                         "test_topics_and_consumer_groups_through_lsi_kafka_tool")
+       for word in ("tool", "TOOL_ARGS")},
     "worker --brokers": (WORKER,), "worker --web-port": (WORKER,),
     "worker --web-host": (WORKER,), "worker --data-dir": (WORKER,),
     "worker --emit-policy": (WORKER,), "worker --loglevel": (WORKER,),
@@ -127,6 +133,9 @@ TESTED: dict[str, tuple[str, ...]] = {
     "monitoring check": (MONITORING,), "monitoring --prometheus": (MONITORING,),
     "monitoring --rate-interval": (MONITORING,), "monitoring --dashboards": (MONITORING,),
     "monitoring --json": (MONITORING,),
+    **{f"items {flag}": (ITEMS + "test_items_publish_csv_limit_and_brokers",)
+       for flag in ("publish", "--csv", "--limit", "--brokers")},
+    "items --dataset": (ITEMS + "test_items_publish_dataset",),
     "settings --markdown": (SETTINGS + "test_lsi_settings_markdown_is_the_rendered_page",),
     "settings --write": (SETTINGS + "test_lsi_settings_write_regenerates_the_page",),
     **{f"demo {flag}": (DEMO, DEMO_LIVE) if flag in DEMO_LIVE_FLAGS else (DEMO,) for flag in (

@@ -559,7 +559,7 @@ def test_follow_can_be_left_early() -> None:
 def test_the_exports_are_deliberate() -> None:
     assert set(lsi.client.__all__) == {
         "ClientError", "DeliveryFailed", "EventProducer", "RecommendationsClient",
-        "RequestRejected", "WorkerUnavailable", "parse_recommendation",
+        "RequestRejected", "SimilarItems", "WorkerUnavailable", "parse_recommendation",
     }  # fmt: skip
     for name in ("WorkerUnavailable", "RequestRejected", "DeliveryFailed"):
         assert issubclass(getattr(lsi.client, name), ClientError)

@@ -276,7 +276,9 @@ def test_topics_get_the_replication_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert admin.config["security_protocol"] == "SASL_SSL"
     assert admin.config["sasl_plain_password"] == PASSWORD
     topics = {t.name: t for t in admin.created}
-    assert sorted(topics) == sorted(created) and len(topics) == 10
+    # 8 lsi topics (events, their re-key hop, log, outputs, dead letters, deltas, models,
+    # catalogue) and the 4 tables' changelogs
+    assert sorted(topics) == sorted(created) and len(topics) == 12
     for topic in topics.values():
         assert topic.replication_factor == 3, topic.name
         assert topic.topic_configs["min.insync.replicas"] == "2", topic.name
@@ -285,6 +287,8 @@ def test_topics_get_the_replication_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert topics[s.interactions_topic].topic_configs["retention.ms"] == "-1"
     assert topics["lsi-user_state-changelog"].topic_configs["cleanup.policy"] == "compact"
     assert "cleanup.policy" not in topics[s.events_topic].topic_configs
+    assert topics[s.items_topic].topic_configs["cleanup.policy"] == "compact"
+    assert topics[s.items_topic].num_partitions == s.partitions  # co-partitioned with its table
 
 
 def test_a_rejected_connection_says_what_to_check() -> None:

@@ -13,7 +13,7 @@ def test_changelogs_created_up_front_match_the_declared_tables(tmp_path: Path) -
     settings = Settings.from_env({}, data_dir=tmp_path, app_id="lsi-x")
     pipeline = build_app(settings)
     tables = [pipeline.tables.user_state, pipeline.tables.item_stats,
-              pipeline.tables.trending]  # fmt: skip
+              pipeline.tables.trending, pipeline.tables.catalogue]  # fmt: skip
     assert sorted(t.name for t in tables) == sorted(TABLES)
     assert sorted(t.changelog_topic.get_topic_name() for t in tables) == sorted(
         changelog_names(settings)

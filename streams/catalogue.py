@@ -1,0 +1,141 @@
+"""The ``catalogue`` agent: keeps the item catalogue (``lsi.items``) in a global table.
+
+Every record is validated on its own (:func:`lsi.wire.catalogue.validate_item`): a bad one
+is dead-lettered with its reason and the rest of its batch is applied. A valid record replaces
+the item's entry in the ``catalogue`` GlobalTable (written under the record's own partition,
+the item's murmur2 partition, so a restore from the changelog replays each item's records in
+their order); a tombstone removes it. Every worker replicates the table, and the ``interest``
+agent leaves out of every list the items the catalogue hides (``available: false``, or past
+``expires_at``), from the next batch on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lsi.config import Settings
+from lsi.errors import InvalidRecord
+from lsi.monitoring.metrics import WorkerMetrics
+from lsi.wire.catalogue import CatalogueItem, validate_item
+from streams.context import acting_for
+from streams.delivery import Outgoing, deliver
+from streams.dlq import DeadLetters
+from streams.tables import Tables, item_key
+from streams.topics import Topics
+
+__all__ = ["CatalogueAgent", "CatalogueView"]
+
+log = logging.getLogger(__name__)
+
+
+class CatalogueView:
+    """What the scorers need of the catalogue, in memory: the items it hides now.
+
+    The ``catalogue`` table is global: every worker holds every item, written by whichever
+    worker owns the item's partition. This view follows it: this worker's own writes
+    (:meth:`put`), the other workers' as their changelog records arrive
+    (:meth:`on_changelog_event`, Faust's callback), and, after every rebalance, the whole
+    table once, before the first batch that needs it (:meth:`hidden`), so that a restore
+    from the changelog gives the view the live worker had. The scan runs without yielding
+    to the event loop, so no changelog record can land between it and the next batch.
+    """
+
+    def __init__(self, table: Any = None) -> None:
+        self.table = table
+        self._unavailable: set[str] = set()
+        self._expires: dict[str, float] = {}
+        self._stale = True  # rebuild before the next use
+
+    def put(self, item: CatalogueItem | str) -> None:
+        """Follow one catalogue change: a description, or the id of a removed item."""
+        item_id = item if isinstance(item, str) else item.item_id
+        self._unavailable.discard(item_id)
+        self._expires.pop(item_id, None)
+        if isinstance(item, CatalogueItem):
+            if not item.available:
+                self._unavailable.add(item_id)
+            if item.expires_at is not None:
+                self._expires[item_id] = item.expires_at
+
+    async def on_changelog_event(self, event: Any) -> None:
+        """Faust's callback for each changelog record another worker (or a restore) wrote."""
+        key, value = event.message.key, event.message.value
+        if not key or not key.startswith(b"i:"):
+            return
+        self.put(CatalogueItem.from_bytes(value) if value else key[2:].decode())
+
+    def invalidate(self) -> None:
+        """After a rebalance: read the whole table again before the next use."""
+        self._stale = True
+
+    def hidden(self, now: float) -> frozenset[str]:
+        """The items no list may offer at ``now``: unavailable, or past their expiry."""
+        if self._stale and self.table is not None:
+            self._unavailable.clear()
+            self._expires.clear()
+            for key, value in self.table.data.items():
+                if key.startswith(b"i:") and value:
+                    self.put(CatalogueItem.from_bytes(value))
+            self._stale = False
+        expired = [i for i, t in self._expires.items() if t <= now]
+        return frozenset(self._unavailable.union(expired))
+
+
+class CatalogueAgent:
+    """Maintains the global item catalogue."""
+
+    name = "catalogue"
+
+    def __init__(self, settings: Settings, topics: Topics, tables: Tables, metrics: WorkerMetrics,
+                 view: CatalogueView | None = None) -> None:  # fmt: skip
+        self.view = view or CatalogueView(tables.catalogue)
+        self.settings = settings
+        self.topics = topics
+        self.tables = tables
+        self.metrics = metrics
+        self.dead = DeadLetters(topics.dlq, self.name, metrics)
+
+    def register(self, app: Any) -> None:
+        @app.agent(self.topics.items, name="lsi.catalogue")
+        async def catalogue(stream: Any) -> None:
+            async for batch in stream.take_events(self.settings.batch_max,
+                                                  within=self.settings.batch_within_s):  # fmt: skip
+                await self.handle(batch)
+
+    async def handle(self, batch: Sequence[Any]) -> None:
+        m = self.metrics
+        m.batch_size.labels(agent=self.name).observe(len(batch))
+        rejected: list[Outgoing] = []
+        now = time.time()
+        for ev in batch:
+            msg = ev.message
+            try:
+                item = validate_item(msg.value, msg.key, msg.partition, self.settings.partitions,
+                                     self.settings.max_event_bytes)  # fmt: skip
+            except InvalidRecord as exc:
+                m.errors.labels(agent=self.name, kind="decode").inc()
+                rejected.append(self.dead.record(msg, exc.reason, exc.detail, now))
+                continue
+            except Exception as exc:
+                m.errors.labels(agent=self.name, kind="internal").inc()
+                log.error("catalogue: %s[%s]@%s failed: %r", msg.topic, msg.partition,
+                          msg.offset, exc)  # fmt: skip
+                detail = f"stage catalogue.validate: {type(exc).__name__}: {exc}"
+                rejected.append(self.dead.record(msg, "internal_error", detail, now))
+                continue
+            with acting_for(ev):
+                if isinstance(item, str):  # a tombstone: the item leaves the catalogue
+                    self.tables.catalogue.pop(item_key(item), None)
+                else:
+                    self.tables.catalogue[item_key(item.item_id)] = item.to_bytes()
+            self.view.put(item)
+        if rejected:
+            await deliver(rejected, self.name, m, replace=self.dead.undeliverable)
+        done = time.time()
+        for ev in batch:
+            m.processing_latency.labels(agent=self.name).observe(
+                max(0.0, done - ev.message.timestamp)
+            )

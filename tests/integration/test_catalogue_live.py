@@ -1,0 +1,101 @@
+"""The item catalogue against a real broker and a real worker: a catalogue record marking an
+item unavailable reaches the worker through ``lsi.items`` (published with ``lsi items
+publish``), and from then on the item is in no list the worker streams or serves, nor in any
+similar-items answer; a bad catalogue record is dead-lettered with its reason; marked
+available again, the item comes back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from lsi.cli.main import main
+from lsi.client import EventProducer, RecommendationsClient
+from lsi.config import Settings
+from lsi.serving.worker_process import settings_env
+from tests.integration.conftest import WorkerProcess, consume
+
+pytestmark = pytest.mark.timeout(240)
+
+ITEMS = [f"i{j}" for j in range(1, 9)]
+
+
+def until(what: str, check: Callable[[], Any], timeout_s: float, worker: WorkerProcess) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout_s}s (last {last!r})\n{worker.tail()}")
+
+
+def test_a_hidden_item_leaves_every_list_and_comes_back(
+    lsi_settings: Settings,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = start_worker("w1")
+    s = worker.settings
+    for var, value in settings_env(s, {}).items():  # `lsi items` sees the worker's settings
+        monkeypatch.setenv(var, value)
+    with EventProducer(s) as events:
+        for n, item in enumerate(ITEMS):  # a takes i1 … i8 in turn: i1's neighbours i2 … i6
+            events.send("a", item, "view", ts=time.time() - 100 + n, event_id=f"a-{n}")
+        events.send("b", "i1", "view", event_id="b-i1")
+    client = RecommendationsClient(worker.url, retry_for_s=30)
+
+    def top_of_b() -> list[str] | None:
+        rec = client.recommend("b")
+        ids = [i.item_id for i in rec.items]
+        return ids if rec.source == "covisit" and len(ids) >= 5 else None
+
+    top = until("b's list from i1's co-visits", top_of_b, 60, worker)
+    hide = top[0]
+
+    csv = tmp_path / "catalogue.csv"
+    csv.write_text(f"item_id,title,available\n{hide},Gone,false\n{top[1]},Kept,true\n")
+    assert main(["items", "publish", "--csv", str(csv)]) == 0
+
+    def hidden_everywhere() -> bool:
+        listed = {i.item_id for i in client.recommend("b", n=10).items}
+        near = {i.item_id for i in client.similar("i1", n=10).items}
+        return hide not in listed and hide not in near and bool(listed)
+
+    until(f"{hide} out of b's list and of i1's similar items", hidden_everywhere, 60, worker)
+    # the stream too: the next list b is sent
+    with EventProducer(s) as events:
+        events.send("b", "i8", "view", event_id="b-i8")
+
+    def of_b(records: list[Any]) -> list[dict[str, Any]]:
+        return [r for r in (json.loads(m.value) for m in records) if r["user_id"] == "b"]
+
+    records = consume(s, s.recommendations_topic,
+                      lambda rs: any(r["history_size"] == 2 for r in of_b(rs)), timeout_s=60)  # fmt: skip
+    latest = [r for r in of_b(records) if r["history_size"] == 2][-1]
+    streamed = {i["item_id"] for key in ("items", "short_term", "long_term") for i in latest[key]}
+    assert latest["items"] and hide not in streamed
+
+    # a bad record: dead-lettered with its reason, the worker goes on
+    raw = KafkaProducer(bootstrap_servers=s.brokers)
+    raw.send(s.items_topic, key=b"i9", value=b'{"item_id": "i9", "price": 3}').get(timeout=30)
+    raw.close()
+
+    def refused(records: list[Any]) -> bool:
+        return any(m.key == b"i9" and dict(m.headers).get("lsi-dlq-reason") == b"unknown_field"
+                   for m in records)  # fmt: skip
+
+    consume(s, s.dlq_topic, refused, timeout_s=60)
+
+    csv.write_text(f"item_id,available\n{hide},true\n")
+    assert main(["items", "publish", "--csv", str(csv)]) == 0
+    until(f"{hide} back in b's list", lambda: hide in {i.item_id for i in client.recommend(
+        "b", n=10).items}, 60, worker)  # fmt: skip
