@@ -14,16 +14,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from lsi.config import Settings
 from lsi.errors import InvalidRecord
 from lsi.monitoring.metrics import WorkerMetrics
 from lsi.wire.catalogue import CatalogueItem, validate_item
+from lsi.wire.records import Recommendation
 from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
-from streams.tables import Tables, item_key
+from streams.tables import Tables, item_key, read
 from streams.topics import Topics
 
 __all__ = ["CatalogueAgent", "CatalogueView"]
@@ -71,6 +73,20 @@ class CatalogueView:
         """After a rebalance: read the whole table again before the next use."""
         self._stale = True
 
+    def label(self, rec: Recommendation, cache: dict[str, tuple[str, ...]]) -> Recommendation:
+        """``rec`` with each listed item's catalogue categories (read from the table; ``cache``
+        holds what one batch has read already)."""
+        if self.table is None:
+            return rec
+        for item in rec.items:
+            if item.item_id not in cache:
+                raw = read(self.table, item_key(item.item_id))
+                cache[item.item_id] = CatalogueItem.from_bytes(raw).categories if raw else ()
+        if not any(cache[i.item_id] for i in rec.items):
+            return rec
+        items = tuple(replace(i, categories=cache[i.item_id]) for i in rec.items)
+        return replace(rec, items=items)
+
     def hidden(self, now: float) -> frozenset[str]:
         """The items no list may offer at ``now``: unavailable, or past their expiry."""
         if self._stale and self.table is not None:
@@ -116,15 +132,10 @@ class CatalogueAgent:
                 item = validate_item(msg.value, msg.key, msg.partition, self.settings.partitions,
                                      self.settings.max_event_bytes)  # fmt: skip
             except InvalidRecord as exc:
-                m.errors.labels(agent=self.name, kind="decode").inc()
-                rejected.append(self.dead.record(msg, exc.reason, exc.detail, now))
+                rejected.append(self.dead.refused(msg, exc, now))
                 continue
             except Exception as exc:
-                m.errors.labels(agent=self.name, kind="internal").inc()
-                log.error("catalogue: %s[%s]@%s failed: %r", msg.topic, msg.partition,
-                          msg.offset, exc)  # fmt: skip
-                detail = f"stage catalogue.validate: {type(exc).__name__}: {exc}"
-                rejected.append(self.dead.record(msg, "internal_error", detail, now))
+                rejected.append(self.dead.failed(msg, "catalogue.validate", exc, now))
                 continue
             with acting_for(ev):
                 if isinstance(item, str):  # a tombstone: the item leaves the catalogue

@@ -20,6 +20,7 @@ import hashlib
 import logging
 from typing import Any
 
+from lsi.errors import InvalidRecord
 from lsi.monitoring.metrics import WorkerMetrics
 from streams.delivery import Outgoing
 
@@ -126,6 +127,21 @@ class DeadLetters:
         self.metrics.dlq.labels(reason=reason).inc()
         self.metrics.events.labels(agent=self.agent, type="unknown", outcome="dlq").inc()
         return (self.topic, key, value, headers)
+
+    def refused(self, message: Any, exc: InvalidRecord, now: float) -> Outgoing:
+        """The dead letter of a record that failed validation (``exc``), counted as a decode
+        error of this agent."""
+        self.metrics.errors.labels(agent=self.agent, kind="decode").inc()
+        return self.record(message, exc.reason, exc.detail, now)
+
+    def failed(self, message: Any, stage: str, exc: Exception, now: float) -> Outgoing:
+        """The dead letter of a record a bug failed on at ``stage`` (reason ``internal_error``,
+        the exception in the detail), counted and logged as an internal error."""
+        self.metrics.errors.labels(agent=self.agent, kind="internal").inc()
+        log.error("%s: %s[%s]@%s failed at %s: %r", self.agent, message.topic,
+                  message.partition, message.offset, stage, exc)  # fmt: skip
+        detail = f"stage {stage}: {type(exc).__name__}: {exc}"
+        return self.record(message, "internal_error", detail, now)
 
     def undeliverable(self, rec: Outgoing, exc: BaseException) -> Outgoing | None:
         """The replacement of a record the broker refused for good (:mod:`streams.delivery`).

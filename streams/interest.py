@@ -180,7 +180,7 @@ class Interest:
                         exclude=self.hidden(now).union(exclude))  # fmt: skip
         self.metrics.recommendations.labels(trigger="request").inc()
         self.metrics.long_weight.labels(source=rec.source).observe(rec.long_weight)
-        return rec
+        return self.labelled(rec, {})
 
     def similar_now(self, item: str, n: int) -> Similar | None:
         """The ``n`` items most similar to ``item`` (``GET /items/{item}/similar/``): by the
@@ -191,6 +191,10 @@ class Interest:
         neighbors = None if stats is None else stats.neighbors
         return similar_items(item, n, self.live_model(), neighbors, self.engine.model_version,
                              self.hidden(time.time()))  # fmt: skip
+
+    def labelled(self, rec: Recommendation, cache: dict[str, tuple[str, ...]]) -> Recommendation:
+        """``rec`` with its items' catalogue categories (unchanged without a catalogue)."""
+        return self.catalogue.label(rec, cache) if self.catalogue is not None else rec
 
     def hidden(self, now: float) -> frozenset[str]:
         """The items the catalogue hides at ``now`` (none without a catalogue)."""
@@ -236,9 +240,10 @@ class Interest:
         result = await self._process(events, origins, carriers, out, now)
         source = {event.user_id: ev for event, ev in zip(events, carriers, strict=True)}
 
+        labels: dict[str, tuple[str, ...]] = {}  # the batch's catalogue reads
         for rec in result.recommendations:
             try:
-                value = rec.to_json()
+                value = self.labelled(rec, labels).to_json()
             except ValueError as exc:  # NaN or Infinity: never on the wire
                 m.errors.labels(agent=self.name, kind="nonfinite").inc()
                 log.error("interest: dropped the list of user %r: %s", rec.user_id, exc)

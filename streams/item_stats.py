@@ -88,15 +88,10 @@ class ItemStatsAgent:
             try:
                 bundle = validate_bundle(msg.value, msg.partition, self.settings.partitions)
             except InvalidRecord as exc:
-                m.errors.labels(agent=self.name, kind="decode").inc()
-                rejected.append(self.dead.record(msg, exc.reason, exc.detail, now))
+                rejected.append(self.dead.refused(msg, exc, now))
                 continue
             except Exception as exc:
-                m.errors.labels(agent=self.name, kind="internal").inc()
-                log.error("item-stats: %s[%s]@%s failed: %r", msg.topic, msg.partition,
-                          msg.offset, exc)  # fmt: skip
-                detail = f"stage item_stats.validate: {type(exc).__name__}: {exc}"
-                rejected.append(self.dead.record(msg, "internal_error", detail, now))
+                rejected.append(self.dead.failed(msg, "item_stats.validate", exc, now))
                 continue
             source[msg.partition] = ev
             acc_items = merged.setdefault(msg.partition, {})

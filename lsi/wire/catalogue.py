@@ -32,7 +32,7 @@ import orjson
 
 from lsi.errors import InvalidEvent, InvalidRecord
 from lsi.wire.partitioning import partition_of
-from lsi.wire.validation import id_problem, parse_json
+from lsi.wire.validation import describe, id_problem, parse_json
 
 __all__ = ["MAX_TAGS", "MAX_TITLE", "CatalogueItem", "validate_item"]
 
@@ -89,23 +89,11 @@ class CatalogueItem:
                    d.get("expires_at"))  # fmt: skip
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value[:37] + '...' if len(value) > 40 else value!r}"
-    return "an array" if isinstance(value, list) else "an object"
-
-
 def _tags(data: dict[str, Any], name: str) -> tuple[str, ...]:
     value = data.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidRecord("wrong_type", f"{name} must be an array of strings, got "
-                            f"{_describe(value)}")  # fmt: skip
+                            f"{describe(value)}")  # fmt: skip
     if len(value) > MAX_TAGS:
         raise InvalidRecord(
             "invalid_value", f"{name} holds {len(value)} names (at most {MAX_TAGS})"
@@ -123,7 +111,7 @@ def _time(data: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRecord("wrong_type", f"{name} must be a number of seconds, got "
-                            f"{_describe(value)}")  # fmt: skip
+                            f"{describe(value)}")  # fmt: skip
     if not math.isfinite(value) or value < 0:
         raise InvalidRecord("invalid_value", f"{name} must be a time >= 0, got {value!r}")
     if value > _MS_THRESHOLD:
@@ -160,7 +148,7 @@ def validate_item(raw: bytes | None, key: bytes | None, partition: int, partitio
     except InvalidEvent as exc:
         raise InvalidRecord(exc.reason, exc.detail) from None
     if not isinstance(data, dict):
-        raise InvalidRecord("not_an_object", f"expected a JSON object, got {_describe(data)}")
+        raise InvalidRecord("not_an_object", f"expected a JSON object, got {describe(data)}")
     unknown = sorted(set(data) - _ALLOWED)
     if unknown:
         raise InvalidRecord("unknown_field", f"unknown field(s) {', '.join(unknown)}; a "
@@ -169,18 +157,18 @@ def validate_item(raw: bytes | None, key: bytes | None, partition: int, partitio
         raise InvalidRecord("missing_field", "item_id is required")
     item_id = data["item_id"]
     if not isinstance(item_id, str):
-        raise InvalidRecord("wrong_type", f"item_id must be a string, got {_describe(item_id)}")
+        raise InvalidRecord("wrong_type", f"item_id must be a string, got {describe(item_id)}")
     if item_id != key_text:
         raise InvalidRecord("key_mismatch", f"the key {key_text!r} is not the item_id {item_id!r}")
     title = data.get("title", "")
     if not isinstance(title, str):
-        raise InvalidRecord("wrong_type", f"title must be a string, got {_describe(title)}")
+        raise InvalidRecord("wrong_type", f"title must be a string, got {describe(title)}")
     if len(title) > MAX_TITLE:
         raise InvalidRecord("invalid_value", f"title has {len(title)} characters (at most "
                             f"{MAX_TITLE})")  # fmt: skip
     available = data.get("available", True)
     if not isinstance(available, bool):
         raise InvalidRecord("wrong_type", f"available must be true or false, got "
-                            f"{_describe(available)}")  # fmt: skip
+                            f"{describe(available)}")  # fmt: skip
     return CatalogueItem(item_id, title, _tags(data, "categories"), _tags(data, "labels"),
                          available, _time(data, "created_at"), _time(data, "expires_at"))  # fmt: skip

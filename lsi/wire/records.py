@@ -165,14 +165,19 @@ class RecItem:
     score: float
     long_score: float
     short_score: float
+    #: the item's categories in the catalogue (:mod:`lsi.wire.catalogue`); empty without one
+    categories: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "item_id": self.item_id,
             "score": round(self.score, 6),
             "long_score": round(self.long_score, 6),
             "short_score": round(self.short_score, 6),
         }
+        if self.categories:
+            out["categories"] = list(self.categories)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,10 +308,21 @@ def _scored(data: Mapping[str, Any], name: str) -> tuple[ScoredItem, ...]:
                  for at, i in _objects(data, name))  # fmt: skip
 
 
+def _categories(item: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    names = item.get("categories", [])
+    if not isinstance(names, list):
+        raise InvalidRecord("wrong_type", f"{where}.categories must be an array, got {names!r:.40}")
+    return tuple(_text(c, f"{where}.categories[{n}]") for n, c in enumerate(names))
+
+
 def _fused(data: Mapping[str, Any]) -> tuple[RecItem, ...]:
-    return tuple(RecItem(_text(i.get("item_id"), f"{at}.item_id"),
-                         *(_number(i.get(f), f"{at}.{f}") for f in ("score", "long_score", "short_score")))
-                 for at, i in _objects(data, "items"))  # fmt: skip
+    out = []
+    for at, i in _objects(data, "items"):
+        score, long_score, short_score = (_number(i.get(f), f"{at}.{f}")
+                                          for f in ("score", "long_score", "short_score"))  # fmt: skip
+        out.append(RecItem(_text(i.get("item_id"), f"{at}.item_id"), score, long_score,
+                           short_score, _categories(i, at)))  # fmt: skip
+    return tuple(out)
 
 
 def parse_recommendation(raw: bytes | str | Mapping[str, Any]) -> Recommendation:

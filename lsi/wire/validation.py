@@ -48,6 +48,7 @@ __all__ = [
     "MAX_ID",
     "REASONS",
     "Limits",
+    "describe",
     "id_problem",
     "parse_json",
     "validate_bundle",
@@ -193,7 +194,8 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """A value as an error message names it: its JSON type, or a short quote of it."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -213,7 +215,7 @@ def _id(data: dict[str, Any], name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(
             "wrong_type",
-            f"{name} must be a string or a non-negative integer, got {_describe(value)}",
+            f"{name} must be a string or a non-negative integer, got {describe(value)}",
         )
     if isinstance(value, int):
         if value < 0:
@@ -228,7 +230,7 @@ def _id(data: dict[str, Any], name: str) -> str:
 def _number(data: dict[str, Any], name: str) -> float:
     value = data[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidEvent("wrong_type", f"{name} must be a number, got {_describe(value)}")
+        raise InvalidEvent("wrong_type", f"{name} must be a number, got {describe(value)}")
     return float(value)
 
 
@@ -259,7 +261,7 @@ def validate_event(raw: bytes | None, key: bytes | None, now: float, limits: Lim
         )
     data = parse_json(raw)
     if not isinstance(data, dict):
-        raise InvalidEvent("not_an_object", f"expected a JSON object, got {_describe(data)}")
+        raise InvalidEvent("not_an_object", f"expected a JSON object, got {describe(data)}")
     for name in _REQUIRED:
         if name not in data:
             raise InvalidEvent("missing_field", f"the required field {name!r} is missing")
@@ -272,7 +274,7 @@ def validate_event(raw: bytes | None, key: bytes | None, now: float, limits: Lim
 
     event_id = data["event_id"]
     if not isinstance(event_id, str):
-        raise InvalidEvent("wrong_type", f"event_id must be a string, got {_describe(event_id)}")
+        raise InvalidEvent("wrong_type", f"event_id must be a string, got {describe(event_id)}")
     problem = id_problem(event_id, "event_id")
     if problem is not None:
         raise InvalidEvent("invalid_value", problem)
@@ -281,10 +283,10 @@ def validate_event(raw: bytes | None, key: bytes | None, now: float, limits: Lim
 
     etype = data["type"]
     if not isinstance(etype, str):
-        raise InvalidEvent("wrong_type", f"type must be a string, got {_describe(etype)}")
+        raise InvalidEvent("wrong_type", f"type must be a string, got {describe(etype)}")
     if etype not in _TYPES:
         raise InvalidEvent(
-            "unknown_type", f"type {_describe(etype)} is not one of {', '.join(EVENT_TYPES)}"
+            "unknown_type", f"type {describe(etype)} is not one of {', '.join(EVENT_TYPES)}"
         )
 
     ts = _number(data, "ts")
@@ -306,7 +308,7 @@ def validate_event(raw: bytes | None, key: bytes | None, now: float, limits: Lim
             )
     context = data.get("context")
     if context is not None and not isinstance(context, dict):
-        raise InvalidEvent("wrong_type", f"context must be an object, got {_describe(context)}")
+        raise InvalidEvent("wrong_type", f"context must be an object, got {describe(context)}")
     if context is not None and _depth_exceeds(context, MAX_DEPTH):
         raise InvalidEvent("invalid_value", f"context is nested more than {MAX_DEPTH} levels")
 
@@ -371,7 +373,7 @@ _DELTA_FIELDS = ("p", "t", "c")
 
 def _amount(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidEvent("wrong_type", f"{what} must be a number, got {_describe(value)}")
+        raise InvalidEvent("wrong_type", f"{what} must be a number, got {describe(value)}")
     if value < 0:
         raise InvalidEvent("invalid_value", f"{what} must be >= 0, got {value!r}")
     return float(value)
@@ -409,7 +411,7 @@ def validate_bundle(raw: bytes | None, partition: int, partitions: int) -> dict[
         raise InvalidEvent("malformed_json", "the record has no value; expected a JSON object")
     data = parse_json(raw, deep_ok=True)
     if not isinstance(data, dict):
-        raise InvalidEvent("not_an_object", f"expected a JSON object, got {_describe(data)}")
+        raise InvalidEvent("not_an_object", f"expected a JSON object, got {describe(data)}")
     out: dict[str, ItemDelta] = {}
     for item, delta in data.items():
         problem = id_problem(item, "an item id")
@@ -421,7 +423,7 @@ def validate_bundle(raw: bytes | None, partition: int, partitions: int) -> dict[
                                f"not {partition}")  # fmt: skip
         if not isinstance(delta, dict):
             raise InvalidEvent("wrong_type", f"the delta of {item[:40]!r} must be an object, "
-                               f"got {_describe(delta)}")  # fmt: skip
+                               f"got {describe(delta)}")  # fmt: skip
         missing = [f for f in _DELTA_FIELDS if f not in delta]
         if missing:
             raise InvalidEvent("missing_field", f"the delta of {item[:40]!r} lacks {missing}")
@@ -430,7 +432,7 @@ def validate_bundle(raw: bytes | None, partition: int, partitions: int) -> dict[
             raise InvalidEvent("unknown_field", f"the delta of {item[:40]!r} has {unknown}")
         co = delta["c"]
         if not isinstance(co, dict):
-            raise InvalidEvent("wrong_type", f"c must be an object, got {_describe(co)}")
+            raise InvalidEvent("wrong_type", f"c must be an object, got {describe(co)}")
         if not _plain_neighbours(co):  # find the first problem, in order
             for other, weight in co.items():
                 problem = id_problem(other, "a neighbour id")

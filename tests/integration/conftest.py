@@ -183,3 +183,18 @@ def consume(
     finally:
         cons.close()
     raise AssertionError(f"{topic}: condition not met in {timeout_s}s with {len(records)} records")
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60.0,
+               worker: WorkerProcess | None = None) -> Any:  # fmt: skip
+    """``check()`` once it returns something true (polled every 0.3 s), or fail naming
+    ``what`` (with the tail of ``worker``'s log, if given) after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    tail = f"\n{worker.tail()}" if worker is not None else ""
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s (last {last!r}){tail}")

@@ -1,7 +1,7 @@
 """The item catalogue against a real broker and a real worker: a catalogue record marking an
 item unavailable reaches the worker through ``lsi.items`` (published with ``lsi items
 publish``), and from then on the item is in no list the worker streams or serves, nor in any
-similar-items answer; a bad catalogue record is dead-lettered with its reason; marked
+similar-items answer, and listed items carry their categories; a bad catalogue record is dead-lettered with its reason; marked
 available again, the item comes back."""
 
 from __future__ import annotations
@@ -19,22 +19,11 @@ from lsi.cli.main import main
 from lsi.client import EventProducer, RecommendationsClient
 from lsi.config import Settings
 from lsi.serving.worker_process import settings_env
-from tests.integration.conftest import WorkerProcess, consume
+from tests.integration.conftest import WorkerProcess, consume, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
 ITEMS = [f"i{j}" for j in range(1, 9)]
-
-
-def until(what: str, check: Callable[[], Any], timeout_s: float, worker: WorkerProcess) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout_s}s (last {last!r})\n{worker.tail()}")
 
 
 def test_a_hidden_item_leaves_every_list_and_comes_back(
@@ -58,11 +47,13 @@ def test_a_hidden_item_leaves_every_list_and_comes_back(
         ids = [i.item_id for i in rec.items]
         return ids if rec.source == "covisit" and len(ids) >= 5 else None
 
-    top = until("b's list from i1's co-visits", top_of_b, 60, worker)
+    top = wait_until("b's list from i1's co-visits", top_of_b, 60, worker)
     hide = top[0]
 
     csv = tmp_path / "catalogue.csv"
-    csv.write_text(f"item_id,title,available\n{hide},Gone,false\n{top[1]},Kept,true\n")
+    csv.write_text(
+        f"item_id,title,categories,available\n{hide},Gone,,false\n{top[1]},Kept,shoes|women,true\n"
+    )
     assert main(["items", "publish", "--csv", str(csv)]) == 0
 
     def hidden_everywhere() -> bool:
@@ -70,7 +61,9 @@ def test_a_hidden_item_leaves_every_list_and_comes_back(
         near = {i.item_id for i in client.similar("i1", n=10).items}
         return hide not in listed and hide not in near and bool(listed)
 
-    until(f"{hide} out of b's list and of i1's similar items", hidden_everywhere, 60, worker)
+    wait_until(f"{hide} out of b's list and of i1's similar items", hidden_everywhere, 60, worker)
+    kept = {i.item_id: i.categories for i in client.recommend("b", n=10).items}
+    assert kept[top[1]] == ("shoes", "women")  # categories reach the records
     # the stream too: the next list b is sent
     with EventProducer(s) as events:
         events.send("b", "i8", "view", event_id="b-i8")
@@ -97,5 +90,5 @@ def test_a_hidden_item_leaves_every_list_and_comes_back(
 
     csv.write_text(f"item_id,available\n{hide},true\n")
     assert main(["items", "publish", "--csv", str(csv)]) == 0
-    until(f"{hide} back in b's list", lambda: hide in {i.item_id for i in client.recommend(
+    wait_until(f"{hide} back in b's list", lambda: hide in {i.item_id for i in client.recommend(
         "b", n=10).items}, 60, worker)  # fmt: skip

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,6 +34,7 @@ from lsi.serving.store import SnapshotStore
 from lsi.serving.worker_process import settings_env, stop_worker
 from lsi.wire.records import Event
 from tests.integration.conftest import ROOT, consume, free_port
+from tests.integration.conftest import wait_until as wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -49,17 +49,6 @@ def use_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     for var, value in settings_env(settings, base={}).items():
         if var.startswith("LSI_"):
             monkeypatch.setenv(var, value)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    """Call ``check`` until it returns something true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
 
 
 def get(url: str) -> str | None:

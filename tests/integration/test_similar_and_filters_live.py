@@ -18,7 +18,7 @@ import pytest
 from lsi.client import EventProducer, RecommendationsClient, RequestRejected
 from lsi.config import Settings
 from lsi.wire.partitioning import partition_of
-from tests.integration.conftest import WorkerProcess, free_port
+from tests.integration.conftest import WorkerProcess, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -32,18 +32,6 @@ def status_of(url: str) -> tuple[int, Any]:
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, json.loads(exc.read())
-
-
-def until(what: str, check: Callable[[], Any], timeout_s: float, worker: WorkerProcess) -> Any:
-    """``check()`` once it is truthy (polled), or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout_s}s (last {last!r})\n{worker.tail()}")
 
 
 def test_filters_and_similar_items_on_live_workers(
@@ -73,7 +61,7 @@ def test_filters_and_similar_items_on_live_workers(
         rec = client.recommend(users[0])
         return rec if rec.source == "covisit" and len(rec.items) >= 7 else None
 
-    full = until("the statistics of every event", settled, 60, worker)
+    full = wait_until("the statistics of every event", settled, 60, worker)
     top = [i.item_id for i in full.items]
     assert top[:5] == ITEMS[1:6]
     banned = top[:2]
@@ -92,7 +80,7 @@ def test_filters_and_similar_items_on_live_workers(
     assert [s.item_id for s in near.items] == ["i2", "i3", "i4"]
     assert near.items[0].score > near.items[1].score > near.items[2].score > 0
     assert [s.item_id for s in client.similar("i1", n=10).items] == ITEMS[1:6]
-    until("the worker is ready", lambda: status_of(worker.url + "/healthz/ready/")[0] == 200, 60,
+    wait_until("the worker is ready", lambda: status_of(worker.url + "/healthz/ready/")[0] == 200, 60,
           worker)  # fmt: skip
     with pytest.raises(RequestRejected) as raised:
         client.similar("never-seen")
@@ -121,5 +109,5 @@ def test_filters_and_similar_items_on_live_workers(
             assert listed == top[1:3] or not both_ready(), (user, body)
         return requests_served(second) > 0
 
-    until("requests forwarded to the second worker answer with the filters", all_filtered, 90,
+    wait_until("requests forwarded to the second worker answer with the filters", all_filtered, 90,
           second)  # fmt: skip

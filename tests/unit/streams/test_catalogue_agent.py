@@ -9,10 +9,12 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from lsi.wire.catalogue import CatalogueItem
 from lsi.wire.partitioning import partition_of
+from lsi.wire.records import parse_recommendation
 from streams.app import Pipeline
 from streams.context import acting_for
 from streams.tables import item_key
@@ -20,6 +22,7 @@ from tests.unit.streams.test_agents import (
     DLQ,
     EVENTS,
     PARTITIONS,
+    REC_SCHEMA,
     RECOMMENDATIONS,
     MemoryProducer,
     Source,
@@ -150,3 +153,27 @@ async def test_an_item_the_catalogue_hides_is_in_no_list_from_the_next_batch(
 
     await pipeline.catalogue.handle([items(*record(item_id="i2", available=True))])
     assert "i2" in {i.item_id for i in pipeline.interest.recommend_now("b").items}
+
+
+async def test_records_carry_their_items_catalogue_categories(pipeline: Pipeline) -> None:
+    now = round(time.time(), 3)
+    producer: MemoryProducer = pipeline.app.producer
+    events = Source(pipeline.app, EVENTS)
+    await pipeline.catalogue.handle([Source(pipeline.app, ITEMS)(
+        *record(item_id="i2", title="Red shoes", categories=["shoes", "women"]))])  # fmt: skip
+    await run_through(pipeline, producer, [
+        events(event_json(now, event_id="1", user_id="a", item_id="i1"), b"a"),
+        events(event_json(now + 1, event_id="2", user_id="a", item_id="i2"), b"a"),
+    ])  # fmt: skip
+    start = len(producer.records)
+    await run_through(pipeline, producer,
+                      [events(event_json(now + 2, event_id="3", user_id="b", item_id="i1"), b"b")])  # fmt: skip
+    [rec] = [r for r in producer.records[start:] if r.topic == RECOMMENDATIONS]
+    body = json.loads(rec.value or b"")
+    jsonschema.validate(body, REC_SCHEMA)
+    by_id = {i["item_id"]: i for i in body["items"]}
+    assert by_id["i2"]["categories"] == ["shoes", "women"]
+    assert all("categories" not in i for k, i in by_id.items() if k != "i2")  # none known
+    asked = {i.item_id: i.categories for i in pipeline.interest.recommend_now("b").items}
+    assert asked["i2"] == ("shoes", "women")
+    assert parse_recommendation(rec.value or b"").items[0].categories == ("shoes", "women")
