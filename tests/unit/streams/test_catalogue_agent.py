@@ -30,6 +30,7 @@ from tests.unit.streams.test_agents import (
     event_json,
     make_pipeline,
     run_through,
+    young_objects_only,  # noqa: F401  (an autouse fixture: collect this module's objects only)
 )
 
 ITEMS = "lsi.items"
