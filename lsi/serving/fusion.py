@@ -22,8 +22,8 @@ evaluation:
   folded in from the request's positive events (:meth:`lsi.serving.snapshot.Snapshot.fold_in`);
   one with no such event the snapshot knows has no long-term part, :math:`w = 0`;
 * the excluded items: every item of the request (the worker's recent events, even beyond the
-  encoder's window), the user's history in the snapshot, and the items a request names
-  (``exclude``: ``GET /recommendations/{user}?exclude=…``). An excluded item scores
+  encoder's window), the user's history in the snapshot, and ``exclude``: the items the
+  catalogue hides and those a request names (``GET /recommendations/{user}?exclude=…``). An excluded item scores
   :math:`-\\infty` in every list and takes no share of any distribution, so each list is the
   top ``k`` of the items left.
 
