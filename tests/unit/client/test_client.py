@@ -13,7 +13,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -37,6 +36,7 @@ from lsi.errors import InvalidEvent, InvalidRecord
 from lsi.wire.partitioning import partition_of
 from lsi.wire.records import Event, RecItem, Recommendation, ScoredItem
 from lsi.wire.validation import id_problem, validate_event
+from tests.http import Answer, JsonServer
 
 TOPIC = "t.events"
 SETTINGS = Settings(events_topic=TOPIC, recommendations_topic="t.recs")
@@ -324,45 +324,13 @@ def test_a_record_that_is_not_a_recommendation_names_the_problem(
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
-Answer = tuple[int, dict[str, str], Any]
 
-
-class FakeWorker:
-    """A ThreadingHTTPServer on 127.0.0.1 answering ``answer(raw_path)``; records the paths."""
-
-    def __init__(self, answer: Callable[[str], Answer], port: int = 0) -> None:
-        self.answer = answer
-        self.paths: list[str] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake.paths.append(self.path)
-                status, headers, body = fake.answer(self.path)
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+class FakeWorker(JsonServer):
+    """A worker's HTTP view played by :class:`tests.http.JsonServer`."""
 
     def __enter__(self) -> FakeWorker:
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 def ok(path: str) -> Answer:

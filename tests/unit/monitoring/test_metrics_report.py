@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import math
 import socket
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from lsi.monitoring.charts import (
     render_report,
 )
 from lsi.monitoring.prometheus_api import PrometheusClient
+from tests.http import JsonServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 END = 1_700_000_000.0
@@ -112,43 +111,25 @@ def empty_result(path: str, params: dict[str, str]) -> Answer:
     return 200, {"status": "success", "data": {"resultType": kind, "result": []}}
 
 
-class FakePrometheus:
-    """A ThreadingHTTPServer on 127.0.0.1 answering with ``responder``; records each request."""
+class FakePrometheus(JsonServer):
+    """Prometheus' HTTP API played by :class:`tests.http.JsonServer`: ``responder(path,
+    params)`` answers; each request is recorded as ``(path, params)``."""
 
     def __init__(self, responder: Responder) -> None:
         self.responder = responder
         self.requests: list[tuple[str, dict[str, str]]] = []
-        fake = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                params = dict(urllib.parse.parse_qsl(url.query))
-                fake.requests.append((url.path, params))
-                status, body = fake.responder(url.path, params)
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def _answer(self, raw: str) -> tuple[int, dict[str, str], Any]:
+        url = urllib.parse.urlsplit(raw)
+        params = dict(urllib.parse.parse_qsl(url.query))
+        self.requests.append((url.path, params))
+        status, body = self.responder(url.path, params)
+        return status, {}, body
 
     def __enter__(self) -> FakePrometheus:
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 @pytest.fixture
