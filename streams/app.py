@@ -121,7 +121,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None, *,
                      metrics)  # fmt: skip
     _widen_producer_buffer(app, settings)
     rewind_uncommitted(app, {settings.events_topic, settings.rekey_topic,
-                              settings.item_deltas_topic, settings.items_topic})  # fmt: skip
+                              settings.item_deltas_topic}, sparse={settings.items_topic})  # fmt: skip
     return Pipeline(app, settings, topics, tables, metrics, interest, item_stats, models,
                     catalogue)  # fmt: skip
 
@@ -149,7 +149,7 @@ def reread_after_rebalance(app: Any, view: CatalogueView) -> None:
         view.invalidate()
 
 
-def rewind_uncommitted(app: Any, source_topics: set[str]) -> None:
+def rewind_uncommitted(app: Any, source_topics: set[str], sparse: set[str] | None = None) -> None:
     """After each rebalance, seek partitions the group never committed to their start.
 
     aiokafka's ``seek_to_committed`` skips partitions whose committed offset is missing or 0,
@@ -158,16 +158,25 @@ def rewind_uncommitted(app: Any, source_topics: set[str]) -> None:
     first commit was replaced by one that skipped part of the stream. Seeking them
     explicitly to their earliest offset (what ``auto_offset_reset="earliest"`` means) closes
     that gap; partitions with a real committed offset are left to Faust.
+
+    ``sparse``: topics whose partitions are mostly empty and never committed (the catalogue:
+    a partition with no record has no offset to commit); only those that hold records are
+    sought, so an empty one costs no seek at every rebalance.
     """
+    sparse = sparse or set()
 
     @app.on_rebalance_complete.connect
     async def rewind(sender: Any, **kwargs: Any) -> None:
         consumer = app.consumer
-        tps = {tp for tp in consumer.assignment() if tp.topic in source_topics}
+        tps = {tp for tp in consumer.assignment() if tp.topic in source_topics | sparse}
         if not tps:
             return
         committed = await consumer.seek_to_committed()
         fresh = [tp for tp in tps if not committed.get(tp)]
+        maybe_empty = [tp for tp in fresh if tp.topic in sparse]
+        if maybe_empty:
+            high = await consumer.highwaters(*maybe_empty)
+            fresh = [tp for tp in fresh if tp.topic not in sparse or high.get(tp, 0) > 0]
         if fresh:
             earliest = await consumer.earliest_offsets(*fresh)
             await consumer.seek_wait({tp: earliest[tp] for tp in fresh})
