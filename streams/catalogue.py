@@ -34,13 +34,14 @@ log = logging.getLogger(__name__)
 
 
 class CatalogueView:
-    """What the scorers need of the catalogue, in memory: the items it hides now.
+    """What the scorers need of the catalogue, in memory: the items it hides now, and which
+    items have categories (the only ones whose records :meth:`label` reads).
 
     The ``catalogue`` table is global: every worker holds every item, written by whichever
     worker owns the item's partition. This view follows it: this worker's own writes
     (:meth:`put`), the other workers' as their changelog records arrive
     (:meth:`on_changelog_event`, Faust's callback), and, after every rebalance, the whole
-    table once, before the first batch that needs it (:meth:`hidden`), so that a restore
+    table once, before the first batch that needs it, so that a restore
     from the changelog gives the view the live worker had. The scan runs without yielding
     to the event loop, so no changelog record can land between it and the next batch.
     """
@@ -49,6 +50,7 @@ class CatalogueView:
         self.table = table
         self._unavailable: set[str] = set()
         self._expires: dict[str, float] = {}
+        self._categorised: set[str] = set()  # items whose description names categories
         self._stale = True  # rebuild before the next use
 
     def put(self, item: CatalogueItem | str) -> None:
@@ -56,7 +58,10 @@ class CatalogueView:
         item_id = item if isinstance(item, str) else item.item_id
         self._unavailable.discard(item_id)
         self._expires.pop(item_id, None)
+        self._categorised.discard(item_id)
         if isinstance(item, CatalogueItem):
+            if item.categories:
+                self._categorised.add(item_id)
             if not item.available:
                 self._unavailable.add(item_id)
             if item.expires_at is not None:
@@ -74,9 +79,10 @@ class CatalogueView:
         self._stale = True
 
     def label(self, rec: Recommendation, cache: dict[str, tuple[str, ...]]) -> Recommendation:
-        """``rec`` with each listed item's catalogue categories (read from the table; ``cache``
-        holds what one batch has read already)."""
-        if self.table is None:
+        """``rec`` with each listed item's catalogue categories (read from the table, only for
+        the items the view knows to have some; ``cache`` holds what one batch has read)."""
+        self._refresh()
+        if self.table is None or not self._categorised.intersection(i.item_id for i in rec.items):
             return rec
         for item in rec.items:
             if item.item_id not in cache:
@@ -87,15 +93,20 @@ class CatalogueView:
         items = tuple(replace(i, categories=cache[i.item_id]) for i in rec.items)
         return replace(rec, items=items)
 
-    def hidden(self, now: float) -> frozenset[str]:
-        """The items no list may offer at ``now``: unavailable, or past their expiry."""
+    def _refresh(self) -> None:
+        """Read the whole table again if a rebalance made the view stale."""
         if self._stale and self.table is not None:
             self._unavailable.clear()
             self._expires.clear()
+            self._categorised.clear()
             for key, value in self.table.data.items():
                 if key.startswith(b"i:") and value:
                     self.put(CatalogueItem.from_bytes(value))
             self._stale = False
+
+    def hidden(self, now: float) -> frozenset[str]:
+        """The items no list may offer at ``now``: unavailable, or past their expiry."""
+        self._refresh()
         expired = [i for i, t in self._expires.items() if t <= now]
         return frozenset(self._unavailable.union(expired))
 

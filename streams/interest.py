@@ -289,8 +289,7 @@ class Interest:
             return validate_interaction(msg.value, msg.key, msg.headers, msg.partition,
                                         self.settings.partitions, now, self.limits)  # fmt: skip
         except InvalidRecord as exc:  # only this agent should write here: count it as such
-            self.metrics.errors.labels(agent=self.name, kind="decode").inc()
-            out.append(self.dead.record(msg, exc.reason, exc.detail, now))
+            out.append(self.dead.refused(msg, exc, now))
         except Exception as exc:
             out.append(self._internal_error(msg, "interest.validate", exc, now))
         return None
@@ -355,12 +354,8 @@ class Interest:
     def _internal_error(self, msg: Any, stage: str, exc: Exception, now: float) -> Outgoing:
         """The dead letter of a record a bug failed on; counted under the stage's agent
         (``ingest`` for the validation of ``lsi.events``, ``interest`` otherwise)."""
-        log.error("interest: %s[%s]@%s failed in %s: %r", msg.topic, msg.partition, msg.offset,
-                  stage, exc)  # fmt: skip
         dead = self.dead_events if stage.startswith("ingest.") else self.dead
-        self.metrics.errors.labels(agent=dead.agent, kind="internal").inc()
-        detail = f"stage {stage}: {type(exc).__name__}: {exc}"
-        return dead.record(msg, "internal_error", detail, now)
+        return dead.failed(msg, stage, exc, now)
 
     def _count(self, result: BatchResult, batch: Sequence[Any], sent: float,
                counts: Counter[tuple[str, str, str]]) -> None:  # fmt: skip

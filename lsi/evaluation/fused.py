@@ -99,8 +99,7 @@ def train_bundle(log: Log, seed: int, cfg: SequenceConfig, *, version: str = "ev
     if out.sequence is None:
         raise TooLittleData(out.sequence_skipped or "the encoder was not trained")
     served = out.snapshot(version)
-    base = out.long_term.model(version)
-    variants = {k: replace(base, sequence=m) for k, m in out.sequence.variants.items()}
+    variants = {k: replace(served, sequence=m) for k, m in out.sequence.variants.items()}
     return Bundle(served, out.long_term.seconds, out.sequence, out.warm_start(version), variants)
 
 
