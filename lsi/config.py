@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lsi.core.engine import EMIT_POLICIES, EngineConfig
+from lsi.core.rules import OWN_ITEMS, Rules
 from lsi.core.scoring import SCORING_MODES, ScoringConfig
 from lsi.core.state import StateConfig
 from lsi.core.stats import StatsConfig
@@ -41,6 +42,7 @@ SECTIONS: dict[str, str] = {
     "topics": "Topics",
     "worker": "Worker",
     "engine": "Scoring and emission",
+    "rules": "Business rules",
     "refresh": "Model store and refresh",
     "long_term": "Long-term model",
     "sequence": "Sequence encoder and gate",
@@ -252,6 +254,23 @@ class Settings:
         "Statistics scorer only (snapshots without an encoder): the fixed weight of the long-term score in `fused` mode.",
         section="engine",
     )
+    # -- rules -----------------------------------------------------------------------------------
+    rule_own_items: str = setting(
+        "seen",
+        "Which of a user's own items no list offers again: `seen` (every item they interacted with), `purchased` (only those they bought) or `recent` (those of the last `LSI_RULE_RECENT_DAYS` days); see [docs/shop.md](shop.md#business-rules).",
+        section="rules",
+        choices=OWN_ITEMS,
+    )
+    rule_recent_days: float = setting(
+        30.0,
+        "The `recent` rule's horizon, in days before the user's newest event.",
+        section="rules",
+    )
+    rule_category_cap: int = setting(
+        0,
+        "At most this many items of one catalogue category per list (0: no cap).",
+        section="rules",
+    )
     # -- refresh ---------------------------------------------------------------------------------
     models_dir: Path = setting(
         Path("var/models"),
@@ -382,6 +401,9 @@ class Settings:
                               "sequence_epochs >= 1")  # fmt: skip
         if self.models_keep < 1 or self.promote_margin < 0:
             raise ConfigError("models_keep must be at least 1 and promote_margin >= 0")
+        if not self.rule_recent_days > 0 or self.rule_category_cap < 0:
+            raise ConfigError("rule_recent_days (LSI_RULE_RECENT_DAYS) must be > 0 and "
+                              "rule_category_cap (LSI_RULE_CATEGORY_CAP) >= 0 (0: no cap)")  # fmt: skip
         if not self.brokers.strip():
             raise ConfigError("brokers must name at least one host:port")
         self._check_security()
@@ -527,6 +549,11 @@ class Settings:
                 filter_seen=self.filter_seen,
                 mode=self.scorer,
                 long_weight=self.long_weight,
+            ),
+            rules=Rules(
+                own_items=self.rule_own_items,
+                recent_days=self.rule_recent_days,
+                category_cap=self.rule_category_cap,
             ),
             emit_policy=self.emit_policy,
             emit_interval_s=self.emit_interval_s,

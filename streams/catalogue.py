@@ -25,7 +25,7 @@ from lsi.wire.records import Recommendation
 from streams.context import acting_for
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
-from streams.tables import Tables, item_key, read
+from streams.tables import Tables, item_key
 from streams.topics import Topics
 
 __all__ = ["CatalogueAgent", "CatalogueView"]
@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 class CatalogueView:
-    """What the scorers need of the catalogue, in memory: the items it hides now, and which
-    items have categories (the only ones whose records :meth:`label` reads).
+    """What the scorers need of the catalogue, in memory: the items it hides now, and the
+    categories of the items that have some (what :meth:`label` puts on records and the
+    rules' category cap and filter read, :meth:`categories_of`).
 
     The ``catalogue`` table is global: every worker holds every item, written by whichever
     worker owns the item's partition. This view follows it: this worker's own writes
@@ -50,7 +51,7 @@ class CatalogueView:
         self.table = table
         self._unavailable: set[str] = set()
         self._expires: dict[str, float] = {}
-        self._categorised: set[str] = set()  # items whose description names categories
+        self._categories: dict[str, tuple[str, ...]] = {}  # items that have categories
         self._stale = True  # rebuild before the next use
 
     def put(self, item: CatalogueItem | str) -> None:
@@ -58,10 +59,10 @@ class CatalogueView:
         item_id = item if isinstance(item, str) else item.item_id
         self._unavailable.discard(item_id)
         self._expires.pop(item_id, None)
-        self._categorised.discard(item_id)
+        self._categories.pop(item_id, None)
         if isinstance(item, CatalogueItem):
             if item.categories:
-                self._categorised.add(item_id)
+                self._categories[item_id] = item.categories
             if not item.available:
                 self._unavailable.add(item_id)
             if item.expires_at is not None:
@@ -78,27 +79,31 @@ class CatalogueView:
         """After a rebalance: read the whole table again before the next use."""
         self._stale = True
 
-    def label(self, rec: Recommendation, cache: dict[str, tuple[str, ...]]) -> Recommendation:
-        """``rec`` with each listed item's catalogue categories (read from the table, only for
-        the items the view knows to have some; ``cache`` holds what one batch has read)."""
+    def label(self, rec: Recommendation) -> Recommendation:
+        """``rec`` with each listed item's catalogue categories."""
         self._refresh()
-        if self.table is None or not self._categorised.intersection(i.item_id for i in rec.items):
+        cats = self._categories
+        if not any(i.item_id in cats for i in rec.items):
             return rec
-        for item in rec.items:
-            if item.item_id not in cache:
-                raw = read(self.table, item_key(item.item_id))
-                cache[item.item_id] = CatalogueItem.from_bytes(raw).categories if raw else ()
-        if not any(cache[i.item_id] for i in rec.items):
-            return rec
-        items = tuple(replace(i, categories=cache[i.item_id]) for i in rec.items)
+        items = tuple(replace(i, categories=cats.get(i.item_id, ())) for i in rec.items)
         return replace(rec, items=items)
+
+    def categories_of(self, item: str) -> tuple[str, ...]:
+        """The item's catalogue categories (empty if it has none, or is not catalogued)."""
+        self._refresh()
+        return self._categories.get(item, ())
+
+    def has_categories(self) -> bool:
+        """Whether any catalogued item has categories (else no category rule can apply)."""
+        self._refresh()
+        return bool(self._categories)
 
     def _refresh(self) -> None:
         """Read the whole table again if a rebalance made the view stale."""
         if self._stale and self.table is not None:
             self._unavailable.clear()
             self._expires.clear()
-            self._categorised.clear()
+            self._categories.clear()
             for key, value in self.table.data.items():
                 if key.startswith(b"i:") and value:
                     self.put(CatalogueItem.from_bytes(value))

@@ -51,6 +51,7 @@ from lsi.core.engine import (
     process_batch,
     recommend,
 )
+from lsi.core.rules import Categories
 from lsi.core.state import UserState
 from lsi.core.stats import ItemStats, Trending, merge_into, merge_trending
 from lsi.errors import InvalidEvent, InvalidRecord
@@ -165,22 +166,27 @@ class Interest:
             return None
 
     def recommend_now(self, user: str, n: int | None = None,
-                      exclude: Collection[str] = frozenset()) -> Recommendation:  # fmt: skip
+                      exclude: Collection[str] = frozenset(),
+                      category: str | None = None) -> Recommendation:  # fmt: skip
         """Score a user on request (``GET /recommendations/{user}``); changes nothing.
 
         ``n``: the length of the lists (``LSI_TOP_K`` by default); ``exclude``: items none of
-        them may hold. Both scorers leave the excluded items out before ranking, so the lists
-        still hold ``n`` items while enough other candidates exist."""
+        them may hold; ``category``: the catalogue category every listed item must be in.
+        Both scorers leave the excluded items out before ranking, so the lists still hold
+        ``n`` items while enough other candidates exist; the deployment's rules apply as on
+        the stream (:mod:`lsi.core.rules`)."""
         cfg, now = self.engine, time.time()
         if n is not None and n != cfg.scoring.top_k:
             cfg = replace(cfg, scoring=replace(cfg.scoring, top_k=n))
         state = self.load_state(user) or UserState()
         rec = recommend(user, state, self.stats_lookup(), self.trending(), cfg, now,
                         event_ts=None, trigger="request", model=self.live_model(),
-                        exclude=self.hidden(now).union(exclude))  # fmt: skip
+                        exclude=self.hidden(now).union(exclude),
+                        categories=self.categories(always=category is not None),
+                        category=category)  # fmt: skip
         self.metrics.recommendations.labels(trigger="request").inc()
         self.metrics.long_weight.labels(source=rec.source).observe(rec.long_weight)
-        return self.labelled(rec, {})
+        return self.labelled(rec)
 
     def similar_now(self, item: str, n: int) -> Similar | None:
         """The ``n`` items most similar to ``item`` (``GET /items/{item}/similar/``): by the
@@ -192,9 +198,18 @@ class Interest:
         return similar_items(item, n, self.live_model(), neighbors, self.engine.model_version,
                              self.hidden(time.time()))  # fmt: skip
 
-    def labelled(self, rec: Recommendation, cache: dict[str, tuple[str, ...]]) -> Recommendation:
+    def labelled(self, rec: Recommendation) -> Recommendation:
         """``rec`` with its items' catalogue categories (unchanged without a catalogue)."""
-        return self.catalogue.label(rec, cache) if self.catalogue is not None else rec
+        return self.catalogue.label(rec) if self.catalogue is not None else rec
+
+    def categories(self, always: bool = False) -> Categories | None:
+        """The catalogue's categories of an item, for the rules (:mod:`lsi.core.rules`);
+        ``None`` (nothing to cap) while no catalogued item has categories, unless
+        ``always`` (a request's category filter: without categories nothing passes it)."""
+        view = self.catalogue
+        if view is None:
+            return (lambda item: ()) if always else None
+        return view.categories_of if always or view.has_categories() else None
 
     def hidden(self, now: float) -> frozenset[str]:
         """The items the catalogue hides at ``now`` (none without a catalogue)."""
@@ -240,10 +255,9 @@ class Interest:
         result = await self._process(events, origins, carriers, out, now)
         source = {event.user_id: ev for event, ev in zip(events, carriers, strict=True)}
 
-        labels: dict[str, tuple[str, ...]] = {}  # the batch's catalogue reads
         for rec in result.recommendations:
             try:
-                value = self.labelled(rec, labels).to_json()
+                value = self.labelled(rec).to_json()
             except ValueError as exc:  # NaN or Infinity: never on the wire
                 m.errors.labels(agent=self.name, kind="nonfinite").inc()
                 log.error("interest: dropped the list of user %r: %s", rec.user_id, exc)
@@ -310,21 +324,22 @@ class Interest:
         fetching, sending and folding statistics meanwhile; everything that touches a table
         stays on the loop."""
         lookup, trending, model = self.stats_lookup(), self.trending(), self.live_model()
-        hidden = self.hidden(now)
+        hidden, cats = self.hidden(now), self.categories()
         try:
             if model is None or model.sequence is None:
                 return process_batch(events, self.load_state, lookup, trending, self.engine,
-                                     now, origins, model=model, exclude=hidden)  # fmt: skip
+                                     now, origins, model=model, exclude=hidden,
+                                     categories=cats)  # fmt: skip
             result, pending = learn_batch(events, self.load_state, lookup, trending,
                                           self.engine, now, origins, model=model,
-                                          exclude=hidden)  # fmt: skip
+                                          exclude=hidden, categories=cats)  # fmt: skip
             lists = None
             if pending:
                 lists = await asyncio.get_running_loop().run_in_executor(
-                    self._scoring_pool(), fused_lists, pending, model, self.engine, hidden
+                    self._scoring_pool(), fused_lists, pending, model, self.engine, hidden, cats
                 )
             emit(result, pending, lookup, trending, self.engine, now, model, lists=lists,
-                 exclude=hidden)  # fmt: skip
+                 exclude=hidden, categories=cats)  # fmt: skip
             return result
         except Exception:
             log.exception("interest: a batch of %d failed; applying it event by event",
@@ -339,7 +354,7 @@ class Interest:
         for n, (event, origin, ev) in enumerate(zip(events, origins, carriers, strict=True)):
             try:
                 one = process_batch([event], load, lookup, trending, self.engine, now, [origin],
-                                    model=model, exclude=hidden)  # fmt: skip
+                                    model=model, exclude=hidden, categories=cats)  # fmt: skip
             except Exception as exc:
                 out.append(self._internal_error(ev.message, "interest.process", exc, now))
                 continue
@@ -402,4 +417,5 @@ def _merge(into: BatchResult, one: BatchResult, position: int) -> None:
     into.duplicates.update(one.duplicates)
     into.redelivered += one.redelivered
     into.evaluated += one.evaluated
+    into.judged += one.judged
     into.hits.update(one.hits)

@@ -10,7 +10,9 @@ record the stream emits, with ``trigger = "request"``. Its query may set the lis
 (``n``, 1 to :data:`MAX_N`, or to ``LSI_TOP_K`` if that is larger; ``LSI_TOP_K`` by default)
 and name up to :data:`MAX_EXCLUDE` items no list may hold (``exclude=a,b``, comma-separated,
 the parameter may repeat); the scorers leave them out before ranking, so the lists keep
-``n`` items while enough other candidates exist.
+``n`` items while enough other candidates exist. ``category=c`` keeps only items the
+catalogue puts in category ``c`` (:mod:`lsi.core.rules`; a rare category may give a shorter
+list). The deployment's rules (``LSI_RULE_*``) apply as on the stream.
 
 A similar-items request is answered by whichever worker gets it: every worker holds the live
 snapshot and follows the global item statistics (:meth:`streams.interest.Interest.
@@ -18,7 +20,8 @@ similar_now`, :mod:`lsi.serving.similar`); ``n`` is 1 to :data:`MAX_N`, 10 by de
 
 Every answer is a status with a JSON body: 200; 400 for an id that no event could carry
 (the rules of :func:`lsi.wire.validation.id_problem`) or a query parameter the view refuses
-(unknown, repeated ``n``, ``n`` out of range, too many or bad excluded ids); 404 for an item
+(unknown, repeated ``n`` or ``category``, ``n`` out of range, too many or bad excluded
+ids, a bad category name); 404 for an item
 neither the snapshot nor the statistics know (while the worker is still restoring its tables:
 503 instead, the item may be in what is not restored yet); 503 while the worker cannot answer
 yet or the owner of the user cannot be reached (starting up, no partition assignment or
@@ -80,9 +83,10 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
         if problem is not None:
             return web.json({"error": problem}, status=400)
         try:
-            query = _known_query(request.query, ("n", "exclude"))
+            query = _known_query(request.query, ("n", "exclude", "category"))
             n = _query_n(query, top_n)
             exclude = _query_exclude(query)
+            category = _query_category(query)
         except _BadParameter as exc:
             return web.json({"error": str(exc)}, status=400)
         try:
@@ -93,7 +97,7 @@ def register_views(app: Any, tables: Tables, interest: Interest, metrics: Worker
             return _unavailable(web, f"the worker that owns this user cannot be reached yet "
                                 f"({type(exc).__name__}); try again shortly")  # fmt: skip
         try:
-            return web.json(interest.recommend_now(user_id, n, exclude).to_dict())
+            return web.json(interest.recommend_now(user_id, n, exclude, category).to_dict())
         except Exception as exc:
             log.exception("GET /recommendations/%r/ failed", user_id)
             return web.json({"error": f"internal error ({type(exc).__name__})"}, status=500)
@@ -176,6 +180,20 @@ def _query_exclude(query: Any) -> frozenset[str]:
         if problem is not None:
             raise _BadParameter(problem)
     return frozenset(ids)
+
+
+def _query_category(query: Any) -> str | None:
+    """The ``category`` of the query (``None`` when absent): one name, valid as the
+    catalogue's category names are (:func:`lsi.wire.validation.id_problem`)."""
+    values = query.getall("category", [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _BadParameter(f"category may be given once, got {len(values)} values")
+    problem = id_problem(values[0], "category")
+    if problem is not None:
+        raise _BadParameter(problem)
+    return str(values[0])
 
 
 def readiness(app: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``lsi bench``: the benchmarks (pipeline, faults, accuracy, refresh, catalogue), each of
+"""``lsi bench``: the benchmarks (pipeline, faults, accuracy, refresh, catalogue, rules), each of
 which writes its report (JSON, Markdown, plots) into a folder.
 
 Each ``--out`` without the flag is its options dataclass's default, and the help texts say
@@ -24,12 +24,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_accuracy(bsub)
     _add_refresh(bsub)
     _add_catalogue(bsub)
+    _add_rules(bsub)
     b.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     run = {"pipeline": _bench_pipeline, "faults": _bench_faults, "accuracy": _bench_accuracy,
-           "refresh": _bench_refresh, "catalogue": _bench_catalogue}  # fmt: skip
+           "refresh": _bench_refresh, "catalogue": _bench_catalogue,
+           "rules": _bench_rules}  # fmt: skip
     return run[args.bench](args)
 
 
@@ -335,4 +337,51 @@ def _bench_catalogue(args: argparse.Namespace) -> int:
     bench.run_catalogue_bench(opts)
     print((opts.out / "catalogue.md").read_text())
     print(f"report: {opts.out}/catalogue.json, {opts.out}/catalogue.md, {opts.out}/catalogue.png")
+    return 0
+
+
+# -- rules ---------------------------------------------------------------------------------
+def _add_rules(bsub: argparse._SubParsersAction[LateHelp]) -> None:
+    br = bsub.add_parser("rules", help="what each business rule (own items, category cap) "
+                         "costs in NDCG@10, through the workers' list-building code")  # fmt: skip
+    br.add_argument("--dataset", default="ml-100k", help="a dataset of ../shared/datasets")
+    br.add_argument("--phase", choices=["valid", "test"], default="valid",
+                    help="judge the validation items, or the test items")  # fmt: skip
+    br.add_argument("--seeds", type=at_least(1), default=3, help="trained snapshots")
+    br.add_argument("--rules", help="rule sets, comma-separated; the first is the baseline "
+                    "(default seen,purchased,recent:30,cap:3,cap:2,cap:1; also "
+                    "+-joined: purchased+cap:2)")  # fmt: skip
+    br.add_argument("--epochs", type=at_least(1), default=40, help="encoder epochs")
+    out = br.add_argument("--out", help="report folder (default {})")
+    br.fill_later(out, _rules_out)
+
+
+def _rules_out() -> object:
+    from lsi.bench.rules import DEFAULT_OUT  # imports torch: only for --help
+
+    return DEFAULT_OUT
+
+
+def _bench_rules(args: argparse.Namespace) -> int:
+    from lsi.bench.rules import (
+        DEFAULT_OUT,
+        DEFAULT_RULES,
+        RulesBenchOptions,
+        parse_rules,
+        report_stem,
+        run_rules_bench,
+        with_sequence,
+    )
+
+    rules = tuple(r.strip() for r in args.rules.split(",") if r.strip()) if args.rules else None
+    for spec in rules or ():
+        parse_rules(spec)  # a bad rule is a one-line error before any training
+    opts = RulesBenchOptions(dataset=args.dataset, phase=args.phase, seeds=args.seeds,
+                             rules=rules or DEFAULT_RULES,
+                             out=Path(args.out) if args.out else DEFAULT_OUT)  # fmt: skip
+    opts = with_sequence(opts, epochs=args.epochs)
+    report = run_rules_bench(opts)
+    stem = opts.out / report_stem(report)
+    print(stem.with_suffix(".md").read_text())
+    print(f"report: {stem}.json, {stem}.md, {stem}.png")
     return 0

@@ -26,13 +26,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from lsi.core.rules import (
+    MAX_FETCH,
+    Categories,
+    Rules,
+    fetch_size,
+    only_category,
+    own_items,
+    select,
+)
 from lsi.core.scoring import ScoringConfig, StatsLookup, score_user
 from lsi.core.snapshot_view import SeqLists, SeqRequest, SnapshotView
 from lsi.core.state import StateConfig, UserState
 from lsi.core.stats import StatsConfig, Trending, batch_deltas
-from lsi.wire.records import Event, ItemDelta, Recommendation
+from lsi.wire.records import Event, ItemDelta, RecItem, Recommendation, ScoredItem
 
 __all__ = [
     "EMIT_POLICIES",
@@ -58,6 +67,7 @@ class EngineConfig:
     state: StateConfig = StateConfig()
     stats: StatsConfig = StatsConfig()
     scoring: ScoringConfig = ScoringConfig()
+    rules: Rules = Rules()
     emit_policy: str = "batch"
     emit_interval_s: float = 5.0
     model_version: str = BASELINE_VERSION
@@ -85,6 +95,8 @@ class BatchResult:
         hits: K → events whose item was in the top-K of that list.
         applied: positions in ``events`` of the events learned (neither duplicates nor
             re-deliveries), in order: what the worker appends to the interaction log.
+        judged: per evaluated event, ``(user, emitted_at of the list it was judged against,
+            its rank in that list or None)``: what per-arm online measures are built from.
     """
 
     states: dict[str, UserState] = field(default_factory=dict)
@@ -96,6 +108,7 @@ class BatchResult:
     evaluated: int = 0
     hits: Counter[int] = field(default_factory=Counter)
     applied: list[int] = field(default_factory=list)
+    judged: list[tuple[str, float, int | None]] = field(default_factory=list)
 
 
 def recommend(
@@ -110,11 +123,15 @@ def recommend(
     trigger: str = "event",
     model: SnapshotView | None = None,
     exclude: Collection[str] = frozenset(),
+    categories: Categories | None = None,
+    category: str | None = None,
 ) -> Recommendation:
     """Score one user and wrap the list as a record (does not touch the state); no list of
-    it holds an item of ``exclude``."""
+    it holds an item of ``exclude``, and with ``category`` every item is in it (by
+    ``categories``, the catalogue's); see :func:`recommend_many`."""
     return recommend_many([(user_id, state, event_ts)], lookup, trending, cfg, now,
-                          trigger=trigger, model=model, exclude=exclude)[0]  # fmt: skip
+                          trigger=trigger, model=model, exclude=exclude,
+                          categories=categories, category=category)[0]  # fmt: skip
 
 
 def recommend_many(
@@ -128,6 +145,8 @@ def recommend_many(
     model: SnapshotView | None = None,
     lists: Sequence[SeqLists | None] | None = None,
     exclude: Collection[str] = frozenset(),
+    categories: Categories | None = None,
+    category: str | None = None,
 ) -> list[Recommendation]:
     """Score users ``(user, state, event_ts)`` and wrap each list as a record.
 
@@ -138,28 +157,102 @@ def recommend_many(
     ``model_version`` is the snapshot's version when it took part in the list, else
     ``cfg.model_version`` (the short-term baseline). ``lists``: the fused scorer's lists of
     ``pending``, already computed (:func:`fused_lists`, e.g. on another thread, with the same
-    ``exclude``). ``exclude``: items no list may hold (a request's filter)."""
+    ``exclude`` and ``categories``). ``exclude``: items no list may hold (a request's filter).
+
+    The rules (``cfg.rules``, :mod:`lsi.core.rules`): each user's own items are left out as
+    they say; with a per-category cap (and ``categories``, the catalogue's) or a request's
+    ``category``, the scorers are asked for more than ``top_k`` items and
+    :func:`lsi.core.rules.select` keeps the first ``top_k`` that pass, asking again with a
+    larger size for a user whose list came back short while the scorer had more. The
+    sources' own lists keep their order, cut to ``top_k`` (and to ``category``)."""
+    k, rules = cfg.scoring.top_k, cfg.rules
+    cats = categories if categories is not None else _no_categories
+    fetch = fetch_size(k, rules, category, categories is not None)
+    owns = [own_items(state, rules) for _, state, _ in pending]
+    scored: list[_Scored | None] = [None] * len(pending)
+    todo = list(range(len(pending)))
+    first = True
+    while todo:
+        sub = [pending[n] for n in todo]
+        sub_cfg = cfg if fetch == k else replace(cfg, scoring=replace(cfg.scoring, top_k=fetch))
+        got = _score(sub, [owns[n] for n in todo], lookup, trending, sub_cfg, model,
+                     lists if first else None, exclude)  # fmt: skip
+        first = False
+        again: list[int] = []
+        for n, res in zip(todo, got, strict=True):
+            if fetch == k:
+                scored[n] = res
+                continue
+            kept = select(res.items, _item_id, k, cats, cap=rules.category_cap, category=category)
+            if len(kept) < k and len(res.items) >= fetch and fetch < MAX_FETCH:
+                again.append(n)
+                continue
+            scored[n] = replace(res, items=tuple(kept),
+                                short_term=only_category(res.short_term, _item_id, k, cats, category),
+                                long_term=only_category(res.long_term, _item_id, k, cats, category))  # fmt: skip
+        todo, fetch = again, min(MAX_FETCH, fetch * 4)
+    out: list[Recommendation] = []
+    for (user_id, state, event_ts), one in zip(pending, scored, strict=True):
+        assert one is not None
+        out.append(Recommendation(
+            user_id=user_id, ts=now, model_version=one.version, long_weight=one.long_weight,
+            items=one.items, short_term=one.short_term, long_term=one.long_term,
+            source=one.source, event_ts=event_ts, emitted_at=now, trigger=trigger,
+            history_size=state.n_events,
+        ))  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """One user's lists as a scorer gave them, before the rules cut them."""
+
+    items: tuple[RecItem, ...]
+    short_term: tuple[ScoredItem, ...]
+    long_term: tuple[ScoredItem, ...]
+    long_weight: float
+    source: str
+    version: str
+
+
+def _item_id(entry: RecItem | ScoredItem) -> str:
+    return entry.item_id
+
+
+def _no_categories(item: str) -> tuple[str, ...]:
+    return ()
+
+
+def _score(
+    pending: Sequence[tuple[str, UserState, float | None]],
+    owns: Sequence[frozenset[str] | None],
+    lookup: StatsLookup,
+    trending: Trending,
+    cfg: EngineConfig,
+    model: SnapshotView | None,
+    lists: Sequence[SeqLists | None] | None,
+    exclude: Collection[str],
+) -> list[_Scored]:
+    """Each user's lists from the fused scorer, else the statistics scorer (see
+    :func:`recommend_many`), ``cfg.scoring.top_k`` long."""
     fused: Sequence[SeqLists | None] | None = lists
     if fused is None:
         fused = [None] * len(pending)
         if model is not None and model.sequence is not None and pending:
-            fused = fused_lists(pending, model, cfg, exclude)
-    out: list[Recommendation] = []
-    for (user_id, state, event_ts), seq in zip(pending, fused, strict=True):
+            reqs = [SeqRequest.from_state(u, st, own)
+                    for (u, st, _), own in zip(pending, owns, strict=True)]  # fmt: skip
+            fused = model.sequence.recommend(reqs, model, cfg.scoring.top_k, cfg.scoring.mode,
+                                             exclude=exclude)  # fmt: skip
+    out: list[_Scored] = []
+    for (user_id, state, _), own, seq in zip(pending, owns, fused, strict=True):
         if seq is not None and model is not None:
-            items, short_term, long_term = seq.items, seq.short_term, seq.long_term
-            weight, source, version = seq.long_weight, seq.source, model.version
-        else:
-            res = score_user(state, lookup, trending, cfg.scoring, model, user_id, exclude)
-            items, short_term, long_term = res.items, res.short_term, res.long_term
-            weight, source = res.long_weight, res.source
-            scored_by = model.version if model is not None and res.long_weight > 0 else None
-            version = scored_by or cfg.model_version
-        out.append(Recommendation(
-            user_id=user_id, ts=now, model_version=version, long_weight=weight, items=items,
-            short_term=short_term, long_term=long_term, source=source, event_ts=event_ts,
-            emitted_at=now, trigger=trigger, history_size=state.n_events,
-        ))  # fmt: skip
+            out.append(_Scored(seq.items, seq.short_term, seq.long_term, seq.long_weight,
+                               seq.source, model.version))  # fmt: skip
+            continue
+        res = score_user(state, lookup, trending, cfg.scoring, model, user_id, exclude, own)
+        scored_by = model.version if model is not None and res.long_weight > 0 else None
+        out.append(_Scored(res.items, res.short_term, res.long_term, res.long_weight, res.source,
+                           scored_by or cfg.model_version))  # fmt: skip
     return out
 
 
@@ -168,14 +261,17 @@ def fused_lists(
     model: SnapshotView,
     cfg: EngineConfig,
     exclude: Collection[str] = frozenset(),
+    categories: Categories | None = None,
 ) -> list[SeqLists | None]:
     """The fused scorer's lists for ``pending`` in one forward pass (``None`` for a user it
-    cannot score), none holding an item of ``exclude``. Reads the states and the immutable
-    snapshot, writes nothing: safe to run on a thread while the states are not changed."""
+    cannot score), none holding an item of ``exclude`` nor an own item the rules leave out,
+    as long as :func:`recommend_many` first asks for (longer than ``top_k`` under a
+    per-category cap with ``categories``). Reads the states and the immutable snapshot,
+    writes nothing: safe to run on a thread while the states are not changed."""
     assert model.sequence is not None
-    reqs = [SeqRequest.from_state(u, st) for u, st, _ in pending]
-    return model.sequence.recommend(reqs, model, cfg.scoring.top_k, cfg.scoring.mode,
-                                    exclude=exclude)  # fmt: skip
+    k = fetch_size(cfg.scoring.top_k, cfg.rules, None, categories is not None)
+    reqs = [SeqRequest.from_state(u, st, own_items(st, cfg.rules)) for u, st, _ in pending]
+    return model.sequence.recommend(reqs, model, k, cfg.scoring.mode, exclude=exclude)
 
 
 def process_batch(
@@ -188,6 +284,7 @@ def process_batch(
     sources: Sequence[tuple[int, int] | None] | None = None,
     model: SnapshotView | None = None,
     exclude: Collection[str] = frozenset(),
+    categories: Categories | None = None,
 ) -> BatchResult:
     """Apply a batch of interactions and produce what the agent must write and send.
 
@@ -202,12 +299,13 @@ def process_batch(
             re-deliveries are skipped exactly (see :meth:`UserState.learn_one`).
         model: the live long-term snapshot (one version for the whole batch), or ``None``.
         exclude: items no list may hold (those the catalogue hides now).
+        categories: the catalogue's categories of an item (for ``cfg.rules``' cap).
 
     It is :func:`learn_batch` followed by :func:`emit` of the users it leaves pending.
     """
     out, pending = learn_batch(events, load, lookup, trending, cfg, now, sources, model,
-                               exclude)  # fmt: skip
-    emit(out, pending, lookup, trending, cfg, now, model, exclude=exclude)
+                               exclude, categories)  # fmt: skip
+    emit(out, pending, lookup, trending, cfg, now, model, exclude=exclude, categories=categories)
     return out
 
 
@@ -221,6 +319,7 @@ def learn_batch(
     sources: Sequence[tuple[int, int] | None] | None = None,
     model: SnapshotView | None = None,
     exclude: Collection[str] = frozenset(),
+    categories: Categories | None = None,
 ) -> tuple[BatchResult, list[tuple[str, UserState, float | None]]]:
     """The learning half of :func:`process_batch` (same arguments): every event applied,
     the ``event`` policy's lists emitted on the way, and the users the ``batch`` and
@@ -251,6 +350,7 @@ def learn_batch(
         out.accepted[event.type] += 1
         if outcome.evaluated:
             out.evaluated += 1
+            out.judged.append((user, state.last_emit, outcome.hit_rank))
             if outcome.hit_rank is not None:
                 for k in HIT_KS:
                     if outcome.hit_rank < k:
@@ -258,7 +358,7 @@ def learn_batch(
         newest[user] = max(newest.get(user, 0.0), event.ts)
         if cfg.emit_policy == "event":
             emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model,
-                 exclude=exclude)  # fmt: skip
+                 exclude=exclude, categories=categories)  # fmt: skip
 
     pending: list[tuple[str, UserState, float | None]] = []
     if cfg.emit_policy in ("batch", "interval"):
@@ -282,12 +382,13 @@ def emit(
     *,
     lists: Sequence[SeqLists | None] | None = None,
     exclude: Collection[str] = frozenset(),
+    categories: Categories | None = None,
 ) -> None:
     """Score ``pending`` (:func:`recommend_many`), add the records to ``out`` and remember
     each list in its user's state (the reference of the next online hit). ``lists``, when
-    given, were computed with the same ``exclude``."""
+    given, were computed with the same ``exclude`` and ``categories``."""
     recs = recommend_many(pending, lookup, trending, cfg, now, model=model, lists=lists,
-                          exclude=exclude)  # fmt: skip
+                          exclude=exclude, categories=categories)  # fmt: skip
     for (_, state, _), rec in zip(pending, recs, strict=True):
         state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
         out.recommendations.append(rec)

@@ -109,10 +109,12 @@ def score_user(
     model: SnapshotView | None = None,
     user_id: str = "",
     exclude: Collection[str] = frozenset(),
+    own: Collection[str] | None = None,
 ) -> ScoreResult:
     """Rank items for one user from their short-term state, the global statistics and (if
     the snapshot knows ``user_id``) the long-term model; no list holds an item of
-    ``exclude``."""
+    ``exclude``, nor of the user's own items ``own`` (``None``: the recent window's items
+    when ``filter_seen``; see :func:`lsi.core.rules.own_items`)."""
     scores: dict[str, float] = {}
     norm = 0.0
     weight = 1.0
@@ -129,7 +131,8 @@ def score_user(
                     scores[other] = scores.get(other, 0.0) + weight * c / total
         weight *= cfg.anchor_decay
 
-    seen = set(state.items) if cfg.filter_seen else set()
+    default = state.items if cfg.filter_seen else ()
+    seen = set(default if own is None else own)
     seen.update(exclude)
     beta = cfg.trending_weight if norm > 0 else 1.0
     if norm > 0:

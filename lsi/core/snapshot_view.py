@@ -24,17 +24,21 @@ __all__ = ["SeqLists", "SeqRequest", "SequenceScorer", "SnapshotView"]
 
 @dataclass(frozen=True, slots=True)
 class SeqRequest:
-    """One user to score: their recent events, oldest first."""
+    """One user to score: their recent events, oldest first, and which of their own items
+    no list may offer (``own``; ``None``: all of them, the window's and the snapshot's
+    history of the user; see :func:`lsi.core.rules.own_items`)."""
 
     user_id: str
     items: Sequence[str]
     types: Sequence[int]
     times: Sequence[float]
     n_events: int
+    own: Collection[str] | None = None
 
     @classmethod
-    def from_state(cls, user_id: str, state: UserState) -> SeqRequest:
-        return cls(user_id, state.items, state.types, state.times, state.n_events)
+    def from_state(cls, user_id: str, state: UserState,
+                   own: Collection[str] | None = None) -> SeqRequest:  # fmt: skip
+        return cls(user_id, state.items, state.types, state.times, state.n_events, own)
 
 
 @dataclass(frozen=True, slots=True)

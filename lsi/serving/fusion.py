@@ -22,7 +22,9 @@ evaluation:
   folded in from the request's positive events (:meth:`lsi.serving.snapshot.Snapshot.fold_in`);
   one with no such event the snapshot knows has no long-term part, :math:`w = 0`;
 * the excluded items: every item of the request (the worker's recent events, even beyond the
-  encoder's window), the user's history in the snapshot, and ``exclude``: the items the
+  encoder's window) and the user's history in the snapshot, or, when the deployment's rules
+  name them (``SeqRequest.own``, :mod:`lsi.core.rules`), only those of the user's items; and
+  ``exclude``: the items the
   catalogue hides and those a request names (``GET /recommendations/{user}?exclude=…``). An excluded item scores
   :math:`-\\infty` in every list and takes no share of any distribution, so each list is the
   top ``k`` of the items left.
@@ -186,7 +188,7 @@ class SequenceModel:
         b, t_max = len(reqs), self.max_len
         gap_s = float(self.config.get("session_gap_s", 1800.0))
         windows: list[tuple[list[int], list[int], list[float]]] = []
-        seen_rows: list[list[int]] = []  # every known item of the request (all are excluded)
+        seen_rows: list[list[int]] = []  # the request's own items to exclude (default: all)
         for r in reqs:
             rows, types, times = [], [], []
             for item, code, ts in zip(r.items, r.types, r.times, strict=True):
@@ -196,6 +198,8 @@ class SequenceModel:
                     types.append(int(code))
                     times.append(float(ts))
             windows.append((rows[-t_max:], types[-t_max:], times[-t_max:]))
+            if r.own is not None:  # the rules name the user's own items to leave out
+                rows = [j + 1 for x in r.own if (j := self.item_index.get(x)) is not None]
             seen_rows.append(rows)
         t = max(1, max((len(w[0]) for w in windows), default=1))
         items = np.zeros((b, t), dtype=np.int64)
@@ -259,7 +263,8 @@ class SequenceModel:
                 if user is None:
                     continue
                 vec, hist = user
-                excluded[k, hist] = True
+                if r.own is None:
+                    excluded[k, hist] = True
                 known[k] = True
                 long_vec[k] = vec
                 long_logits[k, have] = sub_items @ vec
@@ -391,7 +396,7 @@ class SequenceModel:
                 if user is None:
                     continue
                 vec, hist = user
-                if len(hist):
+                if len(hist) and r.own is None:
                     excluded[k] = np.concatenate([excluded[k], hist])
                 known[k] = True
                 long_vec[k] = vec

@@ -113,6 +113,9 @@ TESTED: dict[str, tuple[str, ...]] = {
     **{f"bench refresh {flag}": (REFRESH_BENCH,) for flag in (
         "--dataset", "--out", "--device", "--scaling-edges", "--scaling-epochs",
         "--new-fraction", "--valid-cases", "--epochs", "--warm-epochs", "--dim", "--seed")},
+    **{f"bench rules {flag}": ("tests/unit/bench/test_bench_rules.py::"
+                               "test_bench_rules_runs_from_the_command_line",)
+       for flag in ("--dataset", "--phase", "--seeds", "--rules", "--epochs", "--out")},
     **{f"bench catalogue {flag}": (CATALOGUE,) for flag in (
         "--sizes", "--batch", "--batches", "--candidates", "--nprobe", "--storage", "--seed",
         "--ml1m", "--ml1m-budget", "--phase", "--quick", "--out")},

@@ -1,4 +1,5 @@
-"""The worker's HTTP views with query parameters, without a broker: ``n`` and ``exclude`` on
+"""The worker's HTTP views with query parameters, without a broker: ``n``, ``exclude`` and
+``category`` on
 ``/recommendations/{user_id}/``, the similar-items view, their 400s, and forwarding to the
 owner with the query string kept (Faust's own router, up to the HTTP client).
 
@@ -19,6 +20,7 @@ from faust.exceptions import SameNode
 from yarl import URL
 
 from lsi.serving.snapshot import Snapshot
+from lsi.wire.catalogue import CatalogueItem
 from streams.app import Pipeline
 from streams.web import MAX_EXCLUDE, MAX_N
 from tests.unit.streams.test_agents import (
@@ -110,6 +112,23 @@ async def test_n_sets_the_length_and_excluded_items_are_left_out_before_it(
     assert user_state(pipeline, "b") == state
 
 
+@pytest.mark.usefixtures("owns_every_key")
+async def test_category_keeps_only_the_catalogues_items_of_it(
+    pipeline: Pipeline, producer: MemoryProducer
+) -> None:
+    await learn(pipeline, producer)
+    view = pipeline.catalogue.view
+    for item, cats in {"i2": ["c"], "i3": ["d"], "i4": ["c", "d"], "i6": ["c"]}.items():
+        view.put(CatalogueItem(item, categories=tuple(cats)))
+    status, body = await answer(pipeline, "/recommendations/b/?category=c")
+    assert status == 200 and names(body["items"]) == ["i2", "i4", "i6"]
+    assert [e["categories"] for e in body["items"]] == [["c"], ["c", "d"], ["c"]]
+    assert names(body["short_term"]) == ["i2", "i4", "i6"]
+    both = (await answer(pipeline, "/recommendations/b?category=d&exclude=i3&n=1"))[1]
+    assert names(both["items"]) == ["i4"]
+    assert (await answer(pipeline, "/recommendations/b/?category=none"))[1]["items"] == []
+
+
 BAD_QUERIES = [
     ("n=0", "n must be an integer from 1 to 100, got '0'"),
     (f"n={MAX_N + 1}", "n must be an integer from 1 to 100"),
@@ -127,7 +146,9 @@ BAD_QUERIES = [
     (f"exclude={'x' * 129}", "an excluded item_id must have 1 to 128 characters, got 129"),
     ("exclude=" + ",".join(f"x{j}" for j in range(MAX_EXCLUDE + 1)),
      "exclude may name at most 100 item ids, got 101"),
-    ("exlude=i1", "unknown query parameter(s) 'exlude'; this view takes exclude, n"),
+    ("exlude=i1", "unknown query parameter(s) 'exlude'; this view takes category, exclude, n"),
+    ("category=a&category=b", "category may be given once, got 2 values"),
+    ("category=", "category must have 1 to 128 characters, got 0"),
 ]  # fmt: skip
 
 
