@@ -271,6 +271,16 @@ class Settings:
         "At most this many items of one catalogue category per list (0: no cap).",
         section="rules",
     )
+    rule_new_slots: int = setting(
+        0,
+        "Places of each list given to new catalogue items (exploration; 0: off).",
+        section="rules",
+    )
+    rule_new_days: float = setting(
+        7.0,
+        "How long after its `created_at` a catalogue item counts as new.",
+        section="rules",
+    )
     # -- refresh ---------------------------------------------------------------------------------
     models_dir: Path = setting(
         Path("var/models"),
@@ -404,6 +414,9 @@ class Settings:
         if not self.rule_recent_days > 0 or self.rule_category_cap < 0:
             raise ConfigError("rule_recent_days (LSI_RULE_RECENT_DAYS) must be > 0 and "
                               "rule_category_cap (LSI_RULE_CATEGORY_CAP) >= 0 (0: no cap)")  # fmt: skip
+        if self.rule_new_slots < 0 or not self.rule_new_days > 0:
+            raise ConfigError("rule_new_slots (LSI_RULE_NEW_SLOTS) must be >= 0 (0: off) and "
+                              "rule_new_days (LSI_RULE_NEW_DAYS) > 0")  # fmt: skip
         if not self.brokers.strip():
             raise ConfigError("brokers must name at least one host:port")
         self._check_security()
@@ -554,6 +567,8 @@ class Settings:
                 own_items=self.rule_own_items,
                 recent_days=self.rule_recent_days,
                 category_cap=self.rule_category_cap,
+                new_slots=self.rule_new_slots,
+                new_days=self.rule_new_days,
             ),
             emit_policy=self.emit_policy,
             emit_interval_s=self.emit_interval_s,

@@ -28,15 +28,19 @@ from streams.dlq import DeadLetters
 from streams.tables import Tables, item_key
 from streams.topics import Topics
 
-__all__ = ["CatalogueAgent", "CatalogueView"]
+__all__ = ["NEW_ITEMS_MAX", "CatalogueAgent", "CatalogueView"]
 
 log = logging.getLogger(__name__)
 
+#: the most new items the exploration places rotate over (the newest)
+NEW_ITEMS_MAX = 1000
+
 
 class CatalogueView:
-    """What the scorers need of the catalogue, in memory: the items it hides now, and the
+    """What the scorers need of the catalogue, in memory: the items it hides now, the
     categories of the items that have some (what :meth:`label` puts on records and the
-    rules' category cap and filter read, :meth:`categories_of`).
+    rules' category cap and filter read, :meth:`categories_of`) and the creation times (the
+    rules' new items, :meth:`new_items`).
 
     The ``catalogue`` table is global: every worker holds every item, written by whichever
     worker owns the item's partition. This view follows it: this worker's own writes
@@ -52,6 +56,8 @@ class CatalogueView:
         self._unavailable: set[str] = set()
         self._expires: dict[str, float] = {}
         self._categories: dict[str, tuple[str, ...]] = {}  # items that have categories
+        self._created: dict[str, float] = {}  # items that have a created_at
+        self._by_age: list[tuple[float, str]] | None = []  # _created sorted (None: redo)
         self._stale = True  # rebuild before the next use
 
     def put(self, item: CatalogueItem | str) -> None:
@@ -60,7 +66,12 @@ class CatalogueView:
         self._unavailable.discard(item_id)
         self._expires.pop(item_id, None)
         self._categories.pop(item_id, None)
+        if self._created.pop(item_id, None) is not None:
+            self._by_age = None
         if isinstance(item, CatalogueItem):
+            if item.created_at is not None:
+                self._created[item_id] = item.created_at
+                self._by_age = None
             if item.categories:
                 self._categories[item_id] = item.categories
             if not item.available:
@@ -104,10 +115,28 @@ class CatalogueView:
             self._unavailable.clear()
             self._expires.clear()
             self._categories.clear()
+            self._created.clear()
+            self._by_age = None
             for key, value in self.table.data.items():
                 if key.startswith(b"i:") and value:
                     self.put(CatalogueItem.from_bytes(value))
             self._stale = False
+
+    def new_items(self, now: float, days: float, limit: int = NEW_ITEMS_MAX) -> tuple[str, ...]:
+        """The visible items created within ``days`` before ``now`` (not in the future),
+        newest first, at most ``limit`` (the rules' exploration places pick among them)."""
+        self._refresh()
+        if self._by_age is None:
+            self._by_age = sorted((t, i) for i, t in self._created.items())
+        since = now - days * 86400.0
+        hidden = self.hidden(now)
+        out: list[str] = []
+        for t, item in reversed(self._by_age):
+            if t < since or len(out) >= limit:
+                break
+            if t <= now and item not in hidden:
+                out.append(item)
+        return tuple(out)
 
     def hidden(self, now: float) -> frozenset[str]:
         """The items no list may offer at ``now``: unavailable, or past their expiry."""

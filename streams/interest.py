@@ -64,6 +64,7 @@ from streams.catalogue import CatalogueView
 from streams.context import acting_for, key_for_partition, partition_of
 from streams.delivery import Outgoing, deliver
 from streams.dlq import DeadLetters
+from streams.experiments import ActiveExperiment, count_judged, labelled, model_for, split_pending
 from streams.models import ModelWatcher
 from streams.tables import Tables, item_key, read, user_key
 from streams.topics import Topics
@@ -179,14 +180,16 @@ class Interest:
         if n is not None and n != cfg.scoring.top_k:
             cfg = replace(cfg, scoring=replace(cfg.scoring, top_k=n))
         state = self.load_state(user) or UserState()
+        experiment = self.experiment()
+        arm, model = model_for(user, self.live_model(), experiment)
         rec = recommend(user, state, self.stats_lookup(), self.trending(), cfg, now,
-                        event_ts=None, trigger="request", model=self.live_model(),
+                        event_ts=None, trigger="request", model=model,
                         exclude=self.hidden(now).union(exclude),
                         categories=self.categories(always=category is not None),
-                        category=category)  # fmt: skip
+                        category=category, new_items=self.new_items(now))  # fmt: skip
         self.metrics.recommendations.labels(trigger="request").inc()
         self.metrics.long_weight.labels(source=rec.source).observe(rec.long_weight)
-        return self.labelled(rec)
+        return labelled(self.labelled(rec), experiment, arm)
 
     def similar_now(self, item: str, n: int) -> Similar | None:
         """The ``n`` items most similar to ``item`` (``GET /items/{item}/similar/``): by the
@@ -211,9 +214,21 @@ class Interest:
             return (lambda item: ()) if always else None
         return view.categories_of if always or view.has_categories() else None
 
+    def new_items(self, now: float) -> tuple[str, ...]:
+        """The catalogue's new items for the rules' exploration places, newest first (none
+        without a catalogue, or with the places off)."""
+        rules = self.engine.rules
+        if self.catalogue is None or not rules.new_slots:
+            return ()
+        return self.catalogue.new_items(now, rules.new_days)
+
     def hidden(self, now: float) -> frozenset[str]:
         """The items the catalogue hides at ``now`` (none without a catalogue)."""
         return self.catalogue.hidden(now) if self.catalogue is not None else frozenset()
+
+    def experiment(self) -> ActiveExperiment | None:
+        """The running experiment between snapshots (read once per batch, as the snapshot)."""
+        return self.models.experiment if self.models is not None else None
 
     def live_model(self) -> Snapshot | None:
         """The snapshot to score with now (read once per batch)."""
@@ -324,23 +339,29 @@ class Interest:
         fetching, sending and folding statistics meanwhile; everything that touches a table
         stays on the loop."""
         lookup, trending, model = self.stats_lookup(), self.trending(), self.live_model()
-        hidden, cats = self.hidden(now), self.categories()
+        hidden, cats, new = self.hidden(now), self.categories(), self.new_items(now)
+        experiment = self.experiment()
+        model_of = None if experiment is None else (
+            lambda user: model_for(user, model, experiment)[1])  # fmt: skip
         try:
-            if model is None or model.sequence is None:
+            if experiment is None and (model is None or model.sequence is None):
                 return process_batch(events, self.load_state, lookup, trending, self.engine,
                                      now, origins, model=model, exclude=hidden,
-                                     categories=cats)  # fmt: skip
+                                     categories=cats, new_items=new)  # fmt: skip
             result, pending = learn_batch(events, self.load_state, lookup, trending,
                                           self.engine, now, origins, model=model,
-                                          exclude=hidden, categories=cats)  # fmt: skip
-            lists = None
-            if pending:
-                lists = await asyncio.get_running_loop().run_in_executor(
-                    self._scoring_pool(), fused_lists, pending, model, self.engine, hidden, cats
-                )
-            emit(result, pending, lookup, trending, self.engine, now, model, lists=lists,
-                 exclude=hidden, categories=cats)  # fmt: skip
-            return result
+                                          exclude=hidden, categories=cats, new_items=new,
+                                          model_of=model_of)  # fmt: skip
+            for group in split_pending(pending, model, experiment):
+                lists = None
+                if group.pending and group.model is not None and group.model.sequence is not None:
+                    lists = await asyncio.get_running_loop().run_in_executor(
+                        self._scoring_pool(), fused_lists, group.pending, group.model,
+                        self.engine, hidden, cats,
+                    )  # fmt: skip
+                emit(result, group.pending, lookup, trending, self.engine, now, group.model,
+                     lists=lists, exclude=hidden, categories=cats, new_items=new)  # fmt: skip
+            return _arms(result, experiment)
         except Exception:
             log.exception("interest: a batch of %d failed; applying it event by event",
                           len(events))  # fmt: skip
@@ -353,13 +374,15 @@ class Interest:
 
         for n, (event, origin, ev) in enumerate(zip(events, origins, carriers, strict=True)):
             try:
+                scorer = model_for(event.user_id, model, experiment)[1]
                 one = process_batch([event], load, lookup, trending, self.engine, now, [origin],
-                                    model=model, exclude=hidden, categories=cats)  # fmt: skip
+                                    model=scorer, exclude=hidden, categories=cats,
+                                    new_items=new)  # fmt: skip
             except Exception as exc:
                 out.append(self._internal_error(ev.message, "interest.process", exc, now))
                 continue
             _merge(result, one, n)
-        return result
+        return _arms(result, experiment)
 
     def _scoring_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -387,6 +410,7 @@ class Interest:
             m.online_evaluated.inc(result.evaluated)
         for k, n in result.hits.items():
             m.online_hits.labels(k=str(k)).inc(n)
+        count_judged(m, result.judged, self.experiment())
         m.recommendations.labels(trigger="event").inc(len(result.recommendations))
         for rec in result.recommendations:
             if rec.event_ts is not None:
@@ -400,6 +424,14 @@ class Interest:
 def _source_header(origin: tuple[int, int]) -> list[tuple[str, bytes]]:
     """``lsi-src: <partition>:<offset>``, the event's place in ``lsi.events``."""
     return [(SOURCE_HEADER, b"%d:%d" % origin)]
+
+
+def _arms(result: BatchResult, experiment: ActiveExperiment | None) -> BatchResult:
+    """``result`` with each record labelled with the experiment and its user's arm."""
+    if experiment is not None:
+        result.recommendations[:] = [labelled(r, experiment, experiment.arm(r.user_id))
+                                     for r in result.recommendations]  # fmt: skip
+    return result
 
 
 def _merge(into: BatchResult, one: BatchResult, position: int) -> None:

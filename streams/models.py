@@ -13,6 +13,13 @@ The ``interest`` agent reads the reference once per micro-batch, so a batch scor
 version from start to end, no event waits for a load, and none is dropped. A snapshot that
 cannot be loaded is logged and counted; the worker keeps the previous one and tries again at the
 next poll.
+
+``LIVE`` also names the running experiment between snapshots, if any (``lsi models experiment
+start``): the watcher loads its candidate the same way, in a thread, and then exposes it as
+:attr:`ModelWatcher.experiment` (:class:`streams.experiments.ActiveExperiment`). A candidate
+that cannot be loaded, a candidate that is the live version, or a malformed experiment is
+logged and counted (``lsi_model_load_failures_total``, once per stored experiment), and the
+worker runs no experiment until ``LIVE`` changes: every user stays on the live snapshot.
 """
 
 from __future__ import annotations
@@ -22,14 +29,16 @@ import gc
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from lsi.config import Settings
+from lsi.core.experiment import BASELINE, Experiment
 from lsi.errors import LsiError
 from lsi.kafka.security import aiokafka_options
 from lsi.monitoring.metrics import WorkerMetrics
 from lsi.serving.snapshot import Snapshot
 from lsi.serving.store import SnapshotStore
+from streams.experiments import ActiveExperiment
 
 __all__ = ["POLL_S", "ModelWatcher", "settle_heap"]
 
@@ -57,6 +66,13 @@ def settle_heap(collect: bool = False) -> None:
     gc.freeze()
 
 
+def _candidate(store: SnapshotStore, experiment: Experiment) -> Snapshot | None:
+    """The experiment's candidate snapshot, ready to score (``None`` for ``baseline``)."""
+    if experiment.candidate == BASELINE:
+        return None
+    return _ready(store, experiment.candidate)
+
+
 def _ready(store: SnapshotStore, version: str | None) -> Snapshot | None:
     """Load a snapshot (``None``: the live one) and, if it serves a large catalogue through
     candidate retrieval, build its indexes now, off the event loop and before the swap, so
@@ -77,7 +93,10 @@ class ModelWatcher:
         self.metrics = metrics
         self.freeze_heap = freeze_heap  # settle_heap() after each swap (a worker process)
         self.current: Snapshot | None = None
+        #: the running experiment with its candidate loaded (``None``: every user on live)
+        self.experiment: ActiveExperiment | None = None
         self._failed_version: str | None = None
+        self._failed_experiment: Experiment | str | None = None
 
     def load_initial(self) -> None:
         """Load the store's live version, if any (at worker start)."""
@@ -91,6 +110,17 @@ class ModelWatcher:
             return
         if model is not None:
             self.swap(model)
+        wanted = self._next_experiment(store)
+        if wanted is None:
+            self._end_experiment()
+        if not wanted:
+            return
+        try:
+            candidate = self._reusable(wanted) or _candidate(store, wanted)
+        except (LsiError, OSError, ValueError) as exc:
+            self._experiment_failed(wanted, f"cannot load its candidate: {exc}")
+            return
+        self._begin_experiment(wanted, candidate)
 
     def swap(self, model: Snapshot) -> None:
         old = self.current
@@ -119,8 +149,28 @@ class ModelWatcher:
         await self.refresh()
 
     async def refresh(self) -> None:
-        """Load the store's live version if it is not the one in use."""
+        """Load the store's live version if it is not the one in use, then apply the
+        experiment ``LIVE`` names (or end the one running)."""
         store = SnapshotStore(self.settings.models_dir)
+        await self._refresh_live(store)
+        wanted = self._next_experiment(store)
+        if wanted is False:
+            return
+        if wanted is None:
+            self._end_experiment()
+            return
+        candidate = self._reusable(wanted)
+        if candidate is None:
+            try:
+                candidate = await asyncio.get_running_loop().run_in_executor(
+                    None, _candidate, store, wanted
+                )
+            except (LsiError, OSError, ValueError) as exc:
+                self._experiment_failed(wanted, f"cannot load its candidate: {exc}")
+                return
+        self._begin_experiment(wanted, candidate)
+
+    async def _refresh_live(self, store: SnapshotStore) -> None:
         try:
             live = store.live()
         except (LsiError, OSError) as exc:
@@ -138,6 +188,65 @@ class ModelWatcher:
             return
         if model is not None:
             self.swap(model)
+
+    # -- the experiment ------------------------------------------------------------------
+    def _next_experiment(self, store: SnapshotStore) -> Experiment | Literal[False] | None:
+        """The experiment to apply now, ``None`` to run none, ``False`` to change nothing
+        (it runs already, or it failed before and ``LIVE`` has not changed since)."""
+        try:
+            wanted = store.experiment()
+        except (LsiError, OSError) as exc:
+            self._experiment_failed(str(exc), f"cannot read it: {exc}")
+            return False
+        if wanted is None:
+            self._failed_experiment = None
+            return None
+        if self.experiment is not None and self.experiment.experiment == wanted:
+            return False
+        if wanted == self._failed_experiment:
+            return False  # counted once; retried when LIVE changes or after a restart
+        if self.current is not None and wanted.candidate == self.current.version:
+            self._experiment_failed(wanted, "its candidate is the live version")
+            return False
+        return wanted
+
+    def _reusable(self, wanted: Experiment) -> Snapshot | None:
+        """The candidate already loaded, if the new experiment has the same one."""
+        running = self.experiment
+        if running is None or running.candidate is None or wanted.candidate == BASELINE:
+            return None
+        return running.candidate if running.candidate.version == wanted.candidate else None
+
+    def _begin_experiment(self, wanted: Experiment, candidate: Snapshot | None) -> None:
+        old = self.experiment
+        self.experiment = ActiveExperiment(wanted, candidate, time.time())
+        self._failed_experiment = None
+        self.metrics.experiment_started(wanted.name, wanted.candidate, wanted.fraction)
+        if self.freeze_heap and candidate is not None:
+            settle_heap()
+        log.warning("models: experiment %s: %.4g of users on %s, the others on %s%s",
+                    wanted.name, wanted.fraction, wanted.candidate,
+                    self.current.version if self.current else "the short-term path",
+                    f" (was {old.name})" if old else "")  # fmt: skip
+
+    def _end_experiment(self) -> None:
+        if self.experiment is None:
+            return
+        log.warning("models: experiment %s ended; every user on %s", self.experiment.name,
+                    self.current.version if self.current else "the short-term path")  # fmt: skip
+        self.experiment = None
+        self.metrics.experiment_stopped()
+
+    def _experiment_failed(self, wanted: Experiment | str, why: str) -> None:
+        """Run no experiment; count and log the failure once per stored experiment."""
+        self._end_experiment()
+        if wanted == self._failed_experiment:
+            return
+        self._failed_experiment = wanted
+        self.metrics.model_load_failures.inc()
+        name = wanted.name if isinstance(wanted, Experiment) else "in LIVE"
+        log.error("models: experiment %s not applied, %s; every user stays on %s", name, why,
+                  self.current.version if self.current else "the short-term path")  # fmt: skip
 
     def _failed(self, why: str) -> None:
         self.metrics.model_load_failures.inc()

@@ -131,18 +131,21 @@ class RecommendationsClient:
         self.retry_for_s = retry_for_s
 
     def url_for(self, user_id: str | int, n: int | None = None,
-                exclude: Iterable[str | int] = ()) -> str:  # fmt: skip
+                exclude: Iterable[str | int] = (), category: str | None = None) -> str:  # fmt: skip
         """``{base_url}/recommendations/{user_id}/``, the id percent-encoded (``/`` too), with
-        ``?n=…&exclude=a,b`` (each id percent-encoded) when they are given."""
+        ``?n=…&exclude=a,b&category=c`` (each id percent-encoded) when they are given."""
         url = f"{self.base_url}/recommendations/{_quoted(user_id)}/"
         params = [] if n is None else [f"n={n}"]
         ids = [str(item) for item in exclude]
         if ids:
             params.append("exclude=" + ",".join(_quoted(item) for item in ids))
+        if category is not None:
+            params.append(f"category={_quoted(category)}")
         return f"{url}?{'&'.join(params)}" if params else url
 
     def recommend(self, user_id: str | int, n: int | None = None,
-                  exclude: Iterable[str | int] = ()) -> Recommendation:  # fmt: skip
+                  exclude: Iterable[str | int] = (),
+                  category: str | None = None) -> Recommendation:  # fmt: skip
         """The user's lists, scored now (``trigger = "request"``).
 
         Args:
@@ -154,8 +157,10 @@ class RecommendationsClient:
                 comma cannot be excluded: the list is comma-separated). The worker leaves
                 them out before ranking, so ``items`` still has ``n`` entries while enough
                 other candidates exist.
+            category: a catalogue category every listed item must be in (the worker
+                filters before cutting; a rare category may give fewer than ``n``).
 
-        The worker applies both; the client only makes sure of them for a worker older than
+        The worker applies ``n`` and ``exclude``; the client only makes sure of them for a worker older than
         this version, which ignores them (it drops the excluded items from ``items`` and
         keeps the first ``n``: nothing to do with a current worker).
 
@@ -169,8 +174,10 @@ class RecommendationsClient:
         if n is not None and n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         ids = tuple(dict.fromkeys(str(item) for item in exclude))
-        url = self.url_for(user_id, n or None, ids)
+        url = self.url_for(user_id, n or None, ids, category)
         problem = id_problem(str(user_id), "user_id")
+        if problem is None and category is not None:
+            problem = id_problem(category, "category")
         for item in ids:
             if problem is None:
                 problem = id_problem(item, "an excluded item_id")

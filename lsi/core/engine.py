@@ -32,6 +32,7 @@ from lsi.core.rules import (
     MAX_FETCH,
     Categories,
     Rules,
+    explore,
     fetch_size,
     only_category,
     own_items,
@@ -125,13 +126,15 @@ def recommend(
     exclude: Collection[str] = frozenset(),
     categories: Categories | None = None,
     category: str | None = None,
+    new_items: Sequence[str] = (),
 ) -> Recommendation:
     """Score one user and wrap the list as a record (does not touch the state); no list of
     it holds an item of ``exclude``, and with ``category`` every item is in it (by
     ``categories``, the catalogue's); see :func:`recommend_many`."""
     return recommend_many([(user_id, state, event_ts)], lookup, trending, cfg, now,
                           trigger=trigger, model=model, exclude=exclude,
-                          categories=categories, category=category)[0]  # fmt: skip
+                          categories=categories, category=category,
+                          new_items=new_items)[0]  # fmt: skip
 
 
 def recommend_many(
@@ -147,6 +150,7 @@ def recommend_many(
     exclude: Collection[str] = frozenset(),
     categories: Categories | None = None,
     category: str | None = None,
+    new_items: Sequence[str] = (),
 ) -> list[Recommendation]:
     """Score users ``(user, state, event_ts)`` and wrap each list as a record.
 
@@ -164,7 +168,9 @@ def recommend_many(
     ``category``, the scorers are asked for more than ``top_k`` items and
     :func:`lsi.core.rules.select` keeps the first ``top_k`` that pass, asking again with a
     larger size for a user whose list came back short while the scorer had more. The
-    sources' own lists keep their order, cut to ``top_k`` (and to ``category``)."""
+    sources' own lists keep their order, cut to ``top_k`` (and to ``category``). With
+    ``rules.new_slots``, items of ``new_items`` (the catalogue's new items, newest first)
+    take that many places (:func:`lsi.core.rules.explore`)."""
     k, rules = cfg.scoring.top_k, cfg.rules
     cats = categories if categories is not None else _no_categories
     fetch = fetch_size(k, rules, category, categories is not None)
@@ -192,8 +198,10 @@ def recommend_many(
                                 long_term=only_category(res.long_term, _item_id, k, cats, category))  # fmt: skip
         todo, fetch = again, min(MAX_FETCH, fetch * 4)
     out: list[Recommendation] = []
-    for (user_id, state, event_ts), one in zip(pending, scored, strict=True):
+    for n, ((user_id, state, event_ts), one) in enumerate(zip(pending, scored, strict=True)):
         assert one is not None
+        if rules.new_slots and new_items:
+            one = _with_new(one, user_id, state, owns[n], new_items, cfg, cats, category, exclude)
         out.append(Recommendation(
             user_id=user_id, ts=now, model_version=one.version, long_weight=one.long_weight,
             items=one.items, short_term=one.short_term, long_term=one.long_term,
@@ -213,6 +221,36 @@ class _Scored:
     long_weight: float
     source: str
     version: str
+
+
+def _with_new(one: _Scored, user_id: str, state: UserState, own: frozenset[str] | None,
+              new_items: Sequence[str], cfg: EngineConfig, cats: Categories,
+              category: str | None, exclude: Collection[str]) -> _Scored:  # fmt: skip
+    """``one`` with the rules' new-item places filled (:func:`lsi.core.rules.explore`)."""
+    rules = cfg.rules
+    mine = set(state.items) if own is None else own
+    counts: Counter[str] = Counter()
+    if rules.category_cap:
+        for entry in one.items:
+            counts.update(set(cats(entry.item_id)))
+
+    def allowed(item: str) -> bool:
+        if item in mine or item in exclude:
+            return False
+        if category is None and not rules.category_cap:
+            return True
+        got = cats(item)
+        if category is not None and category not in got:
+            return False
+        return all(counts[c] < rules.category_cap for c in got) if rules.category_cap else True
+
+    items = explore(one.items, cfg.scoring.top_k, user_id, new_items, rules.new_slots, allowed,
+                    _explored, _item_id)  # fmt: skip
+    return replace(one, items=tuple(items))
+
+
+def _explored(item: str) -> RecItem:
+    return RecItem(item, 0.0, 0.0, 0.0, explore=True)
 
 
 def _item_id(entry: RecItem | ScoredItem) -> str:
@@ -285,6 +323,7 @@ def process_batch(
     model: SnapshotView | None = None,
     exclude: Collection[str] = frozenset(),
     categories: Categories | None = None,
+    new_items: Sequence[str] = (),
 ) -> BatchResult:
     """Apply a batch of interactions and produce what the agent must write and send.
 
@@ -300,12 +339,14 @@ def process_batch(
         model: the live long-term snapshot (one version for the whole batch), or ``None``.
         exclude: items no list may hold (those the catalogue hides now).
         categories: the catalogue's categories of an item (for ``cfg.rules``' cap).
+        new_items: the catalogue's new items, newest first (for ``cfg.rules``' new places).
 
     It is :func:`learn_batch` followed by :func:`emit` of the users it leaves pending.
     """
     out, pending = learn_batch(events, load, lookup, trending, cfg, now, sources, model,
-                               exclude, categories)  # fmt: skip
-    emit(out, pending, lookup, trending, cfg, now, model, exclude=exclude, categories=categories)
+                               exclude, categories, new_items)  # fmt: skip
+    emit(out, pending, lookup, trending, cfg, now, model, exclude=exclude, categories=categories,
+         new_items=new_items)  # fmt: skip
     return out
 
 
@@ -320,10 +361,14 @@ def learn_batch(
     model: SnapshotView | None = None,
     exclude: Collection[str] = frozenset(),
     categories: Categories | None = None,
+    new_items: Sequence[str] = (),
+    model_of: Callable[[str], SnapshotView | None] | None = None,
 ) -> tuple[BatchResult, list[tuple[str, UserState, float | None]]]:
     """The learning half of :func:`process_batch` (same arguments): every event applied,
     the ``event`` policy's lists emitted on the way, and the users the ``batch`` and
-    ``interval`` policies still have to score, as ``(user, state, newest event time)``."""
+    ``interval`` policies still have to score, as ``(user, state, newest event time)``.
+    ``model_of``: the snapshot that scores a user's ``event``-policy lists, when it is not
+    ``model`` for everyone (an experiment between snapshots)."""
     out = BatchResult()
     pairs: list[tuple[Event, list[str]]] = []
     newest: dict[str, float] = {}
@@ -357,8 +402,9 @@ def learn_batch(
                         out.hits[k] += 1
         newest[user] = max(newest.get(user, 0.0), event.ts)
         if cfg.emit_policy == "event":
-            emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, model,
-                 exclude=exclude, categories=categories)  # fmt: skip
+            scorer = model if model_of is None else model_of(user)
+            emit(out, [(user, state, event.ts)], lookup, trending, cfg, now, scorer,
+                 exclude=exclude, categories=categories, new_items=new_items)  # fmt: skip
 
     pending: list[tuple[str, UserState, float | None]] = []
     if cfg.emit_policy in ("batch", "interval"):
@@ -383,12 +429,13 @@ def emit(
     lists: Sequence[SeqLists | None] | None = None,
     exclude: Collection[str] = frozenset(),
     categories: Categories | None = None,
+    new_items: Sequence[str] = (),
 ) -> None:
     """Score ``pending`` (:func:`recommend_many`), add the records to ``out`` and remember
     each list in its user's state (the reference of the next online hit). ``lists``, when
     given, were computed with the same ``exclude`` and ``categories``."""
     recs = recommend_many(pending, lookup, trending, cfg, now, model=model, lists=lists,
-                          exclude=exclude, categories=categories)  # fmt: skip
+                          exclude=exclude, categories=categories, new_items=new_items)  # fmt: skip
     for (_, state, _), rec in zip(pending, recs, strict=True):
         state.remember_recs([i.item_id for i in rec.items], now, cfg.state)
         out.recommendations.append(rec)

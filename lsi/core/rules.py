@@ -20,6 +20,15 @@ emitted or requested list follow them, and the offline evaluation runs the same 
 set otherwise; the scorers exclude exactly that set (with the catalogue's hidden items and a
 request's ``exclude``).
 
+**New items.** With ``new_slots`` > 0, up to that many of a list's places go to items the
+catalogue created within ``new_days`` (exploration: a new item has no interactions, so no
+scorer would offer it). :func:`explore` puts them at places 3, 6, 9 … (1-based: inside the
+first page of a shop), shifting the scored items down and cutting the list back to ``k``.
+Which new items a user gets is a rotation over the newest ones keyed by a hash of the user
+id, so exposure spreads evenly over users and items and a user's pick is stable between
+batches. A new item the user already had, one a filter or the cap rules out, or one already
+in the list is skipped. The placed items carry ``explore`` in the record and no scores.
+
 **Filter and cap.** :func:`select` walks a ranked list best first and keeps an item when (a)
 a request's ``category`` is among its catalogue categories and (b) no category of the item
 already has ``category_cap`` items in the list; it stops at ``k`` items. An item without
@@ -30,6 +39,7 @@ short while the scorer had more, asks again with a larger size.
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +53,7 @@ __all__ = [
     "OWN_ITEMS",
     "Categories",
     "Rules",
+    "explore",
     "fetch_size",
     "only_category",
     "own_items",
@@ -71,13 +82,20 @@ class Rules:
         own_items: ``seen``, ``purchased`` or ``recent`` (see the module docstring).
         recent_days: the ``recent`` rule's horizon, in days of event time.
         category_cap: at most this many items of one category per list; 0: no cap.
+        new_slots: places of each list for new items (exploration); 0: off.
+        new_days: how long after its ``created_at`` an item counts as new.
     """
 
     own_items: str = "seen"
     recent_days: float = 30.0
     category_cap: int = 0
+    new_slots: int = 0
+    new_days: float = 7.0
 
     def __post_init__(self) -> None:
+        if self.new_slots < 0 or not self.new_days > 0:
+            raise ValueError("new_slots must be 0 (off) or more and new_days positive, got "
+                             f"{self.new_slots} and {self.new_days}")  # fmt: skip
         if self.own_items not in OWN_ITEMS:
             raise ValueError(f"own_items must be one of {OWN_ITEMS}, got {self.own_items!r}")
         if not self.recent_days > 0:
@@ -141,3 +159,35 @@ def only_category(
 ) -> tuple[T, ...]:  # fmt: skip
     """The first ``k`` entries of ``ranked`` in ``category`` (all of them without one)."""
     return tuple(select(ranked, item_id, k, categories, category=category))
+
+
+def explore(
+    ranked: Sequence[T],
+    k: int,
+    user_id: str,
+    new_items: Sequence[str],
+    slots: int,
+    allowed: Callable[[str], bool],
+    make: Callable[[str], T],
+    item_id: Callable[[T], str],
+) -> list[T]:
+    """``ranked`` with up to ``slots`` of ``new_items`` (newest first) placed at places 3, 6,
+    9 … and cut to ``k`` (see the module docstring). ``allowed``: whether a new item may be
+    offered to this user; ``make``: the list entry of a placed item."""
+    if slots <= 0 or not new_items or k <= 0:
+        return list(ranked[:k])
+    have = {item_id(e) for e in ranked[:k]}
+    n = len(new_items)
+    start = zlib.crc32(user_id.encode()) % n
+    picks: list[T] = []
+    for j in range(n):
+        if len(picks) >= slots:
+            break
+        item = new_items[(start + j) % n]
+        if item not in have and allowed(item):
+            picks.append(make(item))
+            have.add(item)
+    out = list(ranked[:k])
+    for j, entry in enumerate(picks):
+        out.insert(min(len(out), 3 * j + 2), entry)
+    return out[:k]

@@ -68,7 +68,16 @@ class WorkerMetrics:
         model_age: ``lsi_model_age_seconds``: age of that snapshot at scrape time (0: none).
         model_swaps: ``lsi_model_swaps_total``: live snapshot changes applied.
         model_load_failures: ``lsi_model_load_failures_total``: announced snapshots that could
-            not be loaded (the worker keeps the previous one).
+            not be loaded (the worker keeps the previous one); also an experiment's candidate
+            that could not be loaded, or a malformed experiment in ``LIVE`` (the worker runs
+            no experiment then).
+        experiment_fraction: ``lsi_experiment_fraction{experiment,candidate}``: the share of
+            users the running experiment's candidate serves on this worker (no series while
+            none runs).
+        experiment_judged: ``lsi_experiment_judged_total{experiment,arm}``: events judged
+            against a list their user's arm emitted (``arm``: ``control`` or ``candidate``).
+        experiment_hits: ``lsi_experiment_hits_total{experiment,arm,k}``: of those, events
+            whose item was in that list's top-K. Per-arm hit rate@K = hits / judged.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -158,6 +167,24 @@ class WorkerMetrics:
             "Announced snapshots this worker could not load (it kept the previous one).",
             registry=registry,
         )
+        self.experiment_fraction = Gauge(
+            "lsi_experiment_fraction",
+            "Share of users the running experiment's candidate serves (no series: none runs).",
+            ["experiment", "candidate"],
+            registry=registry,
+        )
+        self.experiment_judged = Counter(
+            "lsi_experiment_judged",
+            "Events judged against the list their user's experiment arm emitted.",
+            ["experiment", "arm"],
+            registry=registry,
+        )
+        self.experiment_hits = Counter(
+            "lsi_experiment_hits",
+            "Judged events of an experiment arm whose item was in that list's top-K.",
+            ["experiment", "arm", "k"],
+            registry=registry,
+        )
         self.model_version.labels(version="none").set(1)
         # Create the label sets users will query, so dashboards show 0 rather than nothing.
         for reason in REASONS:
@@ -169,6 +196,20 @@ class WorkerMetrics:
         for agent in AGENTS:
             for kind in ERROR_KINDS:
                 self.errors.labels(agent=agent, kind=kind)
+
+    def experiment_started(self, name: str, candidate: str, fraction: float) -> None:
+        """The series of an experiment this worker now runs: its fraction, and both arms'
+        counters at 0 (so a panel shows an arm before its first judged event)."""
+        self.experiment_fraction.clear()
+        self.experiment_fraction.labels(experiment=name, candidate=candidate).set(fraction)
+        for arm in ("control", "candidate"):
+            self.experiment_judged.labels(experiment=name, arm=arm)
+            for k in (1, 5, 10, 20):
+                self.experiment_hits.labels(experiment=name, arm=arm, k=str(k))
+
+    def experiment_stopped(self) -> None:
+        """No experiment runs (its counters stay, for the record of its last minutes)."""
+        self.experiment_fraction.clear()
 
 
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)

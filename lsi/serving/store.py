@@ -7,14 +7,21 @@ Layout under the store's root (``LSI_MODELS_DIR``)::
     v000001/arrays.npz        user_vec, item_vec, base, hist_indptr, hist_items (no pickles)
     v000001/sequence.pt       the fused scorer's weights (a tensor dict, read weights-only)
     v000001/sequence.json     its item catalogue, configuration and training metrics
-    LIVE                      {"version": "v000002", "previous": ["v000001"]}
+    LIVE                      {"version": "v000002", "previous": ["v000001"],
+                               "experiment": {"name": …, "candidate": "v000003",
+                                              "fraction": 0.1, "started_at": …}}
 
 Publishing writes a version into a hidden ``.tmp-*`` directory, fsyncs every file, then
 ``rename``\\ s the directory into place: a crash at any point leaves either no version or a
 whole one, and the live version untouched. ``LIVE`` is replaced the same way (write aside,
 ``os.replace``). ``previous`` is the stack of earlier live versions that ``rollback`` pops.
 Versions beyond the newest ``keep`` are pruned, never the live one or the rollback target.
-Every change (publish, promote, rollback, prune) holds an exclusive ``flock`` on ``.lock``, so
+``experiment`` (optional; a ``LIVE`` without it, as older versions wrote it, has none) is the
+running experiment between snapshots (:class:`lsi.core.experiment.Experiment`): a fraction
+of users is served by its candidate, a version of this store or ``baseline``. Its candidate
+is never the live version (promoting or rolling back to it ends the experiment) and is never
+pruned while it runs.
+Every change (publish, promote, rollback, prune, experiment start and stop) holds an exclusive ``flock`` on ``.lock``, so
 a refresh job and a person running ``lsi models`` at the same time cannot lose each other's
 change or remove each other's half-written version.
 """
@@ -39,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lsi.core.experiment import BASELINE, Experiment, InvalidExperiment
 from lsi.errors import LsiError
 from lsi.serving.snapshot import Snapshot
 
@@ -119,12 +127,16 @@ class SnapshotStore:
         return sorted(found, key=lambda v: int(v[1:]))
 
     def _pointer(self) -> dict[str, Any]:
+        """``LIVE`` as ``{"version", "previous", "experiment"}``; the experiment as stored
+        (unchecked: :meth:`experiment` reads it), so that a damaged one never hides the live
+        version."""
         path = self.root / "LIVE"
         if not path.exists():
-            return {"version": None, "previous": []}
+            return {"version": None, "previous": [], "experiment": None}
         try:
             data = json.loads(path.read_text())
-            return {"version": data["version"], "previous": list(data.get("previous", []))}
+            return {"version": data["version"], "previous": list(data.get("previous", [])),
+                    "experiment": data.get("experiment")}  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SnapshotError(f"{path} is unreadable ({exc}); remove it, then run "
                                 "`lsi models promote VERSION`") from exc  # fmt: skip
@@ -133,6 +145,22 @@ class SnapshotStore:
         """The live version, or ``None`` before the first promotion."""
         v = self._pointer()["version"]
         return str(v) if v is not None else None
+
+    def experiment(self) -> Experiment | None:
+        """The running experiment, or ``None``.
+
+        Raises:
+            SnapshotError: ``LIVE`` or its experiment is malformed (a worker treats that as
+                no experiment, and counts it).
+        """
+        raw = self._pointer()["experiment"]
+        if raw is None:
+            return None
+        try:
+            return Experiment.from_dict(raw)
+        except InvalidExperiment as exc:
+            raise SnapshotError(f"{self.root / 'LIVE'} holds a malformed experiment ({exc}); "
+                                "run `lsi models experiment stop`") from exc  # fmt: skip
 
     def manifest(self, version: str) -> dict[str, Any]:
         path = self.root / version / "manifest.json"
@@ -225,22 +253,26 @@ class SnapshotStore:
             raise
         return version
 
-    def promote(self, version: str) -> None:
-        """Make ``version`` live (the old live one becomes the rollback target)."""
+    def promote(self, version: str) -> Experiment | None:
+        """Make ``version`` live (the old live one becomes the rollback target). Promoting
+        the running experiment's candidate ends the experiment; returns it then."""
         with self._locked():
-            self._promote(version)
+            return self._promote(version)
 
-    def _promote(self, version: str) -> None:
+    def _promote(self, version: str) -> Experiment | None:
         self.load(version)  # exists, readable and servable
         ptr = self._pointer()
         if ptr["version"] == version:
-            return
+            return None
         previous = ptr["previous"] + ([ptr["version"]] if ptr["version"] else [])
-        self._write_pointer(version, previous[-self.keep :])
+        kept, ended = _experiment_after(ptr["experiment"], version)
+        self._write_pointer(version, previous[-self.keep :], kept)
         self._prune()
+        return ended
 
     def rollback(self) -> str:
-        """Make the previous live version live again; returns it."""
+        """Make the previous live version live again; returns it. Rolling back to the
+        running experiment's candidate ends the experiment (see :meth:`promote`)."""
         with self._locked():
             ptr = self._pointer()
             previous = [v for v in ptr["previous"] if (self.root / v).is_dir()]
@@ -248,8 +280,55 @@ class SnapshotStore:
                 raise SnapshotError("nothing to roll back to: no earlier live version is kept")
             target = str(previous.pop())
             self.load(target)  # still servable
-            self._write_pointer(target, previous)
+            kept, _ = _experiment_after(ptr["experiment"], target)
+            self._write_pointer(target, previous, kept)
             return target
+
+    # -- experiments -------------------------------------------------------------------
+    def start_experiment(self, candidate: str, fraction: float, name: str | None = None,
+                         now: float | None = None) -> Experiment:  # fmt: skip
+        """Serve ``fraction`` of users with ``candidate`` (a version, or ``baseline``).
+
+        ``name`` defaults to ``<candidate>-<UTC time>``. Raises :class:`SnapshotError` if an
+        experiment runs already, if the candidate is the live version (or ``baseline`` with
+        no live version: both arms would be the same scorer) or cannot be loaded, and
+        :class:`~lsi.core.experiment.InvalidExperiment` for a bad name or fraction.
+        """
+        started = time.time() if now is None else now
+        if name is None:
+            name = f"{candidate}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(started))}"
+        experiment = Experiment(name, candidate, fraction, started)
+        with self._locked():
+            ptr = self._pointer()
+            if ptr["experiment"] is not None:
+                running = (
+                    ptr["experiment"].get("name") if isinstance(ptr["experiment"], dict) else None
+                )
+                raise SnapshotError(f"experiment {running or '(malformed)'} is running; stop it "
+                                    "first with `lsi models experiment stop`")  # fmt: skip
+            live = ptr["version"]
+            if candidate == live or (candidate == BASELINE and live is None):
+                raise SnapshotError(f"{candidate} is what the workers serve already (the live "
+                                    "scorer); pick another version (`lsi models list`) or "
+                                    f"{BASELINE}")  # fmt: skip
+            if candidate != BASELINE:
+                self.load(candidate)  # exists, readable and servable
+            self._write_pointer(live, ptr["previous"], experiment)
+        return experiment
+
+    def stop_experiment(self) -> Experiment | None:
+        """End the running experiment; returns it (``None`` if none ran, or if the one
+        stored was malformed: it is removed all the same)."""
+        with self._locked():
+            ptr = self._pointer()
+            if ptr["experiment"] is None:
+                return None
+            try:
+                ended: Experiment | None = Experiment.from_dict(ptr["experiment"])
+            except InvalidExperiment:
+                ended = None
+            self._write_pointer(ptr["version"], ptr["previous"], None)
+            return ended
 
     def prune(self) -> list[str]:
         """Delete versions beyond the newest ``keep`` (never the live one or the rollback
@@ -260,16 +339,22 @@ class SnapshotStore:
     def _prune(self) -> list[str]:
         ptr = self._pointer()
         protect = {ptr["version"], *(ptr["previous"][-1:])}
+        if isinstance(ptr["experiment"], dict):  # even a malformed one: keep what it names
+            protect.add(ptr["experiment"].get("candidate"))
         vs = self.versions()
         doomed = [v for v in vs[: max(0, len(vs) - self.keep)] if v not in protect]
         for v in doomed:
             shutil.rmtree(self.root / v, ignore_errors=True)
         return doomed
 
-    def _write_pointer(self, version: str, previous: list[str]) -> None:
+    def _write_pointer(self, version: str | None, previous: list[str],
+                       experiment: Experiment | None = None) -> None:  # fmt: skip
         tmp = self.root / f".LIVE.{uuid.uuid4().hex}"
+        data: dict[str, Any] = {"version": version, "previous": previous}
+        if experiment is not None:
+            data["experiment"] = experiment.to_dict()
         try:
-            _write_file(tmp, json.dumps({"version": version, "previous": previous}).encode())
+            _write_file(tmp, json.dumps(data).encode())
             os.replace(tmp, self.root / "LIVE")
         except BaseException:
             with contextlib.suppress(OSError):
@@ -295,6 +380,18 @@ class SnapshotStore:
                 yield {"version": v, "live": v == live, "error": str(exc)}
                 continue
             yield {"version": v, "live": v == live, **m}
+
+
+def _experiment_after(stored: Any, live: str) -> tuple[Experiment | None, Experiment | None]:
+    """``(kept, ended)``: the stored experiment once ``live`` is live. It ends when ``live``
+    is its candidate; a malformed one is dropped by any change of the live version."""
+    try:
+        experiment = Experiment.from_dict(stored) if stored is not None else None
+    except InvalidExperiment:
+        return None, None
+    if experiment is not None and experiment.candidate == live:
+        return None, experiment
+    return experiment, None
 
 
 def load_dir(path: Path, manifest: dict[str, Any]) -> SnapshotArrays:

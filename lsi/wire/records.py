@@ -20,6 +20,7 @@ import orjson
 from lsi.errors import InvalidRecord
 
 __all__ = [
+    "ARMS",
     "EVENT_TYPES",
     "NEGATIVE_CODES",
     "SOURCE_HEADER",
@@ -38,6 +39,10 @@ __all__ = [
 #: Header of a re-keyed event and of an interaction-log record: ``<partition>:<offset>`` of
 #: the event in ``lsi.events`` (set by the worker; lets later readers recognise a copy).
 SOURCE_HEADER = "lsi-src"
+
+#: The arms of an experiment between snapshots (:mod:`lsi.core.experiment`): ``control`` is
+#: served by the live snapshot, ``candidate`` by the experiment's candidate.
+ARMS: tuple[str, ...] = ("control", "candidate")
 
 #: Event types a client may send, in a fixed order (the order is the wire-free integer code
 #: that per-user state stores).
@@ -167,6 +172,9 @@ class RecItem:
     short_score: float
     #: the item's categories in the catalogue (:mod:`lsi.wire.catalogue`); empty without one
     categories: tuple[str, ...] = ()
+    #: a new catalogue item placed by the rules' exploration (:func:`lsi.core.rules.explore`),
+    #: not scored (its scores are 0); written only when true
+    explore: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -177,6 +185,8 @@ class RecItem:
         }
         if self.categories:
             out["categories"] = list(self.categories)
+        if self.explore:
+            out["explore"] = True
         return out
 
 
@@ -201,6 +211,11 @@ class Recommendation:
         event_ts: event time of the newest event behind the list (``None`` on request).
         emitted_at: wall-clock time the record was sent.
         trigger: ``event`` (emitted by the stream) or ``request`` (HTTP).
+        history_size: events in the user's state when the list was computed.
+        experiment: the experiment running when it was computed (``lsi models experiment``),
+            or ``None``; written only when set.
+        arm: the user's arm in it, ``control`` (the live snapshot scored the list) or
+            ``candidate`` (the experiment's candidate did); set exactly when ``experiment`` is.
     """
 
     user_id: str
@@ -215,6 +230,8 @@ class Recommendation:
     emitted_at: float = 0.0
     trigger: str = "event"
     history_size: int = 0
+    experiment: str | None = None
+    arm: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -231,6 +248,9 @@ class Recommendation:
             "trigger": self.trigger,
             "history_size": self.history_size,
         }
+        if self.experiment is not None:
+            out["experiment"] = self.experiment
+            out["arm"] = self.arm
         return out
 
     def to_json(self) -> bytes:
@@ -320,8 +340,12 @@ def _fused(data: Mapping[str, Any]) -> tuple[RecItem, ...]:
     for at, i in _objects(data, "items"):
         score, long_score, short_score = (_number(i.get(f), f"{at}.{f}")
                                           for f in ("score", "long_score", "short_score"))  # fmt: skip
+        explore = i.get("explore", False)
+        if not isinstance(explore, bool):
+            raise InvalidRecord("wrong_type", f"{at}.explore must be true or false, got "
+                                f"{explore!r:.40}")  # fmt: skip
         out.append(RecItem(_text(i.get("item_id"), f"{at}.item_id"), score, long_score,
-                           short_score, _categories(i, at)))  # fmt: skip
+                           short_score, _categories(i, at), explore))  # fmt: skip
     return tuple(out)
 
 
@@ -360,4 +384,18 @@ def parse_recommendation(raw: bytes | str | Mapping[str, Any]) -> Recommendation
         emitted_at=_number(data["emitted_at"], "emitted_at"),
         trigger=_text(data["trigger"], "trigger"),
         history_size=history,
+        **_experiment_fields(data),
     )
+
+
+def _experiment_fields(data: Mapping[str, Any]) -> dict[str, str]:
+    """``experiment`` and ``arm`` of a record: both absent (or null), or both set."""
+    experiment, arm = data.get("experiment"), data.get("arm")
+    if experiment is None and arm is None:
+        return {}
+    if experiment is None or arm is None:
+        raise InvalidRecord("missing_field", "experiment and arm come together; got only "
+                            + ("experiment" if arm is None else "arm"))  # fmt: skip
+    if arm not in ARMS:
+        raise InvalidRecord("invalid_value", f"arm must be one of {', '.join(ARMS)}, got {arm!r:.40}")  # fmt: skip
+    return {"experiment": _text(experiment, "experiment"), "arm": arm}

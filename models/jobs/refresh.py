@@ -211,18 +211,22 @@ def read_log(settings: Settings, progress: Callable[[int], None] | None = None,
                np.asarray(strength, dtype=np.float32), np.asarray(codes, dtype=np.int8)), mark  # fmt: skip
 
 
-def announce(settings: Settings, store: SnapshotStore, version: str) -> None:
-    """Tell every worker that ``version`` is live (``lsi.models``, key ``live``)."""
+def announce(settings: Settings, store: SnapshotStore, version: str | None,
+             extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Tell every worker that ``version`` is live (``lsi.models``, key ``live``); ``extra``
+    fields join the record (``experiment``: the experiment started, or ``None`` when one
+    stopped). Any record wakes the workers up to re-read ``LIVE``, the only truth."""
     from lsi.kafka.clients import client_errors, ensure_topics, producer
 
-    m = store.manifest(version)
+    m = store.manifest(version) if version is not None else {}
     record = {
         "version": version,
-        "uri": store.uri(version),
+        "uri": store.uri(version) if version is not None else None,
         "created_at": m.get("created_at"),
         "data_watermark": m.get("data_watermark", {}),
         "metrics": m.get("validation", {}),
         "announced_at": time.time(),
+        **(extra or {}),
     }
     ensure_topics(settings)
     prod = producer(settings)

@@ -1,7 +1,8 @@
 """Monitoring, proved on a live pipeline: a broker, a worker, the refresh job and Debian's
 Prometheus (loopback) with the shipped rules and scrape jobs named unlike the compose stack's;
 a dataset slice is replayed (with some bad events), the refresh job trains and publishes a fused
-model, and then every expression of every dashboard panel (``$job`` and ``$instance`` as All)
+model, an experiment sends half of the users to the statistics scorer (its per-arm panels), and
+then every expression of every dashboard panel (``$job`` and ``$instance`` as All)
 and every recording rule must return data through Prometheus' HTTP API.
 ``lsi report metrics`` then renders its charts from the same server."""
 
@@ -92,6 +93,7 @@ def test_every_panel_and_recording_rule_has_data_on_a_live_pipeline(
     refresh_job: tuple[subprocess.Popen[bytes], int, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s = lsi_settings
     proc, refresh_port, refresh_log = refresh_job
@@ -114,11 +116,25 @@ def test_every_panel_and_recording_rule_has_data_on_a_live_pipeline(
         worker.wait_metric(lambda m: m.total("lsi_dlq_total") >= 20, timeout_s=60)
         worker.wait_metric(lambda m: m.value("lsi_model_version_info", version="v000001") == 1.0,
                            timeout_s=300)  # fmt: skip
+        # an experiment between the snapshot and the statistics scorer (docs/experiments.md),
+        # announced as `lsi models experiment start` does: its per-arm panels need one
+        monkeypatch.setenv("LSI_MODELS_TOPIC", s.models_topic)
+        assert main(["models", "experiment", "start", "baseline", "--fraction", "0.5",
+                     "--name", "monitoring", "--brokers", s.brokers,
+                     "--models-dir", str(s.models_dir)]) == 0  # fmt: skip
+        worker.wait_metric(
+            lambda m: m.value("lsi_experiment_fraction", experiment="monitoring") == 0.5,
+            timeout_s=60,
+        )
+        capsys.readouterr()
         # the fused model scores the next slice: long_weight, attribution, online hits
         replay(s, "ml-100k", limit=SECOND, start=FIRST, run_id="m", rate=1000)
         worker.wait_metric(
             lambda m: m.total("lsi_events_total", agent="interest", outcome="accepted")
             >= FIRST + SECOND, timeout_s=120)  # fmt: skip
+        worker.wait_metric(lambda m: all(
+            m.total("lsi_experiment_judged_total", experiment="monitoring", arm=arm) > 0
+            for arm in ("control", "candidate")), timeout_s=60)  # fmt: skip
         assert proc.poll() is None, refresh_log.read_text()[-3000:]
 
         targets = prom.api("targets")["activeTargets"]

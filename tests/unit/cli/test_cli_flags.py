@@ -68,6 +68,7 @@ REPORT = UNIT + "test_report_metrics_flags_shape_the_queries"
 MONITORING = UNIT + "test_monitoring_check_flags_shape_the_queries"
 SETTINGS = "tests/unit/cli/test_cli_settings.py::"
 ITEMS = "tests/unit/cli/test_cli_items.py::"
+EXPERIMENT = "tests/unit/cli/test_cli_experiment.py::"
 CATALOGUE = (
     "tests/component/test_bench_catalogue.py::test_bench_catalogue_runs_from_the_command_line"
 )
@@ -131,6 +132,9 @@ TESTED: dict[str, tuple[str, ...]] = {
     "models rollback": (MODELS_OFFLINE,), "models VERSION": (MODELS, MODELS_OFFLINE),
     "models --brokers": (MODELS,), "models --models-dir": (MODELS, MODELS_OFFLINE),
     "models --json": (MODELS,), "models --no-announce": (MODELS_OFFLINE,),
+    **{f"models {word}": (EXPERIMENT + "test_experiment_start_status_stop",)
+       for word in ("experiment", "CANDIDATE", "--fraction", "--name")},
+    "models --prometheus": (EXPERIMENT + "test_status_reads_the_arms_from_prometheus",),
     "report metrics": (REPORT,), "report --prometheus": (REPORT,), "report --out": (REPORT,),
     "report --since": (REPORT,), "report --step": (REPORT,),
     "monitoring check": (MONITORING,), "monitoring --prometheus": (MONITORING,),

@@ -4,13 +4,14 @@ scorer's side: tests/unit/serving/test_fusion_rules.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
 from lsi.config import Settings
 from lsi.core.engine import EngineConfig, process_batch, recommend
-from lsi.core.rules import MAX_FETCH, Rules, fetch_size, own_items, select
+from lsi.core.rules import MAX_FETCH, Rules, explore, fetch_size, own_items, select
 from lsi.core.scoring import ScoringConfig
 from lsi.core.state import StateConfig, UserState
 from lsi.core.stats import ItemStats, Trending
@@ -41,7 +42,14 @@ def test_seen_is_each_scorers_default_and_the_others_name_the_items() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"own_items": "bought"}, {"recent_days": 0.0}, {"recent_days": -1.0}, {"category_cap": -1}],
+    [
+        {"own_items": "bought"},
+        {"recent_days": 0.0},
+        {"recent_days": -1.0},
+        {"category_cap": -1},
+        {"new_slots": -1},
+        {"new_days": 0.0},
+    ],
 )
 def test_bad_rules_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -55,6 +63,9 @@ def test_settings_build_the_rules_and_refuse_bad_ones() -> None:
         Settings(rule_own_items="never")
     with pytest.raises(ConfigError, match="LSI_RULE_CATEGORY_CAP"):
         Settings(rule_category_cap=-1)
+    with pytest.raises(ConfigError, match="LSI_RULE_NEW_SLOTS"):
+        Settings(rule_new_slots=-2)
+    assert Settings(rule_new_slots=2, rule_new_days=3.0).engine().rules.new_slots == 2
 
 
 # -- select ---------------------------------------------------------------------------------
@@ -164,3 +175,49 @@ def test_recent_lets_old_items_come_back() -> None:
     st = state_of(("old", "view", 0.0), ("new", "view", 99 * DAY), ("i00", "view", 100 * DAY))
     assert [i.item_id for i in recommend("u", st, stats.get, TRENDING, cfg(own_items="recent"),
                                          1.0, event_ts=None).items] == ["old", "n1"]  # fmt: skip
+
+
+# -- new items (exploration) ------------------------------------------------------------------
+def test_explore_places_new_items_at_every_third_place_and_cuts_to_k() -> None:
+    ranked = [f"s{j}" for j in range(6)]
+    new = ["n0", "n1", "n2", "n3"]
+
+    def place(user: str, slots: int, k: int = 6, ok: Callable[[str], bool] = lambda _: True
+              ) -> list[str]:  # fmt: skip
+        return explore(ranked, k, user, new, slots, ok, lambda i: i.upper(), str.lower)
+
+    got = place("u", 2)
+    assert got[:2] == ["s0", "s1"] and got[3] == "s2" and len(got) == 6
+    assert got[2].startswith("N") and got[5].startswith("N") and got[2] != got[5]
+    assert [x for x in got if x.startswith("s")] == ["s0", "s1", "s2", "s3"]  # pushed down, cut
+    assert place("u", 0) == ranked and place("u", 2, k=2) == ["s0", "s1"]
+    # the rotation starts at a place given by the user id: users see different new items
+    firsts = {place(f"user{j}", 1)[2] for j in range(40)}
+    assert firsts == {"N0", "N1", "N2", "N3"}
+    assert place("user7", 1) == place("user7", 1)  # and the same one each time
+    # an item not allowed (or already listed) is skipped for the next one
+    assert "N1" not in place("u", 4, ok=lambda i: i != "n1")
+    assert explore(["n2", "s1"], 3, "u", ["n2"], 1, lambda _: True, str.upper, str.lower) == [
+        "n2", "s1"]  # fmt: skip
+
+
+def test_the_engine_gives_new_items_their_places_with_the_rules() -> None:
+    st = state_of(("i00", "view", 0.0), ("old", "purchase", 1.0))
+    config = cfg(new_slots=1)
+    rec = recommend("u", st, STATS.get, TRENDING, config, 1.0, event_ts=None,
+                    new_items=("fresh", "old"))  # fmt: skip
+    assert [(i.item_id, i.explore) for i in rec.items][:4] == [
+        ("n00", False), ("n01", False), ("fresh", True), ("n02", False)]  # fmt: skip
+    assert rec.items[2].score == 0.0 and len(rec.items) == 6
+    assert "fresh" in rec.to_json().decode() and '"explore":true' in rec.to_json().decode()
+    # the user's own item never comes back as new; a category filter applies to them too
+    only_old = recommend("u", st, STATS.get, TRENDING, config, 1.0, event_ts=None,
+                         new_items=("old",))  # fmt: skip
+    assert all(not i.explore for i in only_old.items)
+    filtered = recommend("u", st, STATS.get, TRENDING, config, 1.0, event_ts=None,
+                         new_items=("fresh", "n99"), categories=item_cats, category="c3")  # fmt: skip
+    assert [i.item_id for i in filtered.items if i.explore] == ["n99"]
+    # off: nothing placed
+    off = recommend("u", st, STATS.get, TRENDING, cfg(), 1.0, event_ts=None,
+                    new_items=("fresh",))  # fmt: skip
+    assert not any(i.explore for i in off.items)

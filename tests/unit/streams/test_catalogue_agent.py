@@ -178,3 +178,25 @@ async def test_records_carry_their_items_catalogue_categories(pipeline: Pipeline
     asked = {i.item_id: i.categories for i in pipeline.interest.recommend_now("b").items}
     assert asked["i2"] == ("shoes", "women")
     assert parse_recommendation(rec.value or b"").items[0].categories == ("shoes", "women")
+
+
+async def test_the_view_knows_the_new_items_and_their_categories(pipeline: Pipeline) -> None:
+    view = pipeline.catalogue.view
+    view.hidden(0.0)  # read the (empty) table first, as the first batch does
+    day = 86400.0
+    now = 100 * day
+    for item in (CatalogueItem("old", created_at=now - 30 * day, categories=("a",)),
+                 CatalogueItem("new1", created_at=now - 2 * day),
+                 CatalogueItem("new2", created_at=now - 1 * day, categories=("b", "c")),
+                 CatalogueItem("gone", created_at=now - day / 2, available=False),
+                 CatalogueItem("soon", created_at=now + day),
+                 CatalogueItem("plain")):  # fmt: skip
+        view.put(item)
+    assert view.new_items(now, 7.0) == ("new2", "new1")  # newest first, visible, not future
+    assert view.new_items(now, 40.0) == ("new2", "new1", "old")
+    assert view.new_items(now, 40.0, limit=1) == ("new2",)
+    assert view.categories_of("new2") == ("b", "c") and view.categories_of("plain") == ()
+    assert view.has_categories()
+    view.put("new2")  # removed from the catalogue
+    view.put(CatalogueItem("new1", created_at=now - 20 * day))  # re-described, older
+    assert view.new_items(now, 7.0) == () and view.categories_of("new2") == ()
