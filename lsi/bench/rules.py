@@ -8,8 +8,11 @@ the dataset's own catalogue as the categories (MovieLens genres, Taobao's catego
 held-out item's place in that list gives NDCG@10 and HR@10; the list's distinct categories in
 its top 10 and the share of the user's own items in it say what the rule bought.
 
-Rule sets are named ``seen`` (the default rules), ``purchased``, ``recent:DAYS``, ``cap:N``
-and ``+``-joined combinations (``purchased+cap:2``). Each is compared with ``seen`` on the
+Rule sets are named ``seen`` (the default rules), ``purchased``, ``recent:DAYS``, ``cap:N``,
+``new:N`` (``N`` exploration places for new items) and ``+``-joined combinations
+(``purchased+cap:2``). The new items offline are those whose first interaction in the
+training rows lies within ``new_days`` (7) of its end, newest first, at most 1,000, as the
+catalogue view gives a worker its newest items. Each is compared with ``seen`` on the
 same cases (paired t-test over all seeds' cases). The held-out item is never one of the
 user's earlier items in these datasets (each user rates a movie once; the Taobao log may
 repeat), so letting own items back can only cost there: the figure is the price of a
@@ -43,7 +46,8 @@ from models.training.sequence import SequenceConfig
 __all__ = ["DEFAULT_RULES", "RulesBenchOptions", "parse_rules", "report_stem", "run_rules_bench"]
 
 DEFAULT_OUT = Path("benchmarks/results/current/rules")
-DEFAULT_RULES = ("seen", "purchased", "recent:30", "cap:3", "cap:2", "cap:1")
+DEFAULT_RULES = ("seen", "purchased", "recent:30", "cap:3", "cap:2", "cap:1", "new:1")
+DEFAULT_NEW_DAYS = Rules().new_days
 #: the recipe of the ml-100k validation reports (benchmarks/results/current/ml-100k-loo-valid-layout)
 DEFAULT_SEQUENCE = SequenceConfig(max_len=50, dropout=0.2, epochs=40, patience=100, device="cpu")
 K = 10
@@ -62,12 +66,14 @@ def parse_rules(spec: str) -> Rules:
                 fields["own_items"], fields["recent_days"] = "recent", float(arg or 30)
             elif name == "cap":
                 fields["category_cap"] = int(arg)
+            elif name == "new":
+                fields["new_slots"] = int(arg)
             else:
                 raise ValueError(f"unknown rule {part.strip()!r}")
         return Rules(**fields)
     except ValueError as exc:
         raise LsiError(f"--rules {spec!r}: {exc}; rules are seen, purchased, recent:DAYS, "
-                       "cap:N, or +-joined ones (purchased+cap:2)") from None  # fmt: skip
+                       "cap:N, new:N, or +-joined ones (purchased+cap:2)") from None  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,7 @@ def _one_seed(opts: RulesBenchOptions, seed: int, cats: dict[str, tuple[str, ...
     log(f"seed {seed}: trained in {time.perf_counter() - t0:.0f} s")
     model = bundle.served
     reqs = loo_requests(train, users)
+    new = _new_items(train, DEFAULT_NEW_DAYS)
     pending = [(r.user_id, _state(list(r.items), list(r.types), list(r.times), r.n_events), None)
                for r in reqs]  # fmt: skip
 
@@ -121,11 +128,12 @@ def _one_seed(opts: RulesBenchOptions, seed: int, cats: dict[str, tuple[str, ...
     out: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
     for spec in opts.rules:
         cfg = EngineConfig(scoring=ScoringConfig(top_k=LIST), rules=parse_rules(spec))
-        ndcg, hr, diverse, own = [], [], [], []
+        ndcg, hr, diverse, own, explored = [], [], [], [], []
         for s in range(0, len(pending), 512):
             chunk = pending[s : s + 512]
             recs = recommend_many(chunk, lambda _: None, Trending(0.0, ()), cfg, 0.0,
-                                  model=model, categories=categories if cats else None)  # fmt: skip
+                                  model=model, categories=categories if cats else None,
+                                  new_items=new)  # fmt: skip
             for rec, (_, state, _), target in zip(recs, chunk, targets[s : s + 512], strict=True):
                 ids = [i.item_id for i in rec.items]
                 rank = ids.index(target) if target in ids else LIST
@@ -135,10 +143,26 @@ def _one_seed(opts: RulesBenchOptions, seed: int, cats: dict[str, tuple[str, ...
                 diverse.append(float(len({c for i in top for c in cats.get(i, ())})))
                 mine = set(state.items)
                 own.append(sum(i in mine for i in top) / max(1, len(top)))
+                explored.append(float(sum(i.explore for i in rec.items[:K])))
         out[spec] = {"ndcg@10": np.array(ndcg), "hr@10": np.array(hr),
-                     "categories@10": np.array(diverse), "own@10": np.array(own)}  # fmt: skip
+                     "categories@10": np.array(diverse), "own@10": np.array(own),
+                     "explore@10": np.array(explored)}  # fmt: skip
         log(f"seed {seed}: {spec}: NDCG@10 {np.mean(ndcg):.4f}")
     return out
+
+
+def _new_items(log: Any, days: float, limit: int = 1000) -> tuple[str, ...]:
+    """The items whose first row in ``log`` lies within ``days`` of its newest row, newest
+    first (at most ``limit``): what a catalogue would call new at the end of the log."""
+    if log.ts.shape[0] == 0:
+        return ()
+    first: dict[str, float] = {}
+    for item, ts in zip(log.items, log.ts.tolist(), strict=True):
+        if item not in first or ts < first[item]:
+            first[item] = ts
+    since = float(log.ts.max()) - days * 86400.0
+    fresh = sorted(((t, i) for i, t in first.items() if t >= since), reverse=True)
+    return tuple(i for _, i in fresh[:limit])
 
 
 def run_rules_bench(opts: RulesBenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -153,7 +177,7 @@ def run_rules_bench(opts: RulesBenchOptions, log: Callable[[str], None] = print)
     rows: dict[str, Any] = {}
     for spec in opts.rules:
         row: dict[str, Any] = {}
-        for metric in ("ndcg@10", "hr@10", "categories@10", "own@10"):
+        for metric in ("ndcg@10", "hr@10", "categories@10", "own@10", "explore@10"):
             means = [float(s[spec][metric].mean()) for s in per_seed]
             row[metric] = float(np.mean(means))
             row[f"{metric}_std"] = float(np.std(means))
@@ -173,6 +197,7 @@ def run_rules_bench(opts: RulesBenchOptions, log: Callable[[str], None] = print)
         "seeds": opts.seeds,
         "cases": int(per_seed[0][base]["ndcg@10"].shape[0]) if per_seed else 0,
         "catalogue_items": len(cats),
+        "new_days": DEFAULT_NEW_DAYS,
         "baseline": base,
         "rules": rows,
         "sequence": {
@@ -209,13 +234,14 @@ def _command(opts: RulesBenchOptions) -> str:
 
 def _rows(report: dict[str, Any]) -> Iterator[str]:
     yield "| rules | NDCG@10 | HR@10 | Δ NDCG@10 vs " + report["baseline"] + " (p) | " \
-          "categories in top 10 | own items in top 10 |"  # fmt: skip
-    yield "|---|---:|---:|---:|---:|---:|"
+          "categories in top 10 | own items in top 10 | new items placed in top 10 |"  # fmt: skip
+    yield "|---|---:|---:|---:|---:|---:|---:|"
     for spec, r in report["rules"].items():
         p = "" if r["p_value"] is None else f" ({r['p_value']:.2g})"
         delta = "—" if spec == report["baseline"] else f"{r['delta_ndcg@10']:+.4f}{p}"
         yield (f"| `{spec}` | {r['ndcg@10']:.4f} ± {r['ndcg@10_std']:.4f} | {r['hr@10']:.4f} | "
-               f"{delta} | {r['categories@10']:.2f} | {r['own@10']:.1%} |")  # fmt: skip
+               f"{delta} | {r['categories@10']:.2f} | {r['own@10']:.1%} | "
+               f"{r.get('explore@10', 0.0):.2f} |")  # fmt: skip
 
 
 def _write(out: Path, report: dict[str, Any]) -> None:

@@ -349,7 +349,7 @@ def _add_rules(bsub: argparse._SubParsersAction[LateHelp]) -> None:
                     help="judge the validation items, or the test items")  # fmt: skip
     br.add_argument("--seeds", type=at_least(1), default=3, help="trained snapshots")
     br.add_argument("--rules", help="rule sets, comma-separated; the first is the baseline "
-                    "(default seen,purchased,recent:30,cap:3,cap:2,cap:1; also "
+                    "(default seen,purchased,recent:30,cap:3,cap:2,cap:1,new:1; also "
                     "+-joined: purchased+cap:2)")  # fmt: skip
     br.add_argument("--epochs", type=at_least(1), default=40, help="encoder epochs")
     out = br.add_argument("--out", help="report folder (default {})")

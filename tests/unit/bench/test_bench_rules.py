@@ -20,7 +20,8 @@ def test_rule_names() -> None:
     assert parse_rules("purchased") == Rules(own_items="purchased")
     assert parse_rules("recent:7") == Rules(own_items="recent", recent_days=7.0)
     assert parse_rules("purchased+cap:2") == Rules(own_items="purchased", category_cap=2)
-    for bad in ("cap", "cap:x", "cap:-1", "recent:0", "bought", "seen:3", ""):
+    assert parse_rules("new:2+cap:1") == Rules(new_slots=2, category_cap=1)
+    for bad in ("cap", "cap:x", "cap:-1", "recent:0", "bought", "seen:3", "", "new:-1"):
         with pytest.raises(LsiError, match="rules are seen, purchased"):
             parse_rules(bad)
 
@@ -29,7 +30,7 @@ def test_a_run_measures_each_rule_against_the_first(tmp_path: Path) -> None:
     log = synthetic_log(tmp_path / "ring.csv", users=60)
     cats = {str(i): (f"c{i % 3}",) for i in range(30)}
     opts = with_sequence(RulesBenchOptions(dataset=str(log), seeds=1, out=tmp_path / "out",
-                                           rules=("seen", "cap:1", "purchased"),
+                                           rules=("seen", "cap:1", "purchased", "new:1"),
                                            categories=cats), epochs=2)  # fmt: skip
     report = run_rules_bench(opts, log=lambda _: None)
     rows = report["rules"]
@@ -37,11 +38,14 @@ def test_a_run_measures_each_rule_against_the_first(tmp_path: Path) -> None:
     assert rows["seen"]["delta_ndcg@10"] == 0.0 and rows["seen"]["own@10"] == 0.0
     assert rows["cap:1"]["categories@10"] <= 3.0 and rows["cap:1"]["own@10"] == 0.0
     assert rows["purchased"]["own@10"] > 0.0  # no purchase in the log: every item may return
+    # the log spans hours: every item is new at its end; a list gets one unless every item is
+    # the user's own or listed already (30 items, lists of 20)
+    assert 0.5 < rows["new:1"]["explore@10"] <= 1.0 and rows["seen"]["explore@10"] == 0.0
     for row in rows.values():
         assert 0.0 <= row["ndcg@10"] <= row["hr@10"] <= 1.0
     saved = json.loads((tmp_path / "out" / "rules-ring-valid.json").read_text())
     assert saved["rules"] == rows and "--epochs 2" in saved["command"]
-    assert (tmp_path / "out" / "rules-ring-valid.md").read_text().count("| `") == 3
+    assert (tmp_path / "out" / "rules-ring-valid.md").read_text().count("| `") == 4
     assert (tmp_path / "out" / "rules-ring-valid.png").stat().st_size > 0
 
 
