@@ -167,6 +167,20 @@ def start_worker(lsi_settings: Settings, tmp_path: Path) -> Iterator[Callable[..
                 worker.proc.kill()
 
 
+def streamed_list(settings: Settings, user: str, history_size: int,
+                  timeout_s: float = 60.0) -> dict[str, Any]:  # fmt: skip
+    """The newest record on the recommendations topic for ``user`` after their
+    ``history_size``-th event (read from the beginning until it is there, or fail)."""
+
+    def of_user(records: list[Any]) -> list[dict[str, Any]]:
+        return [r for r in (json.loads(m.value) for m in records)
+                if r["user_id"] == user and r["history_size"] == history_size]  # fmt: skip
+
+    records = consume(settings, settings.recommendations_topic, lambda rs: bool(of_user(rs)),
+                      timeout_s=timeout_s)  # fmt: skip
+    return of_user(records)[-1]
+
+
 def consume(
     settings: Settings, topic: str, until: Callable[[list[Any]], bool], timeout_s: float = 90.0
 ) -> list[Any]:

@@ -6,7 +6,6 @@ available again, the item comes back."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from lsi.cli.main import main
 from lsi.client import EventProducer, RecommendationsClient
 from lsi.config import Settings
 from lsi.serving.worker_process import settings_env
-from tests.integration.conftest import WorkerProcess, consume, wait_until
+from tests.integration.conftest import WorkerProcess, consume, streamed_list, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,12 +67,7 @@ def test_a_hidden_item_leaves_every_list_and_comes_back(
     with EventProducer(s) as events:
         events.send("b", "i8", "view", event_id="b-i8")
 
-    def of_b(records: list[Any]) -> list[dict[str, Any]]:
-        return [r for r in (json.loads(m.value) for m in records) if r["user_id"] == "b"]
-
-    records = consume(s, s.recommendations_topic,
-                      lambda rs: any(r["history_size"] == 2 for r in of_b(rs)), timeout_s=60)  # fmt: skip
-    latest = [r for r in of_b(records) if r["history_size"] == 2][-1]
+    latest = streamed_list(s, "b", 2)
     streamed = {i["item_id"] for key in ("items", "short_term", "long_term") for i in latest[key]}
     assert latest["items"] and hide not in streamed
 

@@ -5,7 +5,6 @@ worker streams and serves follows the rules."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from lsi.cli.main import main
 from lsi.client import EventProducer, RecommendationsClient
 from lsi.config import Settings
 from lsi.serving.worker_process import settings_env
-from tests.integration.conftest import WorkerProcess, consume, wait_until
+from tests.integration.conftest import WorkerProcess, streamed_list, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,12 +69,7 @@ def test_streamed_and_served_lists_follow_the_rules(
     with EventProducer(s) as events:
         events.send("b", "i5", "view", event_id="b-3")
 
-    def of_b(records: list[Any]) -> list[dict[str, Any]]:
-        return [r for r in (json.loads(m.value) for m in records) if r["user_id"] == "b"]
-
-    records = consume(s, s.recommendations_topic,
-                      lambda rs: any(r["history_size"] == 3 for r in of_b(rs)), timeout_s=60)  # fmt: skip
-    latest = [r for r in of_b(records) if r["history_size"] == 3][-1]
+    latest = streamed_list(s, "b", 3)
     ids = [i["item_id"] for i in latest["items"]]
     assert "i2" not in ids
     assert [i.get("explore", False) for i in latest["items"]].count(True) <= 1
