@@ -201,6 +201,7 @@ def run_rules_bench(opts: RulesBenchOptions, log: Callable[[str], None] = print)
         "baseline": base,
         "rules": rows,
         "sequence": {
+            "negatives": opts.sequence.negatives,
             "max_len": opts.sequence.max_len,
             "dropout": opts.sequence.dropout,
             "epochs": opts.sequence.epochs,
@@ -227,6 +228,8 @@ def _command(opts: RulesBenchOptions) -> str:
         parts.append("--rules " + ",".join(opts.rules))
     if opts.sequence.epochs != DEFAULT_SEQUENCE.epochs:
         parts.append(f"--epochs {opts.sequence.epochs}")
+    if opts.sequence.negatives != DEFAULT_SEQUENCE.negatives:
+        parts.append(f"--negatives {opts.sequence.negatives}")
     if opts.out != DEFAULT_OUT:
         parts.append(f"--out {opts.out}")
     return " ".join(parts)

@@ -352,6 +352,8 @@ def _add_rules(bsub: argparse._SubParsersAction[LateHelp]) -> None:
                     "(default seen,purchased,recent:30,cap:3,cap:2,cap:1,new:1; also "
                     "+-joined: purchased+cap:2)")  # fmt: skip
     br.add_argument("--epochs", type=at_least(1), default=40, help="encoder epochs")
+    br.add_argument("--negatives", type=int, default=0,
+                    help="sampled negatives per step (0: full softmax; 512 for a large catalogue)")  # fmt: skip
     out = br.add_argument("--out", help="report folder (default {})")
     br.fill_later(out, _rules_out)
 
@@ -379,7 +381,9 @@ def _bench_rules(args: argparse.Namespace) -> int:
     opts = RulesBenchOptions(dataset=args.dataset, phase=args.phase, seeds=args.seeds,
                              rules=rules or DEFAULT_RULES,
                              out=Path(args.out) if args.out else DEFAULT_OUT)  # fmt: skip
-    opts = with_sequence(opts, epochs=args.epochs)
+    if args.negatives < 0:
+        raise LsiError("--negatives must be 0 (full softmax) or more")
+    opts = with_sequence(opts, epochs=args.epochs, negatives=args.negatives)
     report = run_rules_bench(opts)
     stem = opts.out / report_stem(report)
     print(stem.with_suffix(".md").read_text())

@@ -55,10 +55,12 @@ def test_bench_rules_runs_from_the_command_line(
     log = synthetic_log(tmp_path / "ring.csv")
     out = tmp_path / "out"
     assert main(["bench", "rules", "--dataset", str(log), "--phase", "test", "--seeds", "1",
-                 "--rules", "seen,recent:1", "--epochs", "1", "--out", str(out)]) == 0  # fmt: skip
+                 "--rules", "seen,recent:1", "--epochs", "1", "--negatives", "8", "--out",
+                 str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "| `recent:1` |" in printed and "test items" in printed
     report = json.loads((out / "rules-ring-test.json").read_text())
+    assert "--negatives 8" in report["command"] and report["sequence"]["negatives"] == 8
     assert report["phase"] == "test" and report["seeds"] == 1 and list(report["rules"]) == [
         "seen", "recent:1"]  # fmt: skip
     assert main(["bench", "rules", "--rules", "cap:0.5"]) == 2
