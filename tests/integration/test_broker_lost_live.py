@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,13 +61,24 @@ def running_worker(broker: KafkaBroker, tmp_path: Path, **overrides: Any) -> Ite
     proc = start_worker(settings, log, "--loglevel", "warning", cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
-        while scrape_metrics(settings, timeout_s=1) is None:
+        # ready: partitions assigned and tables restored, so Faust has declared its topics (a
+        # broker lost before that fails the worker's start, a different story from this test's)
+        while scrape_metrics(settings, timeout_s=1) is None or not _ready(settings):
             assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "the worker did not start in 120 s"
+            assert time.monotonic() < deadline, "the worker was not ready in 120 s"
             time.sleep(0.5)
         yield Worker(settings, proc, log)
     finally:
         stop_worker(proc)
+
+
+def _ready(settings: Settings) -> bool:
+    """Whether the worker answers its readiness probe with 200."""
+    try:
+        with urllib.request.urlopen(f"{settings.web_url}/healthz/ready/", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:  # 503 while starting (HTTPError), or no answer yet
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
