@@ -43,7 +43,14 @@ from lsi.evaluation.datasets import load
 from lsi.evaluation.measures import paired_t_test
 from models.training.sequence import SequenceConfig
 
-__all__ = ["DEFAULT_RULES", "RulesBenchOptions", "parse_rules", "report_stem", "run_rules_bench"]
+__all__ = [
+    "DEFAULT_RULES",
+    "RulesBenchOptions",
+    "catalogue_categories",
+    "parse_rules",
+    "report_stem",
+    "run_rules_bench",
+]
 
 DEFAULT_OUT = Path("benchmarks/results/current/rules")
 DEFAULT_RULES = ("seen", "purchased", "recent:30", "cap:3", "cap:2", "cap:1", "new:1")
@@ -85,11 +92,17 @@ class RulesBenchOptions:
     sequence: SequenceConfig = DEFAULT_SEQUENCE
     out: Path = DEFAULT_OUT
     categories: dict[str, tuple[str, ...]] | None = field(default=None, compare=False)
+    #: where ``categories`` came from (``--catalogue``), for the report's command line
+    catalogue: Path | None = None
 
 
-def _catalogue(dataset: str) -> dict[str, tuple[str, ...]]:
-    from lsi.kafka.catalogue import from_dataset
+def catalogue_categories(dataset: str, csv: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Item → categories: of a catalogue CSV (``lsi items publish --csv``'s format), else of
+    the dataset's own catalogue (none for a log without one)."""
+    from lsi.kafka.catalogue import from_csv, from_dataset
 
+    if csv is not None:
+        return {r["item_id"]: tuple(r.get("categories", ())) for r in from_csv(csv)}
     try:
         return {r["item_id"]: tuple(r.get("categories", ())) for r in from_dataset(dataset)}
     except DatasetError:
@@ -171,7 +184,7 @@ def run_rules_bench(opts: RulesBenchOptions, log: Callable[[str], None] = print)
     started = time.perf_counter()
     for spec in opts.rules:
         parse_rules(spec)
-    cats = opts.categories if opts.categories is not None else _catalogue(opts.dataset)
+    cats = opts.categories if opts.categories is not None else catalogue_categories(opts.dataset)
     per_seed = [_one_seed(opts, seed, cats, log) for seed in range(opts.seeds)]
     base = opts.rules[0]
     rows: dict[str, Any] = {}
@@ -226,6 +239,8 @@ def _command(opts: RulesBenchOptions) -> str:
     parts.append(f"--seeds {opts.seeds}")
     if opts.rules != DEFAULT_RULES:
         parts.append("--rules " + ",".join(opts.rules))
+    if opts.catalogue is not None:
+        parts.append(f"--catalogue {opts.catalogue}")
     if opts.sequence.epochs != DEFAULT_SEQUENCE.epochs:
         parts.append(f"--epochs {opts.sequence.epochs}")
     if opts.sequence.negatives != DEFAULT_SEQUENCE.negatives:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lsi.cli.common import LateHelp, at_least, field_default, train_config
-from lsi.errors import LsiError
+from lsi.errors import DatasetError, LsiError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -351,6 +351,9 @@ def _add_rules(bsub: argparse._SubParsersAction[LateHelp]) -> None:
     br.add_argument("--rules", help="rule sets, comma-separated; the first is the baseline "
                     "(default seen,purchased,recent:30,cap:3,cap:2,cap:1,new:1; also "
                     "+-joined: purchased+cap:2)")  # fmt: skip
+    br.add_argument("--catalogue", metavar="CSV",
+                    help="categories from a catalogue CSV (lsi items publish --csv's format; "
+                         "default: the dataset's own catalogue, if it has one)")  # fmt: skip
     br.add_argument("--epochs", type=at_least(1), default=40, help="encoder epochs")
     br.add_argument("--negatives", type=int, default=0,
                     help="sampled negatives per step (0: full softmax; 512 for a large catalogue)")  # fmt: skip
@@ -369,6 +372,7 @@ def _bench_rules(args: argparse.Namespace) -> int:
         DEFAULT_OUT,
         DEFAULT_RULES,
         RulesBenchOptions,
+        catalogue_categories,
         parse_rules,
         report_stem,
         run_rules_bench,
@@ -378,8 +382,13 @@ def _bench_rules(args: argparse.Namespace) -> int:
     rules = tuple(r.strip() for r in args.rules.split(",") if r.strip()) if args.rules else None
     for spec in rules or ():
         parse_rules(spec)  # a bad rule is a one-line error before any training
+    try:
+        cats = catalogue_categories(args.dataset, Path(args.catalogue)) if args.catalogue else None
+    except DatasetError as exc:
+        raise LsiError(f"--catalogue: {exc}") from None
     opts = RulesBenchOptions(dataset=args.dataset, phase=args.phase, seeds=args.seeds,
-                             rules=rules or DEFAULT_RULES,
+                             rules=rules or DEFAULT_RULES, categories=cats,
+                             catalogue=Path(args.catalogue) if args.catalogue else None,
                              out=Path(args.out) if args.out else DEFAULT_OUT)  # fmt: skip
     if args.negatives < 0:
         raise LsiError("--negatives must be 0 (full softmax) or more")

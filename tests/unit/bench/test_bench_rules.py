@@ -54,14 +54,20 @@ def test_bench_rules_runs_from_the_command_line(
 ) -> None:
     log = synthetic_log(tmp_path / "ring.csv")
     out = tmp_path / "out"
+    catalogue = tmp_path / "items.csv"
+    catalogue.write_text("item_id,categories\n" + "".join(f"{i},c{i % 2}\n" for i in range(30)))
     assert main(["bench", "rules", "--dataset", str(log), "--phase", "test", "--seeds", "1",
-                 "--rules", "seen,recent:1", "--epochs", "1", "--negatives", "8", "--out",
-                 str(out)]) == 0  # fmt: skip
+                 "--rules", "seen,cap:1", "--catalogue", str(catalogue), "--epochs", "1",
+                 "--negatives", "8", "--out", str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
-    assert "| `recent:1` |" in printed and "test items" in printed
+    assert "| `cap:1` |" in printed and "test items" in printed
     report = json.loads((out / "rules-ring-test.json").read_text())
     assert "--negatives 8" in report["command"] and report["sequence"]["negatives"] == 8
+    assert f"--catalogue {catalogue}" in report["command"]
     assert report["phase"] == "test" and report["seeds"] == 1 and list(report["rules"]) == [
-        "seen", "recent:1"]  # fmt: skip
+        "seen", "cap:1"]  # fmt: skip
+    assert report["catalogue_items"] == 30 and report["rules"]["cap:1"]["categories@10"] <= 2.0
     assert main(["bench", "rules", "--rules", "cap:0.5"]) == 2
     assert "--rules 'cap:0.5'" in capsys.readouterr().err
+    assert main(["bench", "rules", "--dataset", str(log), "--catalogue", str(log)]) == 2
+    assert "--catalogue: " in capsys.readouterr().err  # a log is not a catalogue

@@ -116,8 +116,8 @@ TESTED: dict[str, tuple[str, ...]] = {
         "--new-fraction", "--valid-cases", "--epochs", "--warm-epochs", "--dim", "--seed")},
     **{f"bench rules {flag}": ("tests/unit/bench/test_bench_rules.py::"
                                "test_bench_rules_runs_from_the_command_line",)
-       for flag in ("--dataset", "--phase", "--seeds", "--rules", "--epochs", "--negatives",
-                    "--out")},
+       for flag in ("--dataset", "--phase", "--seeds", "--rules", "--catalogue", "--epochs",
+                    "--negatives", "--out")},
     **{f"bench catalogue {flag}": (CATALOGUE,) for flag in (
         "--sizes", "--batch", "--batches", "--candidates", "--nprobe", "--storage", "--seed",
         "--ml1m", "--ml1m-budget", "--phase", "--quick", "--out")},
