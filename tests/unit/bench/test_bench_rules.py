@@ -35,6 +35,7 @@ def test_a_run_measures_each_rule_against_the_first(tmp_path: Path) -> None:
     report = run_rules_bench(opts, log=lambda _: None)
     rows = report["rules"]
     assert report["cases"] == 60 and report["baseline"] == "seen"
+    assert 0.0 < report["repeat_targets"] < 1.0  # the ring walk comes back to items
     assert rows["seen"]["delta_ndcg@10"] == 0.0 and rows["seen"]["own@10"] == 0.0
     assert rows["cap:1"]["categories@10"] <= 3.0 and rows["cap:1"]["own@10"] == 0.0
     assert rows["purchased"]["own@10"] > 0.0  # no purchase in the log: every item may return
