@@ -29,7 +29,18 @@ from models.training.longterm import Log
 if TYPE_CHECKING:  # a type only: models.training.sequence calls this module
     from models.training.sequence import SequenceConfig
 
-__all__ = ["GateFit", "choose_gate", "fit_gate", "logprob_ndcg", "logprob_ranks"]
+__all__ = [
+    "MIN_DECIDING_CASES",
+    "GateFit",
+    "choose_gate",
+    "fit_gate",
+    "logprob_ndcg",
+    "logprob_ranks",
+]
+
+#: the fewest held-out calibration cases :func:`choose_gate` turns the gate off on (5,000
+#: calibration cases, the refresh job's default, hold out 500)
+MIN_DECIDING_CASES = 50
 
 #: rows per forward pass of the head
 CHUNK = 512
@@ -269,13 +280,22 @@ def choose_gate(validation: dict[str, Any]) -> dict[str, Any] | None:
     while their ranking does not). The gate serves unless its held-out NDCG@10 is strictly
     below the encoder's; then the snapshot serves the encoder alone (``gate="off"``,
     ``long_weight`` 0 in every record). ``None`` without held-out cases to decide on.
+
+    Fewer than :data:`MIN_DECIDING_CASES` held-out cases (a young deployment's first
+    snapshots, the demo's) say nothing either way: one case moves NDCG@10 by up to
+    1/n. The gate then serves as fitted, and the choice says why.
     """
     fused = validation.get("fused", {}).get("ndcg@10")
     short = validation.get("short_only", {}).get("ndcg@10")
     if fused is None or short is None:
         return None
+    cases = int(validation.get("fused", {}).get("cases", MIN_DECIDING_CASES))
+    out = {"fused_ndcg@10": fused, "short_only_ndcg@10": short}
+    if cases < MIN_DECIDING_CASES:
+        return {"serves": "gate", **out,
+                "why": f"{cases} held-out cases are too few to judge the gate against the "
+                       f"encoder (at least {MIN_DECIDING_CASES}); the gate serves as fitted"}  # fmt: skip
     alone = fused < short
-    return {"serves": "encoder alone" if alone else "gate", "fused_ndcg@10": fused,
-            "short_only_ndcg@10": short,
+    return {"serves": "encoder alone" if alone else "gate", **out,
             "why": ("the gate ranked the held-out cases below the encoder alone" if alone else
                     "the gate ranked the held-out cases at least as well as the encoder")}  # fmt: skip

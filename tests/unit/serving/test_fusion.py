@@ -893,10 +893,12 @@ def test_training_serves_the_encoder_alone_when_the_gate_ranks_held_out_cases_lo
 ) -> None:
     """The fused list must never be worse than its own encoder on the held-out calibration
     cases' NDCG@10: then the snapshot serves the encoder alone and says so."""
+    import models.training.gate as gate_module
     import models.training.sequence as ts
 
     t = trained
     fit = ts.fit_gate
+    monkeypatch.setattr(gate_module, "MIN_DECIDING_CASES", 1)  # the fixture holds out a few
 
     def worse_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
         out = fit(*args, **kwargs)
@@ -922,3 +924,8 @@ def test_the_gate_serves_when_it_ranks_held_out_cases_at_least_as_well() -> None
         "encoder alone"
     )
     assert choose_gate({}) is None
+    # too few held-out cases to tell: the gate serves as fitted, and the choice says why
+    few = {"fused": {"ndcg@10": 0.1, "cases": 5.0}, "short_only": {"ndcg@10": 0.2, "cases": 5.0}}
+    assert choose_gate(few)["serves"] == "gate" and "5 held-out cases" in choose_gate(few)["why"]  # type: ignore[index]
+    many = {"fused": {"ndcg@10": 0.1, "cases": 50.0}, "short_only": {"ndcg@10": 0.2}}
+    assert choose_gate(many)["serves"] == "encoder alone"  # type: ignore[index]
