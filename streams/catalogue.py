@@ -122,14 +122,17 @@ class CatalogueView:
                     self.put(CatalogueItem.from_bytes(value))
             self._stale = False
 
-    def new_items(self, now: float, days: float, limit: int = NEW_ITEMS_MAX) -> tuple[str, ...]:
+    def new_items(self, now: float, days: float, hidden: frozenset[str] | None = None,
+                  limit: int = NEW_ITEMS_MAX) -> tuple[str, ...]:  # fmt: skip
         """The visible items created within ``days`` before ``now`` (not in the future),
-        newest first, at most ``limit`` (the rules' exploration places pick among them)."""
+        newest first, at most ``limit`` (the rules' exploration places pick among them).
+        ``hidden``: :meth:`hidden` at ``now``, when the caller has it already."""
         self._refresh()
         if self._by_age is None:
             self._by_age = sorted((t, i) for i, t in self._created.items())
         since = now - days * 86400.0
-        hidden = self.hidden(now)
+        if hidden is None:
+            hidden = self.hidden(now)
         out: list[str] = []
         for t, item in reversed(self._by_age):
             if t < since or len(out) >= limit:

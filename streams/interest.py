@@ -180,13 +180,14 @@ class Interest:
         if n is not None and n != cfg.scoring.top_k:
             cfg = replace(cfg, scoring=replace(cfg.scoring, top_k=n))
         state = self.load_state(user) or UserState()
+        hidden = self.hidden(now)
         experiment = self.experiment()
         arm, model = model_for(user, self.live_model(), experiment)
         rec = recommend(user, state, self.stats_lookup(), self.trending(), cfg, now,
                         event_ts=None, trigger="request", model=model,
-                        exclude=self.hidden(now).union(exclude),
+                        exclude=hidden.union(exclude),
                         categories=self.categories(always=category is not None),
-                        category=category, new_items=self.new_items(now))  # fmt: skip
+                        category=category, new_items=self.new_items(now, hidden))  # fmt: skip
         self.metrics.recommendations.labels(trigger="request").inc()
         self.metrics.long_weight.labels(source=rec.source).observe(rec.long_weight)
         return labelled(self.labelled(rec), experiment, arm)
@@ -214,13 +215,13 @@ class Interest:
             return (lambda item: ()) if always else None
         return view.categories_of if always or view.has_categories() else None
 
-    def new_items(self, now: float) -> tuple[str, ...]:
+    def new_items(self, now: float, hidden: frozenset[str]) -> tuple[str, ...]:
         """The catalogue's new items for the rules' exploration places, newest first (none
-        without a catalogue, or with the places off)."""
+        without a catalogue, or with the places off); ``hidden``: :meth:`hidden` at ``now``."""
         rules = self.engine.rules
         if self.catalogue is None or not rules.new_slots:
             return ()
-        return self.catalogue.new_items(now, rules.new_days)
+        return self.catalogue.new_items(now, rules.new_days, hidden)
 
     def hidden(self, now: float) -> frozenset[str]:
         """The items the catalogue hides at ``now`` (none without a catalogue)."""
@@ -267,7 +268,8 @@ class Interest:
                 events.append(admitted[0])
                 origins.append(admitted[1])
                 carriers.append(ev)
-        result = await self._process(events, origins, carriers, out, now)
+        experiment = self.experiment()  # one for the batch: its lists and its judgements
+        result = await self._process(events, origins, carriers, out, now, experiment)
         source = {event.user_id: ev for event, ev in zip(events, carriers, strict=True)}
 
         for rec in result.recommendations:
@@ -294,7 +296,7 @@ class Interest:
             self._state_writes += 1
             if self._state_writes >= self._crash_after:
                 os._exit(137)  # no await since the writes: their changelog records never left
-        self._count(result, batch, sent, counts)
+        self._count(result, batch, sent, counts, experiment)
 
     def _admit(self, msg: Any, now: float, out: list[Outgoing],
                counts: Counter[tuple[str, str, str]]) -> tuple[Event, tuple[int, int] | None] | None:  # fmt: skip
@@ -330,6 +332,7 @@ class Interest:
         carriers: list[Any],
         out: list[Outgoing],
         now: float,
+        experiment: ActiveExperiment | None,
     ) -> BatchResult:
         """:func:`process_batch` on the whole batch; if it raises, event by event, so that the
         event that fails is dead-lettered alone and the others are applied.
@@ -339,8 +342,8 @@ class Interest:
         fetching, sending and folding statistics meanwhile; everything that touches a table
         stays on the loop."""
         lookup, trending, model = self.stats_lookup(), self.trending(), self.live_model()
-        hidden, cats, new = self.hidden(now), self.categories(), self.new_items(now)
-        experiment = self.experiment()
+        hidden, cats = self.hidden(now), self.categories()
+        new = self.new_items(now, hidden)
         model_of = None if experiment is None else (
             lambda user: model_for(user, model, experiment)[1])  # fmt: skip
         try:
@@ -396,7 +399,8 @@ class Interest:
         return dead.failed(msg, stage, exc, now)
 
     def _count(self, result: BatchResult, batch: Sequence[Any], sent: float,
-               counts: Counter[tuple[str, str, str]]) -> None:  # fmt: skip
+               counts: Counter[tuple[str, str, str]],
+               experiment: ActiveExperiment | None) -> None:  # fmt: skip
         m = self.metrics
         for etype, n in result.accepted.items():
             counts[self.name, etype, "accepted"] += n
@@ -410,7 +414,7 @@ class Interest:
             m.online_evaluated.inc(result.evaluated)
         for k, n in result.hits.items():
             m.online_hits.labels(k=str(k)).inc(n)
-        count_judged(m, result.judged, self.experiment())
+        count_judged(m, result.judged, experiment)
         m.recommendations.labels(trigger="event").inc(len(result.recommendations))
         for rec in result.recommendations:
             if rec.event_ts is not None:

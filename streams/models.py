@@ -110,13 +110,11 @@ class ModelWatcher:
             return
         if model is not None:
             self.swap(model)
-        wanted = self._next_experiment(store)
+        wanted = self._experiment_to_load(store)
         if wanted is None:
-            self._end_experiment()
-        if not wanted:
             return
         try:
-            candidate = self._reusable(wanted) or _candidate(store, wanted)
+            candidate = _candidate(store, wanted)
         except (LsiError, OSError, ValueError) as exc:
             self._experiment_failed(wanted, f"cannot load its candidate: {exc}")
             return
@@ -153,11 +151,8 @@ class ModelWatcher:
         experiment ``LIVE`` names (or end the one running)."""
         store = SnapshotStore(self.settings.models_dir)
         await self._refresh_live(store)
-        wanted = self._next_experiment(store)
-        if wanted is False:
-            return
+        wanted = self._experiment_to_load(store)
         if wanted is None:
-            self._end_experiment()
             return
         candidate = self._reusable(wanted)
         if candidate is None:
@@ -209,6 +204,14 @@ class ModelWatcher:
             self._experiment_failed(wanted, "its candidate is the live version")
             return False
         return wanted
+
+    def _experiment_to_load(self, store: SnapshotStore) -> Experiment | None:
+        """The experiment whose candidate to load and apply now; ``None`` when there is
+        nothing to do (the running experiment is ended first if ``LIVE`` names none)."""
+        wanted = self._next_experiment(store)
+        if wanted is None:
+            self._end_experiment()
+        return wanted or None
 
     def _reusable(self, wanted: Experiment) -> Snapshot | None:
         """The candidate already loaded, if the new experiment has the same one."""

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsi.bench.provenance import git_commit
+from lsi.bench.provenance import provenance, provenance_line
 from lsi.core.engine import EngineConfig, recommend_many
 from lsi.core.rules import Rules
 from lsi.core.scoring import ScoringConfig
@@ -185,7 +185,7 @@ def _new_items(log: Any, days: float, limit: int = 1000) -> tuple[str, ...]:
 
 def run_rules_bench(opts: RulesBenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure (see the module docstring); write ``rules.json`` / ``.md`` / ``.png``."""
-    measured = git_commit()
+    measured = provenance()  # the checkout the run starts from, not the one at its end
     started = time.perf_counter()
     for spec in opts.rules:
         parse_rules(spec)
@@ -208,7 +208,6 @@ def run_rules_bench(opts: RulesBenchOptions, log: Callable[[str], None] = print)
         rows[spec] = row
     report: dict[str, Any] = {
         **measured,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "dataset": opts.dataset,
         "name": Path(opts.dataset).name.split(".")[0],
         "phase": opts.phase,
@@ -286,7 +285,7 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         "",
         *_rows(report),
         "",
-        f"{_provenance(report)} Command: `{report['command']}` ({report['seconds']:.0f} s).",
+        f"{provenance_line(report)} Command: `{report['command']}` ({report['seconds']:.0f} s).",
         "",
     ]
     stem.with_suffix(".md").write_text("\n".join(md))
@@ -296,12 +295,6 @@ def _write(out: Path, report: dict[str, Any]) -> None:
 def report_stem(report: dict[str, Any]) -> str:
     """The reports' file name without suffix: ``rules-<dataset>-<phase>``."""
     return f"rules-{report['name']}-{report['phase']}"
-
-
-def _provenance(report: dict[str, Any]) -> str:
-    from lsi.bench.provenance import provenance_line
-
-    return provenance_line(report)
 
 
 def _plot(stem: Path, report: dict[str, Any]) -> None:

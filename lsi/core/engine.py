@@ -277,10 +277,7 @@ def _score(
     if fused is None:
         fused = [None] * len(pending)
         if model is not None and model.sequence is not None and pending:
-            reqs = [SeqRequest.from_state(u, st, own)
-                    for (u, st, _), own in zip(pending, owns, strict=True)]  # fmt: skip
-            fused = model.sequence.recommend(reqs, model, cfg.scoring.top_k, cfg.scoring.mode,
-                                             exclude=exclude)  # fmt: skip
+            fused = _fused(pending, owns, model, cfg.scoring.top_k, cfg, exclude)
     out: list[_Scored] = []
     for (user_id, state, _), own, seq in zip(pending, owns, fused, strict=True):
         if seq is not None and model is not None:
@@ -306,9 +303,24 @@ def fused_lists(
     as long as :func:`recommend_many` first asks for (longer than ``top_k`` under a
     per-category cap with ``categories``). Reads the states and the immutable snapshot,
     writes nothing: safe to run on a thread while the states are not changed."""
-    assert model.sequence is not None
     k = fetch_size(cfg.scoring.top_k, cfg.rules, None, categories is not None)
-    reqs = [SeqRequest.from_state(u, st, own_items(st, cfg.rules)) for u, st, _ in pending]
+    owns = [own_items(st, cfg.rules) for _, st, _ in pending]
+    return _fused(pending, owns, model, k, cfg, exclude)
+
+
+def _fused(
+    pending: Sequence[tuple[str, UserState, float | None]],
+    owns: Sequence[frozenset[str] | None],
+    model: SnapshotView,
+    k: int,
+    cfg: EngineConfig,
+    exclude: Collection[str],
+) -> list[SeqLists | None]:
+    """The fused scorer's ``k``-long lists of ``pending`` (each user's own items: ``owns``)."""
+    assert model.sequence is not None
+    reqs = [
+        SeqRequest.from_state(u, st, own) for (u, st, _), own in zip(pending, owns, strict=True)
+    ]
     return model.sequence.recommend(reqs, model, k, cfg.scoring.mode, exclude=exclude)
 
 
